@@ -1,0 +1,296 @@
+"""A unit's configuration: one TOML file a technician edits, checked at start.
+
+A bad file stops the agent before it touches any pin, with a message naming the key
+(``doors[0].relay_pin: expected an integer, got 'x'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from protocol.topics import TopicError, validate_device_id
+
+CONFIG_SCHEMA = 1
+
+
+class ConfigError(ValueError):
+    """The unit's configuration file is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password_file: Path | None = None
+    keepalive_s: int = 30
+    tls: bool = False
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    kind: Literal["mfrc522", "fake"] = "mfrc522"
+    spi_bus: int = 0
+    spi_device: int = 0
+    reset_pin: int = 25
+    poll_interval_ms: int = 50
+    repeat_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    id: str
+    relay_pin: int
+    reader: ReaderConfig
+    relay_active_high: bool = False
+    unlock_seconds: float = 5.0
+    contact_pin: int | None = None
+    held_open_seconds: float = 60.0
+    direction: Literal["in", "out", "toggle"] = "toggle"
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    id: str
+    name: str
+    motion_pin: int
+    hold_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    device_id: str
+    centre: str
+    badge_key_file: Path
+    data_dir: Path
+    mqtt: MqttConfig
+    doors: tuple[DoorConfig, ...]
+    rooms: tuple[RoomConfig, ...] = ()
+    pin_factory: Literal["default", "lgpio", "rpigpio", "mock"] = "default"
+    online_deadline_ms: int = 800
+    ack_timeout_s: float = 10.0
+    config_hash: str = field(default="", compare=False)
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.db"
+
+
+def load(path: str | Path) -> EdgeConfig:
+    """Read and check a unit's TOML file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return parse(data, base_dir=path.parent, config_hash=hashlib.sha256(raw).hexdigest()[:16])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> EdgeConfig:
+    r = _Reader(data, "")
+    schema = r.int("schema", CONFIG_SCHEMA)
+    if schema != CONFIG_SCHEMA:
+        raise ConfigError(f"schema: version {schema} is not supported (expected {CONFIG_SCHEMA})")
+    device_id = r.str("device_id")
+    try:
+        validate_device_id(device_id)
+    except TopicError as exc:
+        raise ConfigError(f"device_id: {exc}") from None
+    mq = r.table("mqtt")
+    mqtt = MqttConfig(
+        host=mq.str("host", "127.0.0.1"),
+        port=mq.int("port", 1883, low=1, high=65535),
+        username=mq.opt_str("username"),
+        password_file=mq.opt_path("password_file", base_dir),
+        keepalive_s=mq.int("keepalive_s", 30, low=5, high=3600),
+        tls=mq.bool("tls", False),
+        ca_file=mq.opt_path("ca_file", base_dir),
+    )
+    mq.done()
+    doors = []
+    seen: set[str] = set()
+    for d in r.tables("doors"):
+        rd = d.table("reader")
+        reader = ReaderConfig(
+            kind=rd.choice("kind", ("mfrc522", "fake"), "mfrc522"),
+            spi_bus=rd.int("spi_bus", 0, low=0, high=7),
+            spi_device=rd.int("spi_device", 0, low=0, high=7),
+            reset_pin=rd.int("reset_pin", 25, low=0, high=53),
+            poll_interval_ms=rd.int("poll_interval_ms", 50, low=10, high=1000),
+            repeat_ms=rd.int("repeat_ms", 2000, low=0, high=60_000),
+        )
+        rd.done()
+        door = DoorConfig(
+            id=d.ident("id"),
+            relay_pin=d.int("relay_pin", low=0, high=53),
+            reader=reader,
+            relay_active_high=d.bool("relay_active_high", False),
+            unlock_seconds=d.number("unlock_seconds", 5.0, low=0.5, high=60),
+            contact_pin=d.opt_int("contact_pin", low=0, high=53),
+            held_open_seconds=d.number("held_open_seconds", 60.0, low=5, high=3600),
+            direction=d.choice("direction", ("in", "out", "toggle"), "toggle"),
+        )
+        d.done()
+        if door.id in seen:
+            raise ConfigError(f"{d.prefix}id: door {door.id!r} is listed twice")
+        seen.add(door.id)
+        doors.append(door)
+    if not doors:
+        raise ConfigError("doors: at least one [[doors]] table is required")
+    rooms = []
+    for rm in r.tables("rooms"):
+        rooms.append(
+            RoomConfig(
+                id=rm.ident("id"),
+                name=rm.str("name"),
+                motion_pin=rm.int("motion_pin", low=0, high=53),
+                hold_seconds=rm.number("hold_seconds", 300.0, low=1, high=86_400),
+            )
+        )
+        rm.done()
+    pins: dict[int, str] = {}
+    for door in doors:
+        for key, pin in (("relay_pin", door.relay_pin), ("contact_pin", door.contact_pin)):
+            _claim_pin(pins, pin, f"doors[{door.id}].{key}")
+    for room in rooms:
+        _claim_pin(pins, room.motion_pin, f"rooms[{room.id}].motion_pin")
+    cfg = EdgeConfig(
+        device_id=device_id,
+        centre=r.ident("centre"),
+        badge_key_file=r.path("badge_key_file", base_dir),
+        data_dir=r.path("data_dir", base_dir),
+        mqtt=mqtt,
+        doors=tuple(doors),
+        rooms=tuple(rooms),
+        pin_factory=r.choice("pin_factory", ("default", "lgpio", "rpigpio", "mock"), "default"),
+        online_deadline_ms=r.int("online_deadline_ms", 800, low=50, high=10_000),
+        ack_timeout_s=r.number("ack_timeout_s", 10.0, low=0.5, high=3600),
+        config_hash=config_hash,
+    )
+    r.done()
+    return cfg
+
+
+def _claim_pin(pins: dict[int, str], pin: int | None, key: str) -> None:
+    if pin is None:
+        return
+    if pin in pins:
+        raise ConfigError(f"{key}: GPIO {pin} is already used by {pins[pin]}")
+    pins[pin] = key
+
+
+_MISSING: Any = object()
+
+
+class _Reader:
+    """Typed access to one TOML table that names the full key in every error."""
+
+    def __init__(self, data: dict[str, Any], prefix: str) -> None:
+        self.data = data
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.used.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise ConfigError(f"{self.prefix}{key}: required key missing")
+        return default
+
+    def _fail(self, key: str, want: str, value: Any) -> ConfigError:
+        return ConfigError(f"{self.prefix}{key}: expected {want}, got {value!r}")
+
+    def str(self, key: str, default: Any = _MISSING) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self._fail(key, "a non-empty string", value)
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        if self.data.get(key) is None:
+            self.used.add(key)
+            return None
+        return self.str(key)
+
+    def ident(self, key: str) -> str:
+        value = self.str(key)
+        try:
+            validate_device_id(value)
+        except TopicError:
+            raise self._fail(key, "lowercase letters, digits and '-'", value) from None
+        return value
+
+    def int(self, key: str, default: Any = _MISSING, *, low: int = 0, high: int = 2**31) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, "an integer", value)
+        if not low <= value <= high:
+            raise self._fail(key, f"an integer from {low} to {high}", value)
+        return value
+
+    def opt_int(self, key: str, *, low: int = 0, high: int = 2**31) -> int | None:
+        if self.data.get(key) is None:
+            self.used.add(key)
+            return None
+        return self.int(key, low=low, high=high)
+
+    def number(self, key: str, default: Any = _MISSING, *, low: float, high: float) -> float:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._fail(key, "a number", value)
+        if not low <= value <= high:
+            raise self._fail(key, f"a number from {low} to {high}", value)
+        return float(value)
+
+    def bool(self, key: str, default: Any = _MISSING) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self._fail(key, "true or false", value)
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...], default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value not in options:
+            raise self._fail(key, "one of " + ", ".join(map(repr, options)), value)
+        return value
+
+    def path(self, key: str, base_dir: Path) -> Path:
+        value = Path(self.str(key)).expanduser()
+        return value if value.is_absolute() else base_dir / value
+
+    def opt_path(self, key: str, base_dir: Path) -> Path | None:
+        if self.data.get(key) is None:
+            self.used.add(key)
+            return None
+        return self.path(key, base_dir)
+
+    def table(self, key: str) -> _Reader:
+        value = self._get(key, {})
+        if not isinstance(value, dict):
+            raise self._fail(key, "a table", value)
+        return _Reader(value, f"{self.prefix}{key}.")
+
+    def tables(self, key: str) -> list[_Reader]:
+        value = self._get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self._fail(key, "an array of tables ([[" + key + "]])", value)
+        return [_Reader(v, f"{self.prefix}{key}[{i}].") for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        """Reject keys nobody read: a typo must not silently fall back to a default."""
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.prefix}{unknown[0]}: unknown key")

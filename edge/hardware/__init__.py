@@ -1,0 +1,59 @@
+"""Hardware seen by the agent through small, domain-named interfaces.
+
+Real adapters are named after what they wrap (``Mfrc522Reader``, ``GpiozeroDoorLock``);
+fakes live in ``edge.hardware.fakes`` so ``telecentre-edge simulate`` runs anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class HardwareError(RuntimeError):
+    """A device that is wired wrong or stopped answering."""
+
+
+class CardReader(Protocol):
+    """An RFID reader polled without blocking."""
+
+    def read_uid(self) -> bytes | None:
+        """The UID of the card in the field now, or None. Must return within ~100 ms."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class DoorLock(Protocol):
+    """The door strike. Locked is the safe state: off at start, off when released."""
+
+    @property
+    def is_unlocked(self) -> bool: ...
+
+    def unlock(self) -> None: ...
+
+    def lock(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PresenceSensor(Protocol):
+    """A room motion sensor (PIR); callbacks run on the sensor's own thread."""
+
+    @property
+    def motion_detected(self) -> bool: ...
+
+    def on_change(self, callback: Callable[[bool], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DoorContact(Protocol):
+    """A door contact switch: closed means the door is shut."""
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    def on_change(self, callback: Callable[[bool], None]) -> None: ...
+
+    def close(self) -> None: ...

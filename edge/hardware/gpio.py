@@ -1,0 +1,112 @@
+"""gpiozero adapters: the door strike relay, the door contact and PIR room sensors.
+
+gpiozero is imported here only, and every device is given its pin factory explicitly:
+the mfrc522 library and gpiozero's RPi.GPIO backend must agree on BCM numbering, and tests
+inject ``MockFactory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edge.hardware import HardwareError
+
+
+def make_pin_factory(name: str) -> Any:
+    """The gpiozero pin factory named in the unit's config (``default`` picks lgpio first)."""
+    try:
+        if name == "mock":
+            from gpiozero.pins.mock import MockFactory
+
+            return MockFactory()
+        if name in ("lgpio", "default"):
+            try:
+                from gpiozero.pins.lgpio import LGPIOFactory
+
+                return LGPIOFactory()
+            except Exception:
+                if name == "lgpio":
+                    raise
+        from gpiozero.pins.rpigpio import RPiGPIOFactory
+
+        return RPiGPIOFactory()
+    except Exception as exc:
+        raise HardwareError(
+            f"pin_factory {name!r}: cannot open the GPIO chip ({exc}); "
+            "on a Raspberry Pi 5 install lgpio>=0.2.2.0, off a Pi use pin_factory = \"mock\""
+        ) from exc
+
+
+class GpiozeroDoorLock:
+    """The strike relay. Active-low boards are the common case, hence active_high=False."""
+
+    def __init__(self, pin: int, *, active_high: bool = False, pin_factory: Any = None) -> None:
+        from gpiozero import DigitalOutputDevice
+
+        try:
+            self._device = DigitalOutputDevice(
+                pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+            )
+        except Exception as exc:
+            raise HardwareError(f"door relay on GPIO {pin}: {exc}") from exc
+
+    @property
+    def is_unlocked(self) -> bool:
+        return bool(self._device.value)
+
+    def unlock(self) -> None:
+        self._device.on()
+
+    def lock(self) -> None:
+        self._device.off()
+
+    def close(self) -> None:
+        self._device.off()
+        self._device.close()
+
+
+class GpiozeroDoorContact:
+    """A reed switch wired between the pin and ground: pressed means the door is shut."""
+
+    def __init__(self, pin: int, *, pin_factory: Any = None, bounce_s: float = 0.05) -> None:
+        from gpiozero import Button
+
+        try:
+            self._button = Button(pin, pull_up=True, bounce_time=bounce_s, pin_factory=pin_factory)
+        except Exception as exc:
+            raise HardwareError(f"door contact on GPIO {pin}: {exc}") from exc
+
+    @property
+    def is_closed(self) -> bool:
+        return bool(self._button.is_pressed)
+
+    def on_change(self, callback: Callable[[bool], None]) -> None:
+        self._button.when_pressed = lambda: callback(True)
+        self._button.when_released = lambda: callback(False)
+
+    def close(self) -> None:
+        self._button.close()
+
+
+class GpiozeroMotionSensor:
+    """A PIR sensor; the hold time lives in ``edge.rooms.Room``, not here."""
+
+    def __init__(self, pin: int, *, pin_factory: Any = None) -> None:
+        from gpiozero import MotionSensor
+
+        try:
+            self._sensor = MotionSensor(pin, queue_len=1, pin_factory=pin_factory)
+        except Exception as exc:
+            raise HardwareError(f"motion sensor on GPIO {pin}: {exc}") from exc
+
+    @property
+    def motion_detected(self) -> bool:
+        return bool(self._sensor.motion_detected)
+
+    def on_change(self, callback: Callable[[bool], None]) -> None:
+        self._sensor.when_motion = lambda: callback(True)
+        self._sensor.when_no_motion = lambda: callback(False)
+
+    def close(self) -> None:
+        self._sensor.close()

@@ -1,0 +1,133 @@
+"""The unit's MQTT link: connection, birth and will, subscriptions, raw publish.
+
+Transport only. What to publish and what a message means is the agent's business; this
+module hands incoming messages over through ``on_message`` (called on paho's thread, so
+the callee must not block).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge.config import EdgeConfig
+from protocol import topics
+from protocol.messages import Status, encode
+from protocol.mqtt import make_client
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 24 * 3600
+
+
+class MqttLink:
+    """One persistent MQTT v5 session for a unit, reconnecting by itself."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        on_message: Callable[[topics.ParsedTopic, bytes], None],
+        birth: Callable[[], Status],
+        on_connected: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.connected = threading.Event()
+        self._on_message_cb = on_message
+        self._birth = birth
+        self._on_connected_cb = on_connected
+        self._client, self._connect_props = make_client(
+            f"edge-{config.device_id}", session_expiry_s=SESSION_EXPIRY_S
+        )
+        c = self._client
+        mq = config.mqtt
+        if mq.username:
+            password = None
+            if mq.password_file is not None:
+                password = mq.password_file.read_text().strip()
+            c.username_pw_set(mq.username, password)
+        if mq.tls:
+            c.tls_set(ca_certs=str(mq.ca_file) if mq.ca_file else None,
+                      tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.will_set(
+            topics.topic(topics.STATUS, config.device_id),
+            encode(Status(device_id=config.device_id, state="offline")),
+            qos=topics.STATUS.qos,
+            retain=True,
+        )
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+
+    def start(self) -> None:
+        mq = self.config.mqtt
+        self._client.connect_async(
+            mq.host, mq.port, keepalive=mq.keepalive_s,
+            clean_start=False, properties=self._connect_props,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Say goodbye (retained offline status) and close the session cleanly."""
+        if self.connected.is_set():
+            info = self._client.publish(
+                topics.topic(topics.STATUS, self.config.device_id),
+                encode(Status(device_id=self.config.device_id, state="offline")),
+                qos=1, retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def publish(self, spec: topics.TopicSpec, payload: bytes) -> bool:
+        """Queue a message on the unit's own subtree; False when the link is down."""
+        if not self.connected.is_set():
+            return False
+        info = self._client.publish(
+            topics.topic(spec, self.config.device_id), payload, qos=spec.qos, retain=spec.retain
+        )
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def publish_status(self) -> None:
+        self.publish(topics.STATUS, encode(self._birth()))
+
+    # -- paho callbacks (paho's thread) -------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        log.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+        # Subscribing on every connect is cheap and covers a broker that lost the session.
+        client.subscribe([(t, 1) for t in topics.device_subscriptions(self.config.device_id)])
+        self.connected.set()
+        self.publish_status()
+        self._on_connected_cb()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self.connected.is_set():
+            log.warning("disconnected from broker: %s", reason)
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            parsed = topics.parse(msg.topic)
+        except topics.TopicError as exc:
+            log.warning("ignored message: %s", exc)
+            return
+        try:
+            self._on_message_cb(parsed, msg.payload)
+        except Exception:  # a handler bug must not kill paho's network thread
+            log.exception("handler failed for %s", msg.topic)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.sse import EventSourceResponse
+
+from server.runtime import RuntimeDep, StoreDep
+
+router = APIRouter(tags=["events and occupancy"])
+
+KINDS = r"^(access|door_forced|door_held|door_closed|room|unlock)$"
+
+
+@router.get("/api/events")
+def list_events(
+    store: StoreDep,
+    centre: str | None = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+    kind: Annotated[str | None, Query(pattern=KINDS)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    """Events, newest first, with the total matching the filter."""
+    total, items = store.events(
+        centre_id=centre,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+        kind=kind,
+        limit=limit,
+        offset=offset,
+    )
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+@router.get("/api/occupancy")
+def occupancy(store: StoreDep) -> list[dict]:
+    """One entry per centre: people present, room states (unknown when the unit is silent)."""
+    return store.occupancy(time.time())
+
+
+@router.get("/api/occupancy/stream", response_class=EventSourceResponse)
+async def occupancy_stream(request: Request, runtime: RuntimeDep) -> AsyncIterator[list[dict]]:
+    """The occupancy again each time it changes (Server-Sent Events)."""
+    store = runtime.store
+    seen = -1
+    last_sent = 0.0
+    while not await request.is_disconnected():
+        # A heartbeat every 15 s also refreshes "present since" and unit states.
+        if store.change_counter != seen or time.monotonic() - last_sent > 15:
+            seen = store.change_counter
+            last_sent = time.monotonic()
+            yield await asyncio.to_thread(store.occupancy, time.time())
+        await asyncio.sleep(0.25)
+
+
+@router.get("/healthz", tags=["health"])
+def healthz(runtime: RuntimeDep) -> dict:
+    return {
+        "ok": True,
+        "mqtt": runtime.bridge.stats(),
+        "events": runtime.store.event_count(),
+        "writer": runtime.store.writer_stats,
+    }

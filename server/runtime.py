@@ -1,0 +1,62 @@
+"""What the running server holds: settings, store, bridge, badge key; and the API's deps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from protocol.badges import parse_key
+from server.bridge import Bridge
+from server.settings import Settings, SettingsError
+from server.store import Store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    bridge: Bridge
+    badge_key: bytes
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        key = read_badge_key(settings)
+        store = Store(settings.db_path, max_stay_s=settings.max_stay_hours * 3600)
+        bridge = Bridge(settings, store)
+        bridge.start()
+        return cls(settings, store, bridge, key)
+
+    def stop(self) -> None:
+        self.bridge.stop()
+        self.store.close()
+
+    def access_changed(self) -> None:
+        """Members or badges changed: every unit gets a fresh list."""
+        self.bridge.lists.invalidate()
+
+
+def read_badge_key(settings: Settings) -> bytes:
+    path = settings.badge_key_file
+    try:
+        return parse_key(path.read_text())
+    except OSError as exc:
+        raise SettingsError(
+            f"badge_key_file: cannot read {path} ({exc.strerror}); "
+            "create one with `telecentre-server init-key`"
+        ) from None
+    except ValueError as exc:
+        raise SettingsError(f"badge_key_file: {path}: {exc}") from None
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.runtime.store
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+StoreDep = Annotated[Store, Depends(get_store)]

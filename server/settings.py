@@ -1,0 +1,65 @@
+"""Server settings: one table of (name, default, help), read from TELECENTRE_* variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names it."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(Path("data"), "Directory of the SQLite database.")
+    badge_key_file: Path = _setting(
+        Path("badge.key"), "File with the 64-hex-character badge HMAC key (outside the database)."
+    )
+    mqtt_host: str = _setting("127.0.0.1", "MQTT broker host.")
+    mqtt_port: int = _setting(1883, "MQTT broker port.")
+    mqtt_username: str | None = _setting(None, "MQTT user name of the server account.")
+    mqtt_password_file: Path | None = _setting(None, "File holding the server's MQTT password.")
+    mqtt_client_id: str = _setting("telecentre-server", "Fixed client id: keeps the session.")
+    max_stay_hours: float = _setting(14.0, "A member not seen leaving counts as gone after this.")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "telecentre.db"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then TELECENTRE_<NAME> variables, then explicit overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"TELECENTRE_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, Any, str]]:
+        return [(f.name, f.default, f.metadata["help"]) for f in fields(cls)]
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"TELECENTRE_{name.upper()}: expected a number, got {raw!r}") from None
+    if "Path" in kind:
+        return Path(raw)
+    return raw
