@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -115,6 +116,10 @@ class Ack:
 
     seqs: list[int]
 
+    def __post_init__(self) -> None:
+        if any(seq < 1 for seq in self.seqs):
+            raise ProtocolError("seqs: every seq is >= 1")
+
 
 @dataclass(frozen=True)
 class BadgeGrant:
@@ -155,6 +160,10 @@ class AccessResponse:
     reason: str
     grant: BadgeGrant | None = None
 
+    def __post_init__(self) -> None:
+        if self.granted and self.grant is None:
+            raise ProtocolError("grant: required when granted is true")
+
 
 @dataclass(frozen=True)
 class Command:
@@ -183,7 +192,13 @@ def to_dict(message: Any) -> dict[str, Any]:
 
 
 def encode(message: Any) -> bytes:
-    return json.dumps(to_dict(message), separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        to_dict(message), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"payload: {name} is not a number JSON allows")
 
 
 M = TypeVar("M")
@@ -199,13 +214,13 @@ def decode(cls: type[M], payload: bytes | str) -> M:
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"payload: not UTF-8 ({exc.reason})") from None
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"payload: not JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"payload: expected a JSON object, got {type(data).__name__}")
     version = data.pop("v", None)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise ProtocolError(f"v: schema version {version!r} is not supported (expected 1)")
     return from_dict(cls, data)
 
@@ -270,6 +285,8 @@ def _check(hint: Any, value: Any, name: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ProtocolError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ProtocolError(f"{name}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

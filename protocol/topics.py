@@ -13,7 +13,7 @@ from enum import Enum
 
 BASE = "telecentre"
 
-DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DEVICE_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class Direction(str, Enum):
@@ -61,7 +61,7 @@ class TopicError(ValueError):
 
 
 def validate_device_id(device_id: str) -> str:
-    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.match(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise TopicError(
             f"device_id {device_id!r} must be 1-63 characters of a-z, 0-9 and '-', "
             "starting with a letter or digit"

@@ -1,0 +1,131 @@
+"""``telecentre-edge``: run a unit, check its wiring, or simulate a centre."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from edge import config as edge_config
+from edge.hardware import HardwareError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="telecentre-edge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the unit from its config file")
+    run.add_argument("--config", "-c", type=Path, default=Path("/etc/telecentre/unit.toml"))
+    check = sub.add_parser("selftest", help="check config, key, readers, pins and broker")
+    check.add_argument("--config", "-c", type=Path, default=Path("/etc/telecentre/unit.toml"))
+    sim = sub.add_parser("simulate", help="run the real agent on simulated hardware")
+    sim.add_argument("--config", "-c", type=Path, required=True)
+    sim.add_argument("--members", type=Path, required=True,
+                     help="JSON list of card UIDs (hex) of the centre's members")
+    sim.add_argument("--day-seconds", type=float, default=300.0)
+    sim.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        cfg = edge_config.load(args.config)
+        if args.command == "selftest":
+            return selftest(cfg)
+        return serve(cfg, args)
+    except edge_config.ConfigError as exc:
+        print(f"telecentre-edge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except HardwareError as exc:
+        print(f"telecentre-edge: hardware error: {exc}", file=sys.stderr)
+        return 3
+
+
+def serve(cfg: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
+    from edge.agent import EdgeAgent
+    from edge.hardware.build import build
+
+    scenario = None
+    if args.command == "simulate":
+        from dataclasses import replace
+
+        from edge.simulate import Scenario
+        from protocol.badges import parse_uid
+
+        cfg = replace(cfg, pin_factory="mock")
+        members = [parse_uid(u) for u in json.loads(args.members.read_text())]
+    hardware = build(cfg)
+    agent = EdgeAgent(cfg, hardware)
+    if args.command == "simulate":
+        scenario = Scenario(agent, members, day_seconds=args.day_seconds, seed=args.seed)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    agent.start()
+    if scenario is not None:
+        scenario.start()
+    try:
+        stop.wait()
+    finally:
+        if scenario is not None:
+            scenario.stop()
+            scenario.join(timeout=5)
+        agent.stop()
+    return 0
+
+
+def selftest(cfg: edge_config.EdgeConfig) -> int:
+    """What a technician runs after wiring: one line per check, exit 1 if any failed."""
+    from edge.agent import _read_key
+    from edge.hardware.build import build
+
+    failures = 0
+
+    def report(ok: bool, what: str, detail: str = "") -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"[{'ok' if ok else 'FAIL'}] {what}{': ' + detail if detail else ''}")
+
+    report(True, "config", f"{cfg.device_id} at centre {cfg.centre} (hash {cfg.config_hash})")
+    try:
+        _read_key(cfg)
+        report(True, "badge key", str(cfg.badge_key_file))
+    except edge_config.ConfigError as exc:
+        report(False, "badge key", str(exc))
+    try:
+        hardware = build(cfg)
+    except HardwareError as exc:
+        report(False, "hardware", str(exc))
+        return 1
+    for door_id, reader in hardware.readers.items():
+        try:
+            uid = reader.read_uid()
+            report(True, f"door {door_id} reader", "card in field" if uid else "answers")
+        except HardwareError as exc:
+            report(False, f"door {door_id} reader", str(exc))
+    for door_id, lock in hardware.locks.items():
+        report(not lock.is_unlocked, f"door {door_id} relay", "locked at start")
+    for door_id, contact in hardware.contacts.items():
+        report(True, f"door {door_id} contact", "closed" if contact.is_closed else "OPEN")
+    for room_id, sensor in hardware.sensors.items():
+        report(True, f"room {room_id} motion sensor",
+               "motion" if sensor.motion_detected else "quiet")
+    try:
+        with socket.create_connection((cfg.mqtt.host, cfg.mqtt.port), timeout=3):
+            report(True, "broker", f"{cfg.mqtt.host}:{cfg.mqtt.port} reachable")
+    except OSError as exc:
+        report(False, "broker", f"{cfg.mqtt.host}:{cfg.mqtt.port}: {exc}")
+    for group in (hardware.readers, hardware.locks, hardware.contacts, hardware.sensors):
+        for device in group.values():
+            device.close()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""``telecentre-server``: serve the API and bridge, run the demo, or make a badge key."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from server.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="telecentre-server", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (settings from TELECENTRE_* variables)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    demo = sub.add_parser("demo", help="broker + server + three simulated centres")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--day-seconds", type=float, default=240.0,
+                      help="real seconds for one simulated opening day")
+    key = sub.add_parser("init-key", help="write a new badge HMAC key file (refuses to overwrite)")
+    key.add_argument("path", type=Path)
+    sub.add_parser("settings", help="list every setting with its default and meaning")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            import uvicorn
+
+            from server.app import create_app
+            from server.runtime import read_badge_key
+
+            settings = Settings.from_env()
+            read_badge_key(settings)  # fail here, with the reason, not inside the lifespan
+            uvicorn.run(create_app(settings), host=args.host, port=args.port)
+            return 0
+        if args.command == "demo":
+            from server import demo as demo_module
+
+            return demo_module.run(http_port=args.port, day_seconds=args.day_seconds)
+        if args.command == "init-key":
+            return init_key(args.path)
+        for name, default, help_text in Settings.documentation():
+            print(f"TELECENTRE_{name.upper():<22} default {str(default):<20} {help_text}")
+        return 0
+    except SettingsError as exc:
+        print(f"telecentre-server: {exc}", file=sys.stderr)
+        return 2
+
+
+def init_key(path: Path) -> int:
+    if path.exists():
+        print(f"{path} exists: a new key would lock out every enrolled badge", file=sys.stderr)
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_hex(32) + "\n")
+    print(f"wrote {path}: copy it to every unit's badge_key_file, keep it out of backups of "
+          "the database")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

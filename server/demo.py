@@ -1,0 +1,157 @@
+"""``telecentre-server demo``: broker, server and three simulated centres on this machine.
+
+Everything lives in a temporary directory and listens on 127.0.0.1 only. Ctrl-C stops
+the centres, the server and the broker, in that order, and removes the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from protocol.badges import badge_hash
+from server.broker import LocalBroker
+from server.settings import Settings
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+CENTRES = [
+    ("boitron", "Télécentre de Boitron", "Boitron", ["visio", "open-space"]),
+    ("camembert", "Télécentre du Pays de Camembert", "Vimoutiers", ["visio", "bureau"]),
+    ("belleme", "Télécentre de Bellême", "Bellême", ["visio", "salle-reunion"]),
+]
+ROOM_NAMES = {
+    "visio": "Salle visio",
+    "open-space": "Open space",
+    "bureau": "Bureau partagé",
+    "salle-reunion": "Salle de réunion",
+}
+FIRST = ["Camille", "Louis", "Manon", "Hugo", "Léa", "Jules", "Chloé", "Arthur", "Inès",
+         "Gabriel", "Zoé", "Raphaël", "Louise", "Adam", "Jade", "Paul", "Alice", "Noé"]
+LAST = ["Lefèvre", "Martin", "Bernard", "Durand", "Moreau", "Lemoine", "Girard", "Fournier",
+        "Leroy", "Roussel", "Marie", "Hébert", "Lecomte", "Duval", "Lebrun", "Vasseur"]
+MEMBERS_PER_CENTRE = 8
+
+
+def unit_config(centre_id: str, rooms: list[str], *, port: int, key_file: Path,
+                data_dir: Path) -> str:
+    lines = [
+        "schema = 1",
+        f'device_id = "{centre_id}-01"',
+        f'centre = "{centre_id}"',
+        f'badge_key_file = "{key_file}"',
+        f'data_dir = "{data_dir}"',
+        'pin_factory = "mock"',
+        "",
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "",
+        "[[doors]]",
+        'id = "entree"',
+        "relay_pin = 17",
+        "contact_pin = 27",
+        "unlock_seconds = 3",
+        'direction = "toggle"',
+        "[doors.reader]",
+        'kind = "fake"',
+        "",
+    ]
+    for i, room in enumerate(rooms):
+        lines += ["[[rooms]]", f'id = "{room}"', f'name = "{ROOM_NAMES[room]}"',
+                  f"motion_pin = {22 + i}", "hold_seconds = 8", ""]
+    return "\n".join(lines)
+
+
+def seed(settings: Settings, key: bytes, rng: random.Random) -> dict[str, list[str]]:
+    """Centres, units and members with badges; returns each centre's member card UIDs."""
+    store = Store(settings.db_path)
+    uids: dict[str, list[str]] = {}
+    try:
+        for centre_id, name, commune, _ in CENTRES:
+            store.create_centre(centre_id, name, commune)
+            store.assign_device(f"{centre_id}-01", centre_id)
+            uids[centre_id] = []
+            for _ in range(MEMBERS_PER_CENTRE):
+                member = store.create_member(
+                    {"name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "centres": [centre_id]}
+                )
+                uid = bytes(rng.randrange(256) for _ in range(4))
+                store.enrol_badge(member["id"], badge_hash(key, uid), "badge")
+                uids[centre_id].append(uid.hex())
+    finally:
+        store.close()
+    return uids
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    if not port_free(http_port):
+        print(f"port {http_port} is in use: stop what runs there, or pass --port", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="telecentre-demo-"))
+    rng = random.Random(2026)
+    broker = LocalBroker(workdir=workdir / "broker")
+    (workdir / "broker").mkdir()
+    units: list[subprocess.Popen[bytes]] = []
+    try:
+        broker.start()
+        key_file = workdir / "badge.key"
+        key_file.write_text(secrets.token_hex(32))
+        settings = Settings(data_dir=workdir / "server", badge_key_file=key_file,
+                            mqtt_port=broker.port)
+        members = seed(settings, bytes.fromhex(key_file.read_text()), rng)
+        for centre_id, _, _, rooms in CENTRES:
+            unit_dir = workdir / centre_id
+            unit_dir.mkdir()
+            conf = unit_dir / "unit.toml"
+            conf.write_text(unit_config(centre_id, rooms, port=broker.port, key_file=key_file,
+                                        data_dir=unit_dir))
+            (unit_dir / "members.json").write_text(json.dumps(members[centre_id]))
+            units.append(subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "simulate", "--config", str(conf),
+                 "--members", str(unit_dir / "members.json"),
+                 "--day-seconds", str(day_seconds), "--seed", str(rng.randrange(1 << 30))],
+            ))
+        print(f"\n  Telecentre demo: http://127.0.0.1:{http_port}/  (API: /docs)"
+              f"\n  broker 127.0.0.1:{broker.port}, files in {workdir}"
+              f"\n  one simulated day lasts {day_seconds:.0f} s; Ctrl-C stops everything\n",
+              flush=True)
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=http_port,
+                                log_level="warning")
+        uvicorn.Server(config).run()
+        return 0
+    finally:
+        for unit in units:
+            if unit.poll() is None:
+                unit.terminate()
+        for unit in units:
+            try:
+                unit.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                unit.kill()
+                unit.wait()
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        print("demo stopped", flush=True)
