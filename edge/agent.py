@@ -192,8 +192,12 @@ class EdgeAgent:
         )
         if decision.granted:
             door.open_for()
-        log.info("door %s: %s (%s)", door_id, "granted" if decision.granted else "denied",
-                 decision.reason)
+        log.info(
+            "door %s: %s (%s)",
+            door_id,
+            "granted" if decision.granted else "denied",
+            decision.reason,
+        )
         self._wake.set()
         return event
 
@@ -232,8 +236,12 @@ class EdgeAgent:
         synced = self._synced()
         event = self.outbox.record(
             lambda seq: Event(
-                event_id=str(uuid.uuid4()), device_id=self.config.device_id, seq=seq,
-                ts=now, clock_synced=synced, **fields,  # type: ignore[arg-type]
+                event_id=str(uuid.uuid4()),
+                device_id=self.config.device_id,
+                seq=seq,
+                ts=now,
+                clock_synced=synced,
+                **fields,  # type: ignore[arg-type]
             ),
             offline=not self.link.connected.is_set(),
         )
@@ -288,8 +296,9 @@ class EdgeAgent:
         if not installed:
             return
         self.outbox.save_access_list(access_list)
-        log.info("access list v%d installed (%d badges)", access_list.version,
-                 len(access_list.grants))
+        log.info(
+            "access list v%d installed (%d badges)", access_list.version, len(access_list.grants)
+        )
         with self.access_list_changed:
             self.access_list_changed.notify_all()
         self.link.publish_status()
@@ -329,6 +338,8 @@ def _read_key(config: EdgeConfig) -> bytes:
     try:
         return parse_key(config.badge_key_file.read_text())
     except OSError as exc:
-        raise ConfigError(f"badge_key_file: cannot read {config.badge_key_file} ({exc.strerror})")
+        raise ConfigError(
+            f"badge_key_file: cannot read {config.badge_key_file} ({exc.strerror})"
+        ) from None
     except ValueError as exc:
         raise ConfigError(f"badge_key_file: {config.badge_key_file}: {exc}") from None

@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--config", "-c", type=Path, default=Path("/etc/telecentre/unit.toml"))
     sim = sub.add_parser("simulate", help="run the real agent on simulated hardware")
     sim.add_argument("--config", "-c", type=Path, required=True)
-    sim.add_argument("--members", type=Path, required=True,
-                     help="JSON list of card UIDs (hex) of the centre's members")
+    sim.add_argument(
+        "--members",
+        type=Path,
+        required=True,
+        help="JSON list of card UIDs (hex) of the centre's members",
+    )
     sim.add_argument("--day-seconds", type=float, default=300.0)
     sim.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
@@ -114,8 +118,9 @@ def selftest(cfg: edge_config.EdgeConfig) -> int:
     for door_id, contact in hardware.contacts.items():
         report(True, f"door {door_id} contact", "closed" if contact.is_closed else "OPEN")
     for room_id, sensor in hardware.sensors.items():
-        report(True, f"room {room_id} motion sensor",
-               "motion" if sensor.motion_detected else "quiet")
+        report(
+            True, f"room {room_id} motion sensor", "motion" if sensor.motion_detected else "quiet"
+        )
     try:
         with socket.create_connection((cfg.mqtt.host, cfg.mqtt.port), timeout=3):
             report(True, "broker", f"{cfg.mqtt.host}:{cfg.mqtt.port} reachable")

@@ -7,6 +7,7 @@ the callee must not block).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -52,8 +53,10 @@ class MqttLink:
                 password = mq.password_file.read_text().strip()
             c.username_pw_set(mq.username, password)
         if mq.tls:
-            c.tls_set(ca_certs=str(mq.ca_file) if mq.ca_file else None,
-                      tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            c.tls_set(
+                ca_certs=str(mq.ca_file) if mq.ca_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         c.will_set(
             topics.topic(topics.STATUS, config.device_id),
             encode(Status(device_id=config.device_id, state="offline")),
@@ -68,8 +71,11 @@ class MqttLink:
     def start(self) -> None:
         mq = self.config.mqtt
         self._client.connect_async(
-            mq.host, mq.port, keepalive=mq.keepalive_s,
-            clean_start=False, properties=self._connect_props,
+            mq.host,
+            mq.port,
+            keepalive=mq.keepalive_s,
+            clean_start=False,
+            properties=self._connect_props,
         )
         self._client.loop_start()
 
@@ -79,12 +85,11 @@ class MqttLink:
             info = self._client.publish(
                 topics.topic(topics.STATUS, self.config.device_id),
                 encode(Status(device_id=self.config.device_id, state="offline")),
-                qos=1, retain=True,
+                qos=1,
+                retain=True,
             )
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
@@ -103,8 +108,9 @@ class MqttLink:
 
     # -- paho callbacks (paho's thread) -------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
@@ -115,8 +121,9 @@ class MqttLink:
         self.publish_status()
         self._on_connected_cb()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if self.connected.is_set():
             log.warning("disconnected from broker: %s", reason)
         self.connected.clear()

@@ -118,7 +118,9 @@ class Outbox:
                 " WHERE sent_at IS NULL OR sent_at < ? ORDER BY seq LIMIT ?",
                 (now - ack_timeout_s, limit),
             ).fetchall()
-        return [Pending(seq, decode(Event, payload), bool(off), att) for seq, payload, off, att in rows]
+        return [
+            Pending(seq, decode(Event, payload), bool(off), att) for seq, payload, off, att in rows
+        ]
 
     def mark_sent(self, seqs: list[int], at: float) -> None:
         with self._lock:

@@ -55,7 +55,7 @@ class Scenario(threading.Thread):
         self._door = agent.config.doors[0]
         reader = agent.hardware.readers[self._door.id]
         if not isinstance(reader, FakeCardReader):
-            raise ValueError("simulation needs doors[0].reader.kind = \"fake\"")
+            raise ValueError('simulation needs doors[0].reader.kind = "fake"')
         self.reader = reader
         self._factory = agent.hardware.pin_factory
         self._badges = 0
@@ -80,10 +80,14 @@ class Scenario(threading.Thread):
                 if self.rng.random() < 0.5:
                     start = self.rng.uniform(arrive, leave - 0.5)
                     stop = min(start + self.rng.uniform(0.5, 2.5), leave)
-                    self._push(self._at_hour(day_start, start),
-                               lambda r=room.motion_pin: self._motion(r, True))
-                    self._push(self._at_hour(day_start, stop),
-                               lambda r=room.motion_pin: self._motion(r, False))
+                    self._push(
+                        self._at_hour(day_start, start),
+                        lambda r=room.motion_pin: self._motion(r, True),
+                    )
+                    self._push(
+                        self._at_hour(day_start, stop),
+                        lambda r=room.motion_pin: self._motion(r, False),
+                    )
         self._push(day_start + self.day_seconds, lambda: self._plan_day(time.monotonic()))
 
     def _push(self, at: float, run: Callable[[], None]) -> None:

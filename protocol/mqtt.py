@@ -6,12 +6,13 @@ ACKs turned a 0.4 ms loopback round trip into 88 ms. Every client we ship sets i
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 
 def make_client(client_id: str, *, session_expiry_s: int) -> tuple[mqtt.Client, Properties]:
@@ -28,7 +29,6 @@ def make_client(client_id: str, *, session_expiry_s: int) -> tuple[mqtt.Client, 
 
 
 def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    try:
+    # A websocket or TLS wrapper may not have the option.
+    with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # a websocket or TLS wrapper without the option
-        pass

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 BASE = "telecentre"
 
 DEVICE_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Who publishes on a topic."""
 
     EDGE_TO_SERVER = "edge → server"
@@ -39,9 +39,7 @@ EVENT = TopicSpec("event", Direction.EDGE_TO_SERVER, 1, False, "Event")
 ACCESS_REQUEST = TopicSpec("access/request", Direction.EDGE_TO_SERVER, 1, False, "AccessRequest")
 ACK = TopicSpec("ack", Direction.SERVER_TO_EDGE, 1, False, "Ack")
 ACCESS_LIST = TopicSpec("access/list", Direction.SERVER_TO_EDGE, 1, True, "AccessList")
-ACCESS_RESPONSE = TopicSpec(
-    "access/response", Direction.SERVER_TO_EDGE, 1, False, "AccessResponse"
-)
+ACCESS_RESPONSE = TopicSpec("access/response", Direction.SERVER_TO_EDGE, 1, False, "AccessResponse")
 COMMAND = TopicSpec("command", Direction.SERVER_TO_EDGE, 1, False, "Command")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

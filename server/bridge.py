@@ -73,8 +73,11 @@ class Bridge:
         self._acker.start()
         self.lists.start()
         self._client.connect_async(
-            self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30,
-            clean_start=False, properties=self._props,
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=self._props,
         )
         self._client.loop_start()
 
@@ -107,8 +110,9 @@ class Bridge:
 
     # -- paho callbacks --------------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             log.error("broker refused the server: %s", reason)
             return
@@ -118,8 +122,9 @@ class Bridge:
         # The broker may have restarted without its retained messages.
         self.lists.invalidate()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if self.connected.is_set():
             log.warning("bridge lost the broker: %s", reason)
         self.connected.clear()
@@ -188,8 +193,9 @@ class Bridge:
             raise ProtocolError(f"device_id: {status.device_id!r} does not match the topic")
         future = self.store.record_status(status, time.time())
         published = self.lists.published.get(device_id)
-        if status.state == "online" and (published is None
-                                         or status.access_list_version != published):
+        if status.state == "online" and (
+            published is None or status.access_list_version != published
+        ):
             future.add_done_callback(lambda _: self.lists.invalidate([device_id]))
 
     def _handle_access_request(self, device_id: str, payload: bytes) -> None:

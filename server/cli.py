@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     demo = sub.add_parser("demo", help="broker + server + three simulated centres")
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--day-seconds", type=float, default=240.0,
-                      help="real seconds for one simulated opening day")
+    demo.add_argument(
+        "--day-seconds",
+        type=float,
+        default=240.0,
+        help="real seconds for one simulated opening day",
+    )
     key = sub.add_parser("init-key", help="write a new badge HMAC key file (refuses to overwrite)")
     key.add_argument("path", type=Path)
     sub.add_parser("settings", help="list every setting with its default and meaning")
@@ -62,8 +66,10 @@ def init_key(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(secrets.token_hex(32) + "\n")
-    print(f"wrote {path}: copy it to every unit's badge_key_file, keep it out of backups of "
-          "the database")
+    print(
+        f"wrote {path}: copy it to every unit's badge_key_file, keep it out of backups of "
+        "the database"
+    )
     return 0
 
 

@@ -36,26 +36,44 @@ def m001_initial(db: Database) -> None:
     )
     db["devices"].create(
         {
-            "device_id": str, "centre_id": str, "state": str, "first_seen": float,
-            "last_seen": float, "software_version": str, "config_hash": str,
-            "access_list_version": int, "clock_synced": int, "outbox_pending": int,
-            "faults": str, "doors": str,
+            "device_id": str,
+            "centre_id": str,
+            "state": str,
+            "first_seen": float,
+            "last_seen": float,
+            "software_version": str,
+            "config_hash": str,
+            "access_list_version": int,
+            "clock_synced": int,
+            "outbox_pending": int,
+            "faults": str,
+            "doors": str,
         },
         pk="device_id",
         foreign_keys=[("centre_id", "centres", "id")],
     )
     db["members"].create(
         {
-            "id": int, "name": str, "email": str, "active": int, "valid_from": float,
-            "valid_until": float, "centres": str, "created_at": float,
+            "id": int,
+            "name": str,
+            "email": str,
+            "active": int,
+            "valid_from": float,
+            "valid_until": float,
+            "centres": str,
+            "created_at": float,
         },
         pk="id",
         not_null={"name", "active"},
     )
     db["badges"].create(
         {
-            "id": int, "member_id": int, "badge_hash": str, "label": str,
-            "enrolled_at": float, "revoked_at": float,
+            "id": int,
+            "member_id": int,
+            "badge_hash": str,
+            "label": str,
+            "enrolled_at": float,
+            "revoked_at": float,
         },
         pk="id",
         foreign_keys=[("member_id", "members", "id")],
@@ -65,10 +83,24 @@ def m001_initial(db: Database) -> None:
     db["badges"].create_index(["member_id"])
     db["events"].create(
         {
-            "id": int, "event_id": str, "device_id": str, "seq": int, "centre_id": str,
-            "kind": str, "ts": float, "received_at": float, "clock_synced": int,
-            "historical": int, "door": str, "badge_hash": str, "granted": int, "reason": str,
-            "direction": str, "member_id": int, "room": str, "room_state": str,
+            "id": int,
+            "event_id": str,
+            "device_id": str,
+            "seq": int,
+            "centre_id": str,
+            "kind": str,
+            "ts": float,
+            "received_at": float,
+            "clock_synced": int,
+            "historical": int,
+            "door": str,
+            "badge_hash": str,
+            "granted": int,
+            "reason": str,
+            "direction": str,
+            "member_id": int,
+            "room": str,
+            "room_state": str,
         },
         pk="id",
         not_null={"event_id", "device_id", "seq", "kind", "ts"},
@@ -79,8 +111,13 @@ def m001_initial(db: Database) -> None:
     db["events"].create_index(["ts"])
     db["unknown_cards"].create(
         {
-            "badge_hash": str, "first_seen": float, "last_seen": float, "count": int,
-            "device_id": str, "door": str, "centre_id": str,
+            "badge_hash": str,
+            "first_seen": float,
+            "last_seen": float,
+            "count": int,
+            "device_id": str,
+            "door": str,
+            "centre_id": str,
         },
         pk="badge_hash",
     )
@@ -90,8 +127,13 @@ def m001_initial(db: Database) -> None:
     )
     db["rooms"].create(
         {
-            "centre_id": str, "room_id": str, "device_id": str, "name": str, "state": str,
-            "since": float, "last_ts": float,
+            "centre_id": str,
+            "room_id": str,
+            "device_id": str,
+            "name": str,
+            "state": str,
+            "since": float,
+            "last_ts": float,
         },
         pk=("centre_id", "room_id"),
     )

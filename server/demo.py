@@ -35,15 +35,50 @@ ROOM_NAMES = {
     "bureau": "Bureau partagé",
     "salle-reunion": "Salle de réunion",
 }
-FIRST = ["Camille", "Louis", "Manon", "Hugo", "Léa", "Jules", "Chloé", "Arthur", "Inès",
-         "Gabriel", "Zoé", "Raphaël", "Louise", "Adam", "Jade", "Paul", "Alice", "Noé"]
-LAST = ["Lefèvre", "Martin", "Bernard", "Durand", "Moreau", "Lemoine", "Girard", "Fournier",
-        "Leroy", "Roussel", "Marie", "Hébert", "Lecomte", "Duval", "Lebrun", "Vasseur"]
+FIRST = [
+    "Camille",
+    "Louis",
+    "Manon",
+    "Hugo",
+    "Léa",
+    "Jules",
+    "Chloé",
+    "Arthur",
+    "Inès",
+    "Gabriel",
+    "Zoé",
+    "Raphaël",
+    "Louise",
+    "Adam",
+    "Jade",
+    "Paul",
+    "Alice",
+    "Noé",
+]
+LAST = [
+    "Lefèvre",
+    "Martin",
+    "Bernard",
+    "Durand",
+    "Moreau",
+    "Lemoine",
+    "Girard",
+    "Fournier",
+    "Leroy",
+    "Roussel",
+    "Marie",
+    "Hébert",
+    "Lecomte",
+    "Duval",
+    "Lebrun",
+    "Vasseur",
+]
 MEMBERS_PER_CENTRE = 8
 
 
-def unit_config(centre_id: str, rooms: list[str], *, port: int, key_file: Path,
-                data_dir: Path) -> str:
+def unit_config(
+    centre_id: str, rooms: list[str], *, port: int, key_file: Path, data_dir: Path
+) -> str:
     lines = [
         "schema = 1",
         f'device_id = "{centre_id}-01"',
@@ -67,8 +102,14 @@ def unit_config(centre_id: str, rooms: list[str], *, port: int, key_file: Path,
         "",
     ]
     for i, room in enumerate(rooms):
-        lines += ["[[rooms]]", f'id = "{room}"', f'name = "{ROOM_NAMES[room]}"',
-                  f"motion_pin = {22 + i}", "hold_seconds = 8", ""]
+        lines += [
+            "[[rooms]]",
+            f'id = "{room}"',
+            f'name = "{ROOM_NAMES[room]}"',
+            f"motion_pin = {22 + i}",
+            "hold_seconds = 8",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -119,27 +160,47 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
         broker.start()
         key_file = workdir / "badge.key"
         key_file.write_text(secrets.token_hex(32))
-        settings = Settings(data_dir=workdir / "server", badge_key_file=key_file,
-                            mqtt_port=broker.port)
+        settings = Settings(
+            data_dir=workdir / "server", badge_key_file=key_file, mqtt_port=broker.port
+        )
         members = seed(settings, bytes.fromhex(key_file.read_text()), rng)
         for centre_id, _, _, rooms in CENTRES:
             unit_dir = workdir / centre_id
             unit_dir.mkdir()
             conf = unit_dir / "unit.toml"
-            conf.write_text(unit_config(centre_id, rooms, port=broker.port, key_file=key_file,
-                                        data_dir=unit_dir))
+            conf.write_text(
+                unit_config(
+                    centre_id, rooms, port=broker.port, key_file=key_file, data_dir=unit_dir
+                )
+            )
             (unit_dir / "members.json").write_text(json.dumps(members[centre_id]))
-            units.append(subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "simulate", "--config", str(conf),
-                 "--members", str(unit_dir / "members.json"),
-                 "--day-seconds", str(day_seconds), "--seed", str(rng.randrange(1 << 30))],
-            ))
-        print(f"\n  Telecentre demo: http://127.0.0.1:{http_port}/  (API: /docs)"
-              f"\n  broker 127.0.0.1:{broker.port}, files in {workdir}"
-              f"\n  one simulated day lasts {day_seconds:.0f} s; Ctrl-C stops everything\n",
-              flush=True)
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=http_port,
-                                log_level="warning")
+            units.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "edge.cli",
+                        "simulate",
+                        "--config",
+                        str(conf),
+                        "--members",
+                        str(unit_dir / "members.json"),
+                        "--day-seconds",
+                        str(day_seconds),
+                        "--seed",
+                        str(rng.randrange(1 << 30)),
+                    ],
+                )
+            )
+        print(
+            f"\n  Telecentre demo: http://127.0.0.1:{http_port}/  (API: /docs)"
+            f"\n  broker 127.0.0.1:{broker.port}, files in {workdir}"
+            f"\n  one simulated day lasts {day_seconds:.0f} s; Ctrl-C stops everything\n",
+            flush=True,
+        )
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=http_port, log_level="warning"
+        )
         uvicorn.Server(config).run()
         return 0
     finally:

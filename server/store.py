@@ -106,9 +106,7 @@ class Store:
         self.centre(centre_id)
 
         def fn(db: Database) -> None:
-            db["devices"].upsert(
-                {"device_id": device_id, "centre_id": centre_id}, pk="device_id"
-            )
+            db["devices"].upsert({"device_id": device_id, "centre_id": centre_id}, pk="device_id")
 
         self.write(fn)
         return self.device(device_id)
@@ -129,8 +127,11 @@ class Store:
         """Store a unit's birth or last will; rooms it announces appear on the dashboard."""
 
         def fn(db: Database) -> None:
-            row: dict[str, Any] = {"device_id": status.device_id, "state": status.state,
-                                   "last_seen": received_at}
+            row: dict[str, Any] = {
+                "device_id": status.device_id,
+                "state": status.state,
+                "last_seen": received_at,
+            }
             existing = list(db["devices"].rows_where("device_id = ?", [status.device_id]))
             if not existing:
                 row["first_seen"] = received_at
@@ -197,10 +198,19 @@ class Store:
             if clash:  # a revoked card handed out again
                 db["badges"].delete(clash[0]["id"])
             db.execute("DELETE FROM unknown_cards WHERE badge_hash = ?", [badge_hash])
-            return db["badges"].insert(
-                {"member_id": member_id, "badge_hash": badge_hash, "label": label,
-                 "enrolled_at": time.time(), "revoked_at": None}
-            ).last_pk
+            return (
+                db["badges"]
+                .insert(
+                    {
+                        "member_id": member_id,
+                        "badge_hash": badge_hash,
+                        "label": label,
+                        "enrolled_at": time.time(),
+                        "revoked_at": None,
+                    }
+                )
+                .last_pk
+            )
 
         return self.badge(self.write(fn))
 
@@ -225,9 +235,7 @@ class Store:
 
     def unknown_cards(self, centre_id: str | None = None) -> list[dict]:
         where, args = ("centre_id = ?", [centre_id]) if centre_id else (None, [])
-        return list(
-            self.db["unknown_cards"].rows_where(where, args, order_by="last_seen desc")
-        )
+        return list(self.db["unknown_cards"].rows_where(where, args, order_by="last_seen desc"))
 
     # -- access -----------------------------------------------------------------------------
 
@@ -248,9 +256,9 @@ class Store:
             if r["centres"] is None or centre_id in json.loads(r["centres"])
         ]
 
-    def lookup_grant(self, badge_hash: str, centre_id: str | None, now: float) -> tuple[
-        BadgeGrant | None, str
-    ]:
+    def lookup_grant(
+        self, badge_hash: str, centre_id: str | None, now: float
+    ) -> tuple[BadgeGrant | None, str]:
         """The online answer for a card the unit's list did not know: (grant, reason)."""
         rows = list(
             self.db.query(
@@ -313,8 +321,12 @@ class Store:
         offset: int = 0,
     ) -> tuple[int, list[dict]]:
         clauses, args = [], []
-        for clause, value in (("centre_id = ?", centre_id), ("ts >= ?", since),
-                              ("ts < ?", until), ("kind = ?", kind)):
+        for clause, value in (
+            ("centre_id = ?", centre_id),
+            ("ts >= ?", since),
+            ("ts < ?", until),
+            ("kind = ?", kind),
+        ):
             if value is not None:
                 clauses.append(clause)
                 args.append(value)
@@ -355,8 +367,11 @@ class Store:
         units: dict[str, list[dict]] = {}
         for r in db.query("SELECT device_id, centre_id, state, last_seen FROM devices"):
             units.setdefault(r["centre_id"], []).append(
-                {"device_id": r["device_id"], "state": r["state"] or "unknown",
-                 "last_seen": r["last_seen"]}
+                {
+                    "device_id": r["device_id"],
+                    "state": r["state"] or "unknown",
+                    "last_seen": r["last_seen"],
+                }
             )
         return [
             {
@@ -378,8 +393,14 @@ def _ingest(db: Database, device_id: str, events: list[Event], received_at: floa
     rows = list(db["devices"].rows_where("device_id = ?", [device_id]))
     centre_id = rows[0]["centre_id"] if rows else None
     if not rows:
-        db["devices"].insert({"device_id": device_id, "first_seen": received_at,
-                              "last_seen": received_at, "state": "online"})
+        db["devices"].insert(
+            {
+                "device_id": device_id,
+                "first_seen": received_at,
+                "last_seen": received_at,
+                "state": "online",
+            }
+        )
     new = 0
     live = False
     for e in events:
@@ -388,9 +409,25 @@ def _ingest(db: Database, device_id: str, events: list[Event], received_at: floa
             " received_at, clock_synced, historical, door, badge_hash, granted, reason,"
             " direction, member_id, room, room_state)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [e.event_id, device_id, e.seq, centre_id, e.kind, e.ts, received_at,
-             e.clock_synced, e.historical, e.door, e.badge_hash, e.granted, e.reason,
-             e.direction, e.member_id, e.room, e.room_state],
+            [
+                e.event_id,
+                device_id,
+                e.seq,
+                centre_id,
+                e.kind,
+                e.ts,
+                received_at,
+                e.clock_synced,
+                e.historical,
+                e.door,
+                e.badge_hash,
+                e.granted,
+                e.reason,
+                e.direction,
+                e.member_id,
+                e.room,
+                e.room_state,
+            ],
         )
         if cur.rowcount != 1:
             continue  # already stored: a resend after a lost ack

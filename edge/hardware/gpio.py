@@ -34,7 +34,7 @@ def make_pin_factory(name: str) -> Any:
     except Exception as exc:
         raise HardwareError(
             f"pin_factory {name!r}: cannot open the GPIO chip ({exc}); "
-            "on a Raspberry Pi 5 install lgpio>=0.2.2.0, off a Pi use pin_factory = \"mock\""
+            'on a Raspberry Pi 5 install lgpio>=0.2.2.0, off a Pi use pin_factory = "mock"'
         ) from exc
 
 

@@ -29,10 +29,16 @@ class MemberUpdate(BaseModel):
 
 
 class BadgeEnrol(BaseModel):
-    uid: str | None = Field(default=None, examples=["04:A1:B2:C3"],
-                            description="The card UID as printed or read; hashed at once.")
-    badge_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
-                                   description="From /api/unknown-cards: enrol a tapped card.")
+    uid: str | None = Field(
+        default=None,
+        examples=["04:A1:B2:C3"],
+        description="The card UID as printed or read; hashed at once.",
+    )
+    badge_hash: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="From /api/unknown-cards: enrol a tapped card.",
+    )
     label: str | None = Field(default=None, max_length=100)
 
     @model_validator(mode="after")

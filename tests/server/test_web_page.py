@@ -8,10 +8,36 @@ from importlib.resources import files
 
 import pytest
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
-IMPORTANT = {"html", "head", "body", "header", "main", "section", "script", "style", "div", "ul",
-             "h1", "h2", "title"}
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
+IMPORTANT = {
+    "html",
+    "head",
+    "body",
+    "header",
+    "main",
+    "section",
+    "script",
+    "style",
+    "div",
+    "ul",
+    "h1",
+    "h2",
+    "title",
+}
 
 
 class TagChecker(HTMLParser):

@@ -1,0 +1,149 @@
+"""Shared fixtures: a private mosquitto, the real server app, real edge units."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from gpiozero.pins.mock import MockFactory
+
+from edge import config as edge_config
+from edge.agent import EdgeAgent
+from edge.hardware.build import build
+from server.app import create_app
+from server.broker import LocalBroker
+from server.settings import Settings
+
+RELAY_PIN = 17
+CONTACT_PIN = 27
+MOTION_PIN = 22
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        pause.wait(0.01)
+
+
+@pytest.fixture
+def broker() -> Iterator[LocalBroker]:
+    with LocalBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "badge.key"
+    path.write_text(secrets.token_hex(32))
+    return path
+
+
+@pytest.fixture
+def badge_key(key_file: Path) -> bytes:
+    return bytes.fromhex(key_file.read_text())
+
+
+@pytest.fixture
+def server(broker: LocalBroker, tmp_path: Path, key_file: Path) -> Iterator[TestClient]:
+    """The real app (lifespan, bridge, store) with centre ``boitron`` and unit ``boitron-01``."""
+    settings = Settings(
+        data_dir=tmp_path / "server", badge_key_file=key_file, mqtt_port=broker.port
+    )
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        wait_until(runtime.bridge.connected.is_set, what="server connected to broker")
+        assert (
+            client.post("/api/centres", json={"id": "boitron", "name": "Boitron"}).status_code
+            == 201
+        )
+        assert (
+            client.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).status_code == 200
+        )
+        yield client
+
+
+def unit_toml(
+    *,
+    port: int,
+    key_file: Path,
+    data_dir: Path,
+    reader: str = "fake",
+    device_id: str = "boitron-01",
+    extra: str = "",
+) -> str:
+    return f"""
+schema = 1
+device_id = "{device_id}"
+centre = "boitron"
+badge_key_file = "{key_file}"
+data_dir = "{data_dir}"
+pin_factory = "mock"
+online_deadline_ms = 800
+ack_timeout_s = 2
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+keepalive_s = 5
+
+[[doors]]
+id = "entree"
+relay_pin = {RELAY_PIN}
+contact_pin = {CONTACT_PIN}
+unlock_seconds = 0.5
+direction = "toggle"
+[doors.reader]
+kind = "{reader}"
+poll_interval_ms = 10
+repeat_ms = 200
+
+[[rooms]]
+id = "visio"
+name = "Salle visio"
+motion_pin = {MOTION_PIN}
+hold_seconds = 1
+{extra}"""
+
+
+@pytest.fixture
+def make_unit(
+    tmp_path: Path, broker: LocalBroker, key_file: Path
+) -> Iterator[Callable[..., EdgeAgent]]:
+    """Builds and starts a real edge agent on MockFactory pins; stops it after the test."""
+    agents: list[EdgeAgent] = []
+
+    def make(reader: str = "fake", *, start: bool = True) -> EdgeAgent:
+        conf = tmp_path / f"unit-{len(agents)}.toml"
+        conf.write_text(
+            unit_toml(
+                port=broker.port,
+                key_file=key_file,
+                data_dir=tmp_path / f"unit-{len(agents)}",
+                reader=reader,
+            )
+        )
+        cfg = edge_config.load(conf)
+        factory = MockFactory()
+        factory.pin(CONTACT_PIN).drive_low()  # the door is shut
+        agent = EdgeAgent(cfg, build(cfg, pin_factory=factory))
+        agents.append(agent)
+        if start:
+            agent.start()
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.stop()
