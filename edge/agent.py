@@ -128,7 +128,8 @@ class EdgeAgent:
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
-            poller.join(timeout=2)
+            if poller.is_alive():
+                poller.join(timeout=2)
         for door in self.doors.values():
             door.close()
         for room in self.rooms.values():

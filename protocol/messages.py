@@ -8,6 +8,7 @@ malformed message is rejected with a reason instead of travelling further.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -225,20 +226,33 @@ def decode(cls: type[M], payload: bytes | str) -> M:
     return from_dict(cls, data)
 
 
-def from_dict(cls: type[M], data: dict[str, Any], path: str = "") -> M:
+@functools.cache
+def _schema(cls: type) -> tuple[frozenset[str], tuple[tuple[str, Any, bool], ...]]:
+    """(field names, (name, type hint, required) per field) of a message type, computed once."""
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
+    specs = tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
+    return frozenset(name for name, _, _ in specs), specs
+
+
+def from_dict(cls: type[M], data: dict[str, Any], path: str = "") -> M:
+    names, specs = _schema(cls)
+    if not names.issuperset(data):
+        unknown = sorted(set(data) - names)
         raise ProtocolError(f"{path}{unknown[0]}: unknown field in {cls.__name__}")
     kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        name = f"{path}{f.name}"
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{name}: required field missing")
+    for field_name, hint, required in specs:
+        if field_name not in data:
+            if required:
+                raise ProtocolError(f"{path}{field_name}: required field missing")
             continue
-        kwargs[f.name] = _check(hints[f.name], data[f.name], name)
+        kwargs[field_name] = _check(hint, data[field_name], f"{path}{field_name}")
     try:
         return cls(**kwargs)
     except ProtocolError as exc:

@@ -106,7 +106,10 @@ def m001_initial(db: Database) -> None:
         not_null={"event_id", "device_id", "seq", "kind", "ts"},
     )
     db["events"].create_index(["event_id"], unique=True)
-    db["events"].create_index(["device_id", "seq"], unique=True)
+    # Idempotence is on event_id (a unit resends the very same event). (device_id, seq) is
+    # not unique: a unit whose outbox file was replaced starts again at seq 1, and its new
+    # events must still be kept.
+    db["events"].create_index(["device_id", "seq"])
     db["events"].create_index(["centre_id", "ts"])
     db["events"].create_index(["ts"])
     db["unknown_cards"].create(

@@ -8,6 +8,7 @@ here or in ``server.db``, so moving to another engine later touches these two fi
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from protocol.messages import BadgeGrant, Event, Status
 from server.db import Writer, connect, migrations
 
 WRITE_TIMEOUT_S = 30
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(LookupError):
@@ -431,6 +434,12 @@ def _ingest(db: Database, device_id: str, events: list[Event], received_at: floa
         )
         if cur.rowcount != 1:
             continue  # already stored: a resend after a lost ack
+        reused = db.execute(
+            "SELECT COUNT(*) FROM events WHERE device_id = ? AND seq = ?", [device_id, e.seq]
+        ).fetchone()[0]
+        if reused > 1:
+            log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id,
+                        e.seq)
         new += 1
         live = live or not e.historical
         _apply(db, centre_id, device_id, e)
