@@ -151,21 +151,28 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         raise ConfigError("doors: at least one [[doors]] table is required")
     rooms = []
     for rm in r.tables("rooms"):
-        rooms.append(
-            RoomConfig(
-                id=rm.ident("id"),
-                name=rm.str("name"),
-                motion_pin=rm.int("motion_pin", low=0, high=53),
-                hold_seconds=rm.number("hold_seconds", 300.0, low=1, high=86_400),
-            )
+        room = RoomConfig(
+            id=rm.ident("id"),
+            name=rm.str("name"),
+            motion_pin=rm.int("motion_pin", low=0, high=53),
+            hold_seconds=rm.number("hold_seconds", 300.0, low=1, high=86_400),
         )
         rm.done()
+        if any(other.id == room.id for other in rooms):
+            raise ConfigError(f"{rm.prefix}id: room {room.id!r} is listed twice")
+        rooms.append(room)
     pins: dict[int, str] = {}
     for door in doors:
         for key, pin in (("relay_pin", door.relay_pin), ("contact_pin", door.contact_pin)):
             _claim_pin(pins, pin, f"doors[{door.id}].{key}")
     for room in rooms:
         _claim_pin(pins, room.motion_pin, f"rooms[{room.id}].motion_pin")
+    for door in doors:  # readers may share one reset line, nothing else may use it
+        if door.reader.kind == "mfrc522" and door.reader.reset_pin in pins:
+            raise ConfigError(
+                f"doors[{door.id}].reader.reset_pin: GPIO {door.reader.reset_pin} is already "
+                f"used by {pins[door.reader.reset_pin]}"
+            )
     cfg = EdgeConfig(
         device_id=device_id,
         centre=r.ident("centre"),

@@ -64,6 +64,8 @@ class Door:
 
     def _relock(self) -> None:
         with self._mutex:
+            if self._relock_timer is not threading.current_thread():
+                return  # a later grant re-armed the window after this timer had fired
             self.lock.lock()
             self._locked_at = self._now()
             self._relock_timer = None

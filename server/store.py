@@ -455,9 +455,12 @@ def _apply(db: Database, centre_id: str | None, device_id: str, e: Event) -> Non
             "INSERT INTO unknown_cards (badge_hash, first_seen, last_seen, count, device_id,"
             " door, centre_id) VALUES (?, ?, ?, 1, ?, ?, ?)"
             " ON CONFLICT (badge_hash) DO UPDATE SET count = count + 1,"
-            " last_seen = max(last_seen, excluded.last_seen),"
-            " device_id = excluded.device_id, door = excluded.door,"
-            " centre_id = excluded.centre_id",
+            " first_seen = min(first_seen, excluded.first_seen),"
+            # Where it was last seen follows the newest tap, not the last one to arrive.
+            " device_id = iif(excluded.last_seen >= last_seen, excluded.device_id, device_id),"
+            " door = iif(excluded.last_seen >= last_seen, excluded.door, door),"
+            " centre_id = iif(excluded.last_seen >= last_seen, excluded.centre_id, centre_id),"
+            " last_seen = max(last_seen, excluded.last_seen)",
             [e.badge_hash, e.ts, e.ts, device_id, e.door, centre_id],
         )
     if centre_id is None:

@@ -70,23 +70,26 @@ class GpiozeroDoorContact:
     """A reed switch wired between the pin and ground: pressed means the door is shut."""
 
     def __init__(self, pin: int, *, pin_factory: Any = None, bounce_s: float = 0.05) -> None:
-        from gpiozero import Button
+        # A plain input, not gpiozero's Button: Button's hold thread makes close() wait ~1 s.
+        from gpiozero import DigitalInputDevice
 
         try:
-            self._button = Button(pin, pull_up=True, bounce_time=bounce_s, pin_factory=pin_factory)
+            self._input = DigitalInputDevice(
+                pin, pull_up=True, bounce_time=bounce_s, pin_factory=pin_factory
+            )
         except Exception as exc:
             raise HardwareError(f"door contact on GPIO {pin}: {exc}") from exc
 
     @property
     def is_closed(self) -> bool:
-        return bool(self._button.is_pressed)
+        return bool(self._input.is_active)
 
     def on_change(self, callback: Callable[[bool], None]) -> None:
-        self._button.when_pressed = lambda: callback(True)
-        self._button.when_released = lambda: callback(False)
+        self._input.when_activated = lambda: callback(True)
+        self._input.when_deactivated = lambda: callback(False)
 
     def close(self) -> None:
-        self._button.close()
+        self._input.close()
 
 
 class GpiozeroMotionSensor:

@@ -27,6 +27,13 @@ class MemberUpdate(BaseModel):
     valid_until: float | None = None
     centres: list[str] | None = None
 
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> MemberUpdate:
+        for name in ("name", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
 
 class BadgeEnrol(BaseModel):
     uid: str | None = Field(

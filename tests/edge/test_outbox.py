@@ -1,0 +1,249 @@
+"""The unit's durable outbox: sequence numbers, (re)sending, acknowledgement, presence."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.outbox import Outbox
+from protocol.messages import AccessList, BadgeGrant, Event, decode
+
+TS = 1_760_000_000.0
+
+
+def room_event(seq: int) -> Event:
+    return Event(
+        event_id=str(uuid.uuid4()),
+        device_id="boitron-01",
+        seq=seq,
+        kind="room",
+        ts=TS,
+        clock_synced=True,
+        room="visio",
+        room_state="occupied",
+    )
+
+
+def access_event(member_id: int) -> Callable[[int], Event]:
+    def build(seq: int) -> Event:
+        return Event(
+            event_id=str(uuid.uuid4()),
+            device_id="boitron-01",
+            seq=seq,
+            kind="access",
+            ts=TS,
+            clock_synced=True,
+            door="entree",
+            badge_hash="h",
+            granted=True,
+            reason="granted",
+            direction="in",
+            member_id=member_id,
+        )
+
+    return build
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "outbox.db"
+
+
+@pytest.fixture
+def outbox(path: Path) -> Iterator[Outbox]:
+    box = Outbox(path)
+    yield box
+    box.close()
+
+
+def seqs(pending: list) -> list[int]:
+    return [p.seq for p in pending]
+
+
+def test_seqs_start_at_one_and_increase(outbox: Outbox) -> None:
+    events = [outbox.record(room_event, offline=False) for _ in range(3)]
+
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert outbox.pending_count() == 3
+
+
+def test_seqs_are_never_reused_after_a_restart_even_when_all_were_acked(path: Path) -> None:
+    box = Outbox(path)
+    for _ in range(3):
+        box.record(room_event, offline=False)
+    box.ack([1, 2, 3])
+    assert box.pending_count() == 0
+    box.close()
+
+    reopened = Outbox(path)
+    try:
+        event = reopened.record(room_event, offline=False)
+    finally:
+        reopened.close()
+
+    assert event.seq == 4  # the server would drop a reused (device_id, seq) as a duplicate
+
+
+def test_seqs_continue_after_a_restart_with_events_pending(path: Path) -> None:
+    box = Outbox(path)
+    box.record(room_event, offline=True)
+    box.record(room_event, offline=True)
+    box.close()
+
+    reopened = Outbox(path)
+    try:
+        event = reopened.record(room_event, offline=False)
+        pending = reopened.due(now=0.0, ack_timeout_s=10)
+    finally:
+        reopened.close()
+
+    assert event.seq == 3
+    assert seqs(pending) == [1, 2, 3]
+
+
+def test_due_returns_unsent_events_oldest_first(outbox: Outbox) -> None:
+    for _ in range(4):
+        outbox.record(room_event, offline=False)
+
+    pending = outbox.due(now=100.0, ack_timeout_s=10)
+
+    assert seqs(pending) == [1, 2, 3, 4]
+    assert [p.event.seq for p in pending] == [1, 2, 3, 4]
+    assert seqs(outbox.due(now=100.0, ack_timeout_s=10, limit=2)) == [1, 2]
+
+
+def test_sent_events_wait_for_their_ack_then_come_back_after_the_timeout(outbox: Outbox) -> None:
+    for _ in range(3):
+        outbox.record(room_event, offline=False)
+    outbox.mark_sent([1, 2], at=100.0)
+
+    in_flight = outbox.due(now=105.0, ack_timeout_s=10)
+    timed_out = outbox.due(now=110.5, ack_timeout_s=10)
+
+    assert seqs(in_flight) == [3]  # only the one never sent
+    assert seqs(timed_out) == [1, 2, 3]
+
+
+def test_ack_deletes_only_the_named_seqs(outbox: Outbox) -> None:
+    for _ in range(4):
+        outbox.record(room_event, offline=False)
+
+    removed = outbox.ack([2, 4, 99])
+
+    assert removed == 2
+    assert outbox.pending_count() == 2
+    assert seqs(outbox.due(now=0.0, ack_timeout_s=10)) == [1, 3]
+
+
+def test_resend_all_makes_in_flight_events_due_again_in_order(outbox: Outbox) -> None:
+    for _ in range(3):
+        outbox.record(room_event, offline=False)
+    outbox.mark_sent([1, 2, 3], at=100.0)
+    assert outbox.due(now=101.0, ack_timeout_s=10) == []
+
+    outbox.resend_all()
+
+    assert seqs(outbox.due(now=101.0, ack_timeout_s=10)) == [1, 2, 3]
+
+
+def test_an_event_is_historical_when_created_offline_or_sent_again(outbox: Outbox) -> None:
+    outbox.record(room_event, offline=False)  # 1: live
+    outbox.record(room_event, offline=True)  # 2: created while the link was down
+    outbox.record(room_event, offline=False)  # 3: will be sent, then sent again
+
+    first = {p.seq: p for p in outbox.due(now=100.0, ack_timeout_s=10)}
+    outbox.mark_sent([3], at=100.0)
+    outbox.resend_all()
+    again = {p.seq: p for p in outbox.due(now=100.0, ack_timeout_s=10)}
+
+    assert [first[s].historical for s in (1, 2, 3)] == [False, True, False]
+    assert again[3].historical
+    assert again[3].attempts == 1
+    assert not again[1].historical
+    # The flag travels in the payload the server reads.
+    assert decode(Event, again[2].payload()).historical is True
+    assert decode(Event, again[3].payload()).historical is True
+    assert decode(Event, again[1].payload()).historical is False
+
+
+def test_presence_is_stored_with_the_event(outbox: Outbox) -> None:
+    outbox.record(access_event(7), offline=False, presence=(7, True, TS))
+    assert outbox.inside_since(7) == TS
+
+    outbox.record(access_event(7), offline=False, presence=(7, False, TS + 60))
+
+    assert outbox.inside_since(7) is None
+    assert outbox.pending_count() == 2
+
+
+def test_a_failing_event_build_stores_neither_event_nor_presence(outbox: Outbox) -> None:
+    def broken(seq: int) -> Event:
+        raise RuntimeError("cannot build")
+
+    with pytest.raises(RuntimeError):
+        outbox.record(broken, offline=False, presence=(7, True, TS))
+
+    assert outbox.pending_count() == 0
+    assert outbox.inside_since(7) is None
+    assert outbox.record(room_event, offline=False).seq == 1  # the seq was not consumed
+
+
+def test_a_failing_presence_write_rolls_the_event_back(path: Path) -> None:
+    box = Outbox(path)
+    try:
+        box.record(access_event(7), offline=False, presence=(7, True, TS))
+        bad_member_id: Any = "not-an-integer"  # refused by INTEGER PRIMARY KEY, after the INSERT
+        with pytest.raises(sqlite3.IntegrityError):
+            box.record(access_event(8), offline=False, presence=(bad_member_id, True, TS))
+
+        assert box.pending_count() == 1
+        assert box.record(room_event, offline=False).seq == 2
+    finally:
+        box.close()
+
+    reopened = Outbox(path)  # the rollback reached the file too: seq 2 is the last one
+    try:
+        assert reopened.record(room_event, offline=False).seq == 3
+        assert reopened.inside_since(7) == TS
+    finally:
+        reopened.close()
+
+
+def test_forget_presence_before_drops_old_stays_only(outbox: Outbox) -> None:
+    outbox.record(access_event(1), offline=False, presence=(1, True, TS - 20 * 3600))
+    outbox.record(access_event(2), offline=False, presence=(2, True, TS - 3600))
+
+    outbox.forget_presence_before(TS - 14 * 3600)
+
+    assert outbox.inside_since(1) is None
+    assert outbox.inside_since(2) == TS - 3600
+
+
+def test_the_access_list_survives_a_restart(path: Path) -> None:
+    access_list = AccessList(
+        version=7,
+        issued_at=TS,
+        centre="boitron",
+        grants=[
+            BadgeGrant("hash-a", 1, valid_from=TS - 10, valid_until=TS + 10),
+            BadgeGrant("hash-b", 2),
+        ],
+    )
+    box = Outbox(path)
+    assert box.load_access_list() is None
+    box.save_access_list(AccessList(version=6, issued_at=TS - 60))
+    box.save_access_list(access_list)
+    box.close()
+
+    reopened = Outbox(path)
+    try:
+        loaded = reopened.load_access_list()
+    finally:
+        reopened.close()
+
+    assert loaded == access_list
