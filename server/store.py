@@ -333,10 +333,13 @@ class Store:
             if value is not None:
                 clauses.append(clause)
                 args.append(value)
-        where = " AND ".join(clauses) or None
-        total = self.db["events"].count_where(where or "1", args)
-        rows = self.db["events"].rows_where(
-            where, args, order_by="ts desc, id desc", limit=limit, offset=offset
+        where = " AND ".join(clauses) or "1"
+        total = self.db["events"].count_where(where, args)
+        rows = self.db.query(
+            "SELECT e.*, m.name AS member_name FROM events e"
+            " LEFT JOIN members m ON m.id = e.member_id"
+            f" WHERE {where} ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
         )
         return total, [_event_row(r) for r in rows]
 

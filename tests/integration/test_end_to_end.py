@@ -88,6 +88,7 @@ def test_enrolled_member_badges_on_the_real_mfrc522_path(
         what="the event on the server",
     )
     assert events[0]["granted"] is True and events[0]["direction"] == "in"
+    assert events[0]["member_name"] == "Alice Martin"
     assert events[0]["badge_hash"] == badge_hash(badge_key, ALICE)
     assert centre_count(server) == 1
     people = server.get("/api/occupancy").json()[0]["people"]
