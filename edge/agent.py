@@ -77,7 +77,6 @@ class EdgeAgent:
         cached = self.outbox.load_access_list()
         if cached is not None:
             self.access.replace(cached)
-        self.access_list_changed = threading.Condition()
         self.rejected_messages = 0
         self.faults: dict[str, str] = {}
         self._waiting: dict[str, _Waiting] = {}
@@ -300,8 +299,6 @@ class EdgeAgent:
         log.info(
             "access list v%d installed (%d badges)", access_list.version, len(access_list.grants)
         )
-        with self.access_list_changed:
-            self.access_list_changed.notify_all()
         self.link.publish_status()
 
     def _command(self, command: Command) -> None:

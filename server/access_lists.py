@@ -28,7 +28,6 @@ class AccessListPublisher(threading.Thread):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self.published: dict[str, int] = {}
-        self.published_event = threading.Condition()
 
     def invalidate(self, device_ids: Iterable[str] | None = None) -> None:
         """Republish the lists of these units (all units when None)."""
@@ -71,7 +70,5 @@ class AccessListPublisher(threading.Thread):
             log.exception("access list for %s not published", device_id)
             return False
         log.info("access list v%d for %s: %d badges", version, device_id, len(grants))
-        with self.published_event:
-            self.published[device_id] = version
-            self.published_event.notify_all()
+        self.published[device_id] = version
         return True

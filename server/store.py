@@ -56,8 +56,8 @@ class Store:
         self._local = threading.local()
         self._writer = Writer(self.path)
         self._writer.start()
-        self.changed = threading.Condition()
-        self.change_counter = 0
+        self._changes = threading.Lock()
+        self.change_counter = 0  # bumped after each commit that changes what the page shows
 
     def close(self) -> None:
         self._writer.stop()
@@ -75,9 +75,8 @@ class Store:
         return self._writer.submit(fn).result(timeout=WRITE_TIMEOUT_S)
 
     def _notify(self) -> None:
-        with self.changed:
+        with self._changes:
             self.change_counter += 1
-            self.changed.notify_all()
 
     @property
     def writer_stats(self) -> dict[str, int]:
