@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.config import EdgeConfig
+from edge.config import ConfigError, EdgeConfig
 from protocol import topics
 from protocol.messages import Status, encode
 from protocol.mqtt import make_client
@@ -50,7 +50,12 @@ class MqttLink:
         if mq.username:
             password = None
             if mq.password_file is not None:
-                password = mq.password_file.read_text().strip()
+                try:
+                    password = mq.password_file.read_text().strip()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"mqtt.password_file: cannot read {mq.password_file} ({exc.strerror})"
+                    ) from None
             c.username_pw_set(mq.username, password)
         if mq.tls:
             c.tls_set(

@@ -110,3 +110,28 @@ def test_run_with_a_missing_config_file_exits_2_naming_the_file(
 
     assert code == 2
     assert f"{missing}: cannot read" in capsys.readouterr().err
+
+
+def test_a_missing_mqtt_password_file_is_named_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "badge.key"
+    key.write_text("ab" * 32)
+    conf = tmp_path / "unit.toml"
+    conf.write_text(f"""
+device_id = "boitron-01"
+centre = "boitron"
+badge_key_file = "{key}"
+data_dir = "{tmp_path / "data"}"
+pin_factory = "mock"
+[mqtt]
+username = "boitron-01"
+password_file = "{tmp_path / "nope"}"
+[[doors]]
+id = "entree"
+relay_pin = 17
+[doors.reader]
+kind = "fake"
+""")
+    assert main(["run", "--config", str(conf)]) == 2
+    assert "mqtt.password_file: cannot read" in capsys.readouterr().err
