@@ -121,7 +121,9 @@ class EdgeAgent:
             poller.start()
 
     def stop(self) -> None:
-        """Lock every door, stop reading, say offline and close the outbox."""
+        """Lock every door, stop reading, say offline and close the outbox (once)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         for poller in self.pollers:
