@@ -38,25 +38,33 @@ def test_demo_shows_three_live_centres_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
     log = (tmp_path / "demo.log").open("w+")
     demo = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--day-seconds", "30"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def centres_live() -> object:
             centres = get_json(f"{base}/api/occupancy")
             if not centres:
                 return None
-            live = [c for c in centres if c["units"] and c["units"][0]["state"] == "online"
-                    and c["rooms"]]
+            live = [
+                c
+                for c in centres
+                if c["units"] and c["units"][0]["state"] == "online" and c["rooms"]
+            ]
             return centres if len(live) == 3 else None
 
         centres = wait_until(centres_live, timeout=60, what="three centres online")
         assert {c["name"] for c in centres} == {
-            "Télécentre de Boitron", "Télécentre du Pays de Camembert", "Télécentre de Bellême"
+            "Télécentre de Boitron",
+            "Télécentre du Pays de Camembert",
+            "Télécentre de Bellême",
         }
         events = wait_until(
             lambda: (get_json(f"{base}/api/events?kind=access") or {}).get("total", 0) >= 3,
-            timeout=60, what="members badging in",
+            timeout=60,
+            what="members badging in",
         )
         assert events
         with urllib.request.urlopen(f"{base}/", timeout=2) as page:

@@ -8,6 +8,7 @@ against the register-level simulated chip.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -19,7 +20,7 @@ from edge.hardware.fakes import FakeCardReader
 from edge.hardware.simchip import SimulatedMfrc522, install
 from protocol import topics
 from protocol.badges import badge_hash
-from protocol.messages import Event, encode
+from protocol.messages import Command, Event, encode
 from server.broker import LocalBroker
 from tests.conftest import RELAY_PIN, wait_until
 
@@ -269,3 +270,35 @@ def test_fake_reader_path_counts_a_badge_once_while_the_card_is_held(
     reader.remove()
     assert server.get("/api/events", params={"kind": "access"}).json()["total"] == 1
     assert centre_count(server) == 1
+
+
+def test_remote_unlock_opens_the_door_for_its_window_and_is_recorded(
+    server: TestClient, make_unit: Callable[..., EdgeAgent]
+) -> None:
+    unit = make_unit()
+    wait_until(lambda: server.get("/api/devices/boitron-01").json().get("doors"))
+    response = server.post("/api/devices/boitron-01/unlock", json={"door": "entree"})
+    assert response.status_code == 202, response.text
+    lock = unit.hardware.locks["entree"]
+    wait_until(lambda: lock.is_unlocked, what="the remote unlock")
+    wait_until(lambda: not lock.is_unlocked, what="the timer to relock")
+    events = wait_until(
+        lambda: server.get("/api/events", params={"kind": "unlock"}).json()["items"]
+    )
+    assert (events[0]["door"], events[0]["reason"]) == ("entree", "remote")
+
+
+def test_an_expired_unlock_command_is_ignored(
+    server: TestClient,
+    broker: LocalBroker,
+    make_unit: Callable[..., EdgeAgent],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unit = make_unit()
+    wait_until(lambda: unit.link.connected.is_set())
+    stale = Command("cmd-1", "unlock", "entree", expires_at=time.time() - 60, ts=time.time() - 70)
+    with caplog.at_level(logging.WARNING):
+        runtime(server).bridge.publish(topics.COMMAND, "boitron-01", encode(stale))
+        wait_until(lambda: "ignored expired command cmd-1" in caplog.text)
+    assert relay_history(unit) == [False]
+    assert server.get("/api/events", params={"kind": "unlock"}).json()["total"] == 0
