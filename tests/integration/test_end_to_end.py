@@ -8,6 +8,7 @@ against the register-level simulated chip.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -54,6 +55,17 @@ def relay_history(agent: EdgeAgent) -> list[bool]:
     """Energised (True) or not, since the relay was set up; the board is active-low."""
     pin = agent.hardware.pin_factory.pin(RELAY_PIN)
     return [not s.state for s in pin.states[1:]]  # states[0] is the pin before gpiozero
+
+
+def connected_client(broker: LocalBroker) -> mqtt.Client:
+    """A plain MQTT client, returned once the broker has accepted it."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    ready = threading.Event()
+    client.on_connect = lambda *args: ready.set()
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    assert ready.wait(5), "the test client could not connect"
+    return client
 
 
 def centre_count(client: TestClient, centre_id: str = "boitron") -> int:
@@ -190,9 +202,7 @@ def test_malformed_and_wrong_version_payloads_are_rejected_and_the_service_goes_
 ) -> None:
     unit = make_unit()
     wait_until(lambda: unit.access.version is not None, what="the first access list")
-    rogue = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    rogue.connect("127.0.0.1", broker.port)
-    rogue.loop_start()
+    rogue = connected_client(broker)
     try:
         good = unit.badge("entree", STRANGER)
         wrong_version = encode(good).replace(b'"v":1', b'"v":2')
@@ -231,9 +241,7 @@ def test_an_event_claiming_another_unit_is_rejected(
     server: TestClient,
     broker: LocalBroker,
 ) -> None:
-    rogue = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    rogue.connect("127.0.0.1", broker.port)
-    rogue.loop_start()
+    rogue = connected_client(broker)
     try:
         forged = Event(
             event_id="x",
