@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from edge import __version__
 from edge.access import Decision, LocalAccess
@@ -173,24 +174,16 @@ class EdgeAgent:
         if decision.granted and decision.member_id is not None:
             direction = self._direction(door.config.direction, decision.member_id, now)
             presence = (decision.member_id, direction == "in", now)
-        synced = self._synced()
-        event = self.outbox.record(
-            lambda seq: Event(
-                event_id=str(uuid.uuid4()),
-                device_id=self.config.device_id,
-                seq=seq,
-                kind="access",
-                ts=now,
-                clock_synced=synced,
-                door=door_id,
-                badge_hash=hashed,
-                granted=decision.granted,
-                reason=decision.reason,
-                direction=direction,
-                member_id=decision.member_id,
-            ),
-            offline=not self.link.connected.is_set(),
+        event = self._record(
+            now=now,
             presence=presence,
+            kind="access",
+            door=door_id,
+            badge_hash=hashed,
+            granted=decision.granted,
+            reason=decision.reason,
+            direction=direction,
+            member_id=decision.member_id,
         )
         if decision.granted:
             door.open_for()
@@ -200,7 +193,6 @@ class EdgeAgent:
             "granted" if decision.granted else "denied",
             decision.reason,
         )
-        self._wake.set()
         return event
 
     def _direction(self, door_direction: str, member_id: int, now: float) -> str:
@@ -233,19 +225,27 @@ class EdgeAgent:
 
     # -- other events --------------------------------------------------------------------------
 
-    def _record(self, **fields: object) -> Event:
-        now = self._clock()
+    def _record(
+        self,
+        *,
+        now: float | None = None,
+        presence: tuple[int, bool, float] | None = None,
+        **fields: Any,
+    ) -> Event:
+        """Put an event in the outbox (with its presence change) and wake the publisher."""
+        ts = self._clock() if now is None else now
         synced = self._synced()
         event = self.outbox.record(
             lambda seq: Event(
                 event_id=str(uuid.uuid4()),
                 device_id=self.config.device_id,
                 seq=seq,
-                ts=now,
+                ts=ts,
                 clock_synced=synced,
-                **fields,  # type: ignore[arg-type]
+                **fields,
             ),
             offline=not self.link.connected.is_set(),
+            presence=presence,
         )
         self._wake.set()
         return event
