@@ -29,6 +29,7 @@ from protocol.messages import (
     encode,
 )
 from protocol.mqtt import make_client
+from server.access_lists import AccessListPublisher
 from server.settings import Settings
 from server.store import IngestResult, NotFound, Store
 
@@ -39,8 +40,6 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 
 class Bridge:
     def __init__(self, settings: Settings, store: Store) -> None:
-        from server.access_lists import AccessListPublisher
-
         self.settings = settings
         self.store = store
         self.connected = threading.Event()
