@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
+import pytest
 from fastapi.testclient import TestClient
 
 from protocol.badges import badge_hash
@@ -298,3 +299,22 @@ def test_the_page_is_served(server: TestClient) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "<html" in page.text and "/api/occupancy" in page.text
+
+
+def test_an_unexpected_failure_still_answers_in_the_error_shape(
+    server: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = server.app.state.runtime.store  # type: ignore[attr-defined]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "centres", broken)
+    client = TestClient(server.app, raise_server_exceptions=False)
+    response = client.get("/api/centres")
+    assert response.status_code == 500
+    assert response.json() == {
+        "ok": False,
+        "error": "internal error; the server log has the details",
+        "status": 500,
+    }
