@@ -13,6 +13,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -32,6 +33,28 @@ from server.store import Store
 
 BADGES = 300
 EVENTS = 5000
+
+
+def subscribed_client(
+    port: int, name: str, topic: str, on_message: Callable[..., object]
+) -> mqtt.Client:
+    """A TCP_NODELAY client, returned once its subscription to ``topic`` is acknowledged."""
+    client, props = make_client(name, session_expiry_s=0)
+    ready = threading.Event()
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(topic, 1)
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client.loop_start()
+    if not ready.wait(5):
+        raise RuntimeError(f"{name} could not subscribe to {topic}")
+    return client
+
+
+def close(*clients: mqtt.Client) -> None:
+    for client in clients:
+        client.loop_stop()
+        client.disconnect()
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -142,47 +165,35 @@ def bench_ingest(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
         for i in range(EVENTS)
     ]
 
-    def pump(
-        on_ready: threading.Event,
-        count: list[int],
-        done: threading.Event,
-        topic_in: str,
-        topic_back: str,
-        seqs_per_msg: bool,
-    ) -> float:
-        client, props = make_client(f"bench-pump-{topic_back}", session_expiry_s=0)
+    def pump(topic_in: str, topic_back: str, acks: bool) -> float:
+        """Seconds until every payload sent on topic_in came back (an ack lists many seqs)."""
+        count = 0
+        done = threading.Event()
 
         def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-            count[0] += msg.payload.count(b",") + 1 if seqs_per_msg else 1
-            if count[0] >= EVENTS:
+            nonlocal count
+            count += msg.payload.count(b",") + 1 if acks else 1
+            if count >= EVENTS:
                 done.set()
 
-        client.on_message = on_message
-        client.on_connect = lambda c, *a: (c.subscribe(topic_back, 1), on_ready.set())
-        client.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
-        client.loop_start()
-        on_ready.wait(5)
+        client = subscribed_client(broker.port, f"bench-pump-{acks}", topic_back, on_message)
         t0 = time.perf_counter()
         for p in payloads:
             client.publish(topic_in, p, qos=1)
         done.wait(120)
         elapsed = time.perf_counter() - t0
-        client.loop_stop()
-        client.disconnect()
+        close(client)
         return elapsed
 
     # Floor: an echo client that republishes each message at once, no decoding, no disk.
-    echo, props = make_client("bench-echo", session_expiry_s=0)
-    echo.on_message = lambda c, u, m: c.publish("bench/echo/out", m.payload, qos=1)
-    echo.on_connect = lambda c, *a: c.subscribe("bench/echo/in", 1)
-    echo.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
-    echo.loop_start()
-    time.sleep(0.3)
-    floor = pump(
-        threading.Event(), [0], threading.Event(), "bench/echo/in", "bench/echo/out", False
+    echo = subscribed_client(
+        broker.port,
+        "bench-echo",
+        "bench/echo/in",
+        lambda c, u, m: c.publish("bench/echo/out", m.payload, qos=1),
     )
-    echo.loop_stop()
-    echo.disconnect()
+    floor = pump("bench/echo/in", "bench/echo/out", acks=False)
+    close(echo)
 
     settings = Settings(
         data_dir=workdir / "server",
@@ -196,12 +207,7 @@ def bench_ingest(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
     bridge.connected.wait(5)
     try:
         elapsed = pump(
-            threading.Event(),
-            [0],
-            threading.Event(),
-            topics.topic(topics.EVENT, "bench-01"),
-            topics.topic(topics.ACK, "bench-01"),
-            True,
+            topics.topic(topics.EVENT, "bench-01"), topics.topic(topics.ACK, "bench-01"), acks=True
         )
         stored = store.event_count()
     finally:
@@ -228,22 +234,16 @@ def bench_online(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
     from server.bridge import Bridge
 
     # Floor: a bare QoS1 request answered by an echo client, both with TCP_NODELAY.
-    echo, props = make_client("bench-rt-echo", session_expiry_s=0)
-    echo.on_message = lambda c, u, m: c.publish("bench/rt/out", m.payload, qos=1)
-    echo_ready = threading.Event()
-    echo.on_connect = lambda c, *a: (c.subscribe("bench/rt/in", 1), echo_ready.set())
-    echo.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
-    echo.loop_start()
-    asker, props = make_client("bench-rt-ask", session_expiry_s=0)
+    echo = subscribed_client(
+        broker.port,
+        "bench-rt-echo",
+        "bench/rt/in",
+        lambda c, u, m: c.publish("bench/rt/out", m.payload, qos=1),
+    )
     answered = threading.Event()
-    asker.on_message = lambda c, u, m: answered.set()
-    ask_ready = threading.Event()
-    asker.on_connect = lambda c, *a: (c.subscribe("bench/rt/out", 1), ask_ready.set())
-    asker.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
-    asker.loop_start()
-    echo_ready.wait(5)
-    ask_ready.wait(5)
-    time.sleep(0.2)  # let both SUBACKs land before timing
+    asker = subscribed_client(
+        broker.port, "bench-rt-ask", "bench/rt/out", lambda *a: answered.set()
+    )
     floor = []
     for _ in range(ONLINE):
         answered.clear()
@@ -251,9 +251,7 @@ def bench_online(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
         asker.publish("bench/rt/in", b"x" * 200, qos=1)
         answered.wait(5)
         floor.append(time.perf_counter() - t0)
-    for client in (echo, asker):
-        client.loop_stop()
-        client.disconnect()
+    close(echo, asker)
 
     settings = Settings(
         data_dir=workdir / "online",
