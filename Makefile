@@ -36,6 +36,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check protocol edge server tests bench
+	$(BIN)/ruff format --check protocol edge server tests bench
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from protocol.errors import TelecentreError
 from protocol.topics import TopicError, validate_device_id
 
 CONFIG_SCHEMA = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(TelecentreError, ValueError):
     """The unit's configuration file is wrong; the message names the key."""
 
 

@@ -16,13 +16,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from protocol.errors import TelecentreError
+
 SCHEMA_VERSION = 1
 
 # Largest payload either side accepts; an access list of 20 000 badges is about 3 MB.
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 
 
-class ProtocolError(ValueError):
+class ProtocolError(TelecentreError, ValueError):
     """A payload that does not follow the contract; the message names the bad field."""
 
 

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from protocol.errors import TelecentreError
+
 BASE = "telecentre"
 
 DEVICE_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -54,7 +56,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 _BY_LEAF = {spec.leaf: spec for spec in ALL_TOPICS}
 
 
-class TopicError(ValueError):
+class TopicError(TelecentreError, ValueError):
     """A topic that is not part of the contract."""
 
 

@@ -440,8 +440,7 @@ def _ingest(db: Database, device_id: str, events: list[Event], received_at: floa
             "SELECT COUNT(*) FROM events WHERE device_id = ? AND seq = ?", [device_id, e.seq]
         ).fetchone()[0]
         if reused > 1:
-            log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id,
-                        e.seq)
+            log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id, e.seq)
         new += 1
         live = live or not e.historical
         _apply(db, centre_id, device_id, e)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from protocol.errors import TelecentreError
 
-class HardwareError(RuntimeError):
+
+class HardwareError(TelecentreError, RuntimeError):
     """A device that is wired wrong or stopped answering."""
 
 
