@@ -1,6 +1,15 @@
-"""Wire contract between Telecentre edge units and the server (stdlib only, no I/O)."""
+"""Wire contract between Telecentre edge units and the server (no I/O)."""
 
 from protocol import messages, topics
-from protocol.messages import SCHEMA_VERSION, ProtocolError, decode, encode
+from protocol.errors import ProtocolError, TelecentreError
+from protocol.messages import SCHEMA_VERSION, decode, encode
 
-__all__ = ["SCHEMA_VERSION", "ProtocolError", "decode", "encode", "messages", "topics"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ProtocolError",
+    "TelecentreError",
+    "decode",
+    "encode",
+    "messages",
+    "topics",
+]

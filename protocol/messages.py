@@ -1,62 +1,56 @@
-"""Message types carried on the topics of ``protocol.topics``.
+"""Message types carried on the topics of ``protocol.topics`` (schema version 2).
 
-Every payload is a JSON object carrying ``"v": SCHEMA_VERSION``. ``decode`` checks the
-version and every field, and raises ``ProtocolError`` naming the field that is wrong, so a
-malformed message is rejected with a reason instead of travelling further.
+Unit -> server messages are compact JSON objects carrying ``"v": 2``. Server -> unit
+messages are signed (``protocol.signing``): a MessagePack envelope around a MessagePack
+body whose ``type`` names the message. Every field is bounded (integers within signed
+64-bit, badge hashes exactly 64 lowercase hex, ids and names by pattern and length, lists
+by length), so ``decode`` refuses anything out of bounds before it travels further and
+raises only ``ProtocolError``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import json
-import math
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar
 
-from protocol.errors import TelecentreError
+import msgspec
+from msgspec import Meta, Struct
 
-SCHEMA_VERSION = 1
+from protocol.errors import ProtocolError
 
-# Largest payload either side accepts; an access list of 20 000 badges is about 3 MB.
-MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+SCHEMA_VERSION = 2
 
+# Largest payload either side accepts. A list snapshot is cut into segments well below it.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+# Largest unit -> server message: events, status and requests are small.
+MAX_EDGE_PAYLOAD_BYTES = 64 * 1024
 
-class ProtocolError(TelecentreError, ValueError):
-    """A payload that does not follow the contract; the message names the bad field."""
+INT64_MAX = 2**63 - 1
 
+# --- field types ---------------------------------------------------------------------------
 
-# --- message types -------------------------------------------------------------------------
+Int64 = Annotated[int, Meta(ge=-(2**63), le=INT64_MAX)]
+PositiveInt = Annotated[int, Meta(ge=1, le=INT64_MAX)]
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+# Seconds since the Unix epoch. The upper bound (year 5138) only keeps numbers sane.
+Timestamp = Annotated[float, Meta(ge=0, le=1e11)]
+Version = Annotated[int, Meta(ge=1, le=INT64_MAX)]
+Seq = PositiveInt
+MemberId = PositiveInt
+BadgeHash = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+BadgeBytes = Annotated[bytes, Meta(min_length=32, max_length=32)]
+DeviceId = Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9-]{0,62}$")]
+CentreId = Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9-]{0,62}$")]
+LocalId = Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9_-]{0,31}$")]  # door and room ids
+Uuid = Annotated[
+    str, Meta(pattern="^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+Epoch = Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
+Reason = Annotated[str, Meta(pattern="^[a-z][a-z_]{0,31}$")]
+ShortText = Annotated[str, Meta(min_length=1, max_length=64)]
+Text = Annotated[str, Meta(min_length=1, max_length=200)]
+HexDigest = Annotated[str, Meta(pattern="^[0-9a-f]{1,64}$")]
+OperatorName = Annotated[str, Meta(pattern="^[A-Za-z0-9@._+-]{1,64}$")]
 
-
-@dataclass(frozen=True)
-class RoomInfo:
-    """A room a unit watches, as named on the dashboard."""
-
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Status:
-    """Retained unit status; ``online`` is the birth message, ``offline`` the last will."""
-
-    device_id: str
-    state: Literal["online", "offline"]
-    ts: float | None = None
-    software_version: str | None = None
-    config_hash: str | None = None
-    access_list_version: int | None = None
-    clock_synced: bool | None = None
-    outbox_pending: int | None = None
-    faults: list[str] | None = None
-    doors: list[str] | None = None
-    rooms: list[RoomInfo] | None = None
-
-
-EventKind = Literal["access", "door_forced", "door_held", "door_closed", "room", "unlock"]
 DENY_REASONS = (
     "unknown_card",
     "revoked",
@@ -67,245 +61,358 @@ DENY_REASONS = (
     "server_timeout",
 )
 
+# States of a badge in an access list.
+ACTIVE, REVOKED, SUSPENDED = 0, 1, 2
+EntryState = Literal[0, 1, 2]
 
-@dataclass(frozen=True)
-class Event:
-    """Something that happened at a unit, sent until the server acknowledges its seq.
+
+class _Message(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """Base of the JSON messages: every one carries the schema version first."""
+
+    v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.v != SCHEMA_VERSION:
+            raise ProtocolError(
+                f"v: schema version {self.v!r} is not supported (expected {SCHEMA_VERSION})",
+                "bad_version",
+            )
+
+
+class _Body(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True, tag_field="type"):
+    """Base of the signed server -> unit bodies; ``type`` is the tag."""
+
+
+# --- unit -> server (JSON) -----------------------------------------------------------------
+
+
+class RoomInfo(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A room a unit watches, as named on the dashboard."""
+
+    id: LocalId
+    name: Text
+
+
+class WorkerInfo(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """One worker thread of the unit: alive or not, and how many errors it survived."""
+
+    name: LocalId
+    alive: bool
+    errors: Count = 0
+
+
+class Status(_Message, kw_only=True):
+    """Retained unit status; ``online`` is the birth message, ``offline`` the last will."""
+
+    device_id: DeviceId
+    state: Literal["online", "offline"]
+    centre: CentreId | None = None
+    ts: Timestamp | None = None
+    software_version: ShortText | None = None
+    config_hash: HexDigest | None = None
+    list_version: Version | None = None
+    clock_synced: bool | None = None
+    outbox_pending: Count | None = None
+    outbox_rejected: Count | None = None
+    faults: Annotated[list[Text], Meta(max_length=32)] | None = None
+    doors: Annotated[list[LocalId], Meta(max_length=16)] | None = None
+    rooms: Annotated[list[RoomInfo], Meta(max_length=32)] | None = None
+    workers: Annotated[list[WorkerInfo], Meta(max_length=32)] | None = None
+    rejected: dict[Reason, Count] | None = None
+
+
+EventKind = Literal["access", "door_forced", "door_held", "door_closed", "room", "unlock"]
+
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "access": ("door", "badge_hash", "granted", "reason"),
+    "door_forced": ("door",),
+    "door_held": ("door",),
+    "door_closed": ("door",),
+    "room": ("room", "room_state"),
+    "unlock": ("door", "command_id"),
+}
+
+
+class Event(_Message, kw_only=True):
+    """Something that happened at a unit, sent until the server acknowledges it.
 
     ``kind`` says which optional fields are set:
     - ``access``: door, badge_hash, granted, reason, direction (granted only), member_id
     - ``door_forced`` / ``door_held`` / ``door_closed``: door
     - ``room``: room, room_state
-    - ``unlock``: door, reason (remote unlock by command)
+    - ``unlock``: door, reason, command_id, requested_by (remote unlock by command)
     """
 
-    event_id: str
-    device_id: str
-    seq: int
+    event_id: Uuid
+    device_id: DeviceId
+    epoch: Epoch
+    seq: Seq
     kind: EventKind
-    ts: float
+    ts: Timestamp
     clock_synced: bool
     historical: bool = False
-    door: str | None = None
-    badge_hash: str | None = None
+    door: LocalId | None = None
+    badge_hash: BadgeHash | None = None
     granted: bool | None = None
-    reason: str | None = None
+    reason: Reason | None = None
     direction: Literal["in", "out"] | None = None
-    member_id: int | None = None
-    room: str | None = None
+    member_id: MemberId | None = None
+    room: LocalId | None = None
     room_state: Literal["occupied", "free"] | None = None
+    command_id: Uuid | None = None
+    requested_by: OperatorName | None = None
 
     def __post_init__(self) -> None:
-        if self.seq < 1:
-            raise ProtocolError("seq: must be >= 1")
-        required: dict[str, tuple[str, ...]] = {
-            "access": ("door", "badge_hash", "granted", "reason"),
-            "door_forced": ("door",),
-            "door_held": ("door",),
-            "door_closed": ("door",),
-            "room": ("room", "room_state"),
-            "unlock": ("door",),
-        }
-        for name in required[self.kind]:
+        super().__post_init__()
+        for name in _REQUIRED[self.kind]:
             if getattr(self, name) is None:
                 raise ProtocolError(f"{name}: required when kind is {self.kind!r}")
         if self.kind == "access" and self.granted and self.direction is None:
             raise ProtocolError("direction: required when access is granted")
 
 
-@dataclass(frozen=True)
-class Ack:
-    """The server committed these events of the unit; the unit may forget them."""
+class EventHeader(Struct, kw_only=True):
+    """Just enough of an event to refuse it by its seq when the rest is malformed."""
 
-    seqs: list[int]
-
-    def __post_init__(self) -> None:
-        if any(seq < 1 for seq in self.seqs):
-            raise ProtocolError("seqs: every seq is >= 1")
+    epoch: Epoch
+    seq: Seq
 
 
-@dataclass(frozen=True)
-class BadgeGrant:
-    """One badge the unit may let in, and the window in which it may."""
-
-    badge_hash: str
-    member_id: int
-    valid_from: float | None = None
-    valid_until: float | None = None
-
-
-@dataclass(frozen=True)
-class AccessList:
-    """Everything a unit needs to decide alone; retained, replaced whole on each change."""
-
-    version: int
-    issued_at: float
-    centre: str | None = None
-    grants: list[BadgeGrant] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class AccessRequest:
+class AccessRequest(_Message, kw_only=True):
     """A card the unit's list does not know, asked of the server with a short deadline."""
 
-    request_id: str
-    badge_hash: str
-    door: str
-    ts: float
+    request_id: Uuid
+    badge_hash: BadgeHash
+    door: LocalId
+    ts: Timestamp
 
 
-@dataclass(frozen=True)
-class AccessResponse:
-    """The server's answer to one AccessRequest; ``grant`` is cached by the unit."""
+class CommandResult(_Message, kw_only=True):
+    """What a unit did with a command: executed, or refused with the reason."""
 
-    request_id: str
-    granted: bool
-    reason: str
-    grant: BadgeGrant | None = None
+    command_id: Uuid
+    device_id: DeviceId
+    result: Literal["executed", "refused"]
+    reason: Reason | None = None
+    ts: Timestamp
 
     def __post_init__(self) -> None:
-        if self.granted and self.grant is None:
-            raise ProtocolError("grant: required when granted is true")
+        super().__post_init__()
+        if self.result == "refused" and self.reason is None:
+            raise ProtocolError("reason: required when result is 'refused'")
 
 
-@dataclass(frozen=True)
-class Command:
-    """A one-off order to a unit; ignored once ``expires_at`` has passed. Never retained."""
+class ServerStatus(_Message, kw_only=True):
+    """Retained server presence; a new ``instance`` online makes units resend at once."""
 
-    command_id: str
+    state: Literal["online", "offline"]
+    instance: Uuid
+    ts: Timestamp | None = None
+
+
+# --- server -> unit (signed bodies, MessagePack) -------------------------------------------
+
+
+class ListEntry(Struct, array_like=True, forbid_unknown_fields=True):
+    """One badge of an access list: [badge, member_id, state, valid_from, valid_until].
+
+    ``badge`` is the 32 raw bytes of the badge hash; ``state`` is 0 active, 1 revoked,
+    2 suspended (a revoked or suspended badge is denied at once, offline too).
+    """
+
+    badge: BadgeBytes
+    member_id: MemberId
+    state: EntryState = ACTIVE
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
+
+    @property
+    def badge_hash(self) -> str:
+        return self.badge.hex()
+
+
+class Rejected(Struct, array_like=True, forbid_unknown_fields=True):
+    """One event the server refused: [seq, reason]."""
+
+    seq: Seq
+    reason: Reason
+
+
+class Ack(_Body, tag="ack", kw_only=True):
+    """The server committed these events of the unit's outbox ``epoch``; forget them.
+
+    ``rejected`` lists events the server will never take, with the reason: the unit moves
+    them aside instead of resending them.
+    """
+
+    device_id: DeviceId
+    epoch: Epoch
+    seqs: Annotated[list[Seq], Meta(max_length=10_000)] = []
+    rejected: Annotated[list[Rejected], Meta(max_length=10_000)] = []
+    issued_at: Timestamp
+
+
+class AccessResponse(_Body, tag="access_response", kw_only=True):
+    """The server's answer to one AccessRequest, for that unit and that badge only."""
+
+    request_id: Uuid
+    device_id: DeviceId
+    badge_hash: BadgeHash
+    granted: bool
+    reason: Reason
+    entry: ListEntry | None = None
+    issued_at: Timestamp
+
+    def __post_init__(self) -> None:
+        if self.granted and self.entry is None:
+            raise ProtocolError("entry: required when granted is true")
+        if self.entry is not None and self.entry.badge_hash != self.badge_hash:
+            raise ProtocolError("entry: for another badge than the one asked about")
+
+
+class Command(_Body, tag="command", kw_only=True):
+    """A one-off order to one unit, valid from ``issued_at`` until ``expires_at``.
+
+    Never retained; published with an MQTT message expiry as well.
+    """
+
+    command_id: Uuid
+    device_id: DeviceId
     action: Literal["unlock"]
-    door: str
-    expires_at: float
-    ts: float
+    door: LocalId
+    issued_at: Timestamp
+    expires_at: Timestamp
+    requested_by: OperatorName | None = None
+    reason: Text | None = None
 
 
+class ListHead(_Body, tag="list_head", kw_only=True):
+    """The centre's current snapshot: its version and how many segments make it."""
+
+    centre: CentreId
+    version: Version
+    segments: Annotated[int, Meta(ge=1, le=4096)]
+    entries: Count
+    issued_at: Timestamp
+
+
+class ListSegment(_Body, tag="list_segment", kw_only=True):
+    """Part ``index`` of ``segments`` of snapshot ``version``."""
+
+    centre: CentreId
+    version: Version
+    index: Annotated[int, Meta(ge=0, le=4095)]
+    segments: Annotated[int, Meta(ge=1, le=4096)]
+    entries: Annotated[list[ListEntry], Meta(max_length=20_000)]
+    issued_at: Timestamp
+
+
+class ListDelta(_Body, tag="list_delta", kw_only=True):
+    """Every change since snapshot ``base``, up to ``version`` (cumulative).
+
+    Applying it twice, or over a list that already holds some of its changes, gives the
+    same result: ``upsert`` entries replace whatever the list had for their badge, and
+    ``remove`` badges leave it.
+    """
+
+    centre: CentreId
+    base: Version
+    version: Version
+    upsert: Annotated[list[ListEntry], Meta(max_length=20_000)] = []
+    remove: Annotated[list[BadgeBytes], Meta(max_length=20_000)] = []
+    issued_at: Timestamp
+
+
+SignedBody = Ack | AccessResponse | Command | ListHead | ListSegment | ListDelta
+
+JSON_TYPES: tuple[type, ...] = (Status, Event, AccessRequest, CommandResult, ServerStatus)
+SIGNED_TYPES: tuple[type, ...] = (Ack, AccessResponse, Command, ListHead, ListSegment, ListDelta)
 MESSAGE_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (Status, Event, Ack, AccessList, AccessRequest, AccessResponse, Command)
+    cls.__name__: cls for cls in (*JSON_TYPES, *SIGNED_TYPES, RoomInfo, WorkerInfo, ListEntry)
 }
+MESSAGE_TYPES["Rejected"] = Rejected
 
 # --- encoding ------------------------------------------------------------------------------
 
+M = TypeVar("M")
 
-def to_dict(message: Any) -> dict[str, Any]:
-    """The JSON object of a message, with the schema version."""
-    body = dataclasses.asdict(message)
-    body = {k: v for k, v in body.items() if v is not None}
-    return {"v": SCHEMA_VERSION, **body}
+_json_encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_json_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+_body_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+
+
+class _Versioned(Struct):
+    """The schema version alone, read before the rest of a JSON message."""
+
+    v: int
+
+
+_version_decoder = msgspec.json.Decoder(_Versioned)
+_VERSION_PREFIX = b'{"v":%d,' % SCHEMA_VERSION
 
 
 def encode(message: Any) -> bytes:
-    return json.dumps(
-        to_dict(message), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    """The compact JSON of a unit -> server message, ``"v"`` first, unset fields left out."""
+    body = _json_encoder.encode(message)  # "v" equals its default, so it is left out
+    return _VERSION_PREFIX + body[1:]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ProtocolError(f"payload: {name} is not a number JSON allows")
-
-
-M = TypeVar("M")
-
-
-def decode(cls: type[M], payload: bytes | str) -> M:
-    """Parse and validate ``payload`` as ``cls``; raise ProtocolError naming the bad field."""
-    if isinstance(payload, bytes):
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise ProtocolError(f"payload: {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-        try:
-            payload = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"payload: not UTF-8 ({exc.reason})") from None
-    try:
-        data = json.loads(payload, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"payload: not JSON ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(data, dict):
-        raise ProtocolError(f"payload: expected a JSON object, got {type(data).__name__}")
-    version = data.pop("v", None)
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise ProtocolError(f"v: schema version {version!r} is not supported (expected 1)")
-    return from_dict(cls, data)
-
-
-@functools.cache
-def _schema(cls: type) -> tuple[frozenset[str], tuple[tuple[str, Any, bool], ...]]:
-    """(field names, (name, type hint, required) per field) of a message type, computed once."""
-    hints = get_type_hints(cls)
-    specs = tuple(
-        (
-            f.name,
-            hints[f.name],
-            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+def decode(cls: type[M], payload: bytes | str, *, limit: int = MAX_PAYLOAD_BYTES) -> M:
+    """Parse and check a JSON ``payload`` as ``cls``; raise ProtocolError naming the field."""
+    if len(payload) > limit:
+        raise ProtocolError(f"payload: {len(payload)} bytes exceeds {limit}", "too_large")
+    version = _convert_errors(_version_decoder.decode, payload).v
+    if version != SCHEMA_VERSION:
+        raise ProtocolError(
+            f"v: schema version {version!r} is not supported (expected {SCHEMA_VERSION})",
+            "bad_version",
         )
-        for f in dataclasses.fields(cls)
-    )
-    return frozenset(name for name, _, _ in specs), specs
+    decoder = _json_decoders.get(cls)
+    if decoder is None:
+        decoder = _json_decoders[cls] = msgspec.json.Decoder(cls)
+    return _convert_errors(decoder.decode, payload)
 
 
-def from_dict(cls: type[M], data: dict[str, Any], path: str = "") -> M:
-    names, specs = _schema(cls)
-    if not names.issuperset(data):
-        unknown = sorted(set(data) - names)
-        raise ProtocolError(f"{path}{unknown[0]}: unknown field in {cls.__name__}")
-    kwargs = {}
-    for field_name, hint, required in specs:
-        if field_name not in data:
-            if required:
-                raise ProtocolError(f"{path}{field_name}: required field missing")
-            continue
-        kwargs[field_name] = _check(hint, data[field_name], f"{path}{field_name}")
+def encode_body(body: Any) -> bytes:
+    """The MessagePack bytes of a server -> unit body (what gets signed)."""
+    return _msgpack_encoder.encode(body)
+
+
+def decode_body(cls: type[M], body: bytes) -> M:
+    """Parse a signed body as ``cls``; a body of another type is refused as ``wrong_type``."""
+    decoder = _body_decoders.get(cls)
+    if decoder is None:
+        decoder = _body_decoders[cls] = msgspec.msgpack.Decoder(cls)
+    return _convert_errors(decoder.decode, body)
+
+
+def _convert_errors(fn: Any, payload: bytes | str) -> Any:
     try:
-        return cls(**kwargs)
-    except ProtocolError as exc:
-        raise ProtocolError(f"{path}{exc}") from None
+        return fn(payload)
+    except ProtocolError:
+        raise
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ProtocolError):
+            raise ProtocolError(str(cause), cause.reason) from None
+        if "Invalid value" in text and "`$.type`" in text:
+            raise ProtocolError(f"type: {text}", "wrong_type") from None
+        raise ProtocolError(_field_first(text)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"payload: {exc}") from None
 
 
-def _check(hint: Any, value: Any, name: str) -> Any:
-    origin = get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check(option, value, name)
-            except ProtocolError as exc:
-                errors.append(str(exc))
-        raise ProtocolError(errors[0] if len(errors) == 1 else f"{name}: invalid value {value!r}")
-    if origin is Literal:
-        allowed = get_args(hint)
-        if value not in allowed:
-            raise ProtocolError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ProtocolError(f"{name}: expected a list, got {type(value).__name__}")
-        (item,) = get_args(hint)
-        return [_check(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ProtocolError(f"{name}: expected an object, got {type(value).__name__}")
-        return from_dict(typing.cast(type, hint), value, f"{name}.")
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ProtocolError(f"{name}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProtocolError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProtocolError(f"{name}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ProtocolError(f"{name}: expected a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ProtocolError(f"{name}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"{name}: unsupported annotation {hint!r}")  # a bug in this module
+def _field_first(text: str) -> str:
+    """'Expected `int` >= 1 - at `$.seq`' -> 'seq: Expected `int` >= 1'."""
+    message, sep, where = text.rpartition(" - at `$")
+    if not sep:
+        return f"payload: {text}"
+    path = where.rstrip("`").lstrip(".") or "payload"
+    return f"{path}: {message}"
+
+
+def to_builtins(message: Any) -> Any:
+    """A message as plain dicts and lists (bytes as base64), for logs and documentation."""
+    return msgspec.to_builtins(message)
