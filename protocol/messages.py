@@ -402,6 +402,10 @@ def _convert_errors(fn: Any, payload: bytes | str) -> Any:
         raise ProtocolError(_field_first(text)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"payload: {exc}") from None
+    except UnicodeDecodeError as exc:  # a string that is not UTF-8
+        raise ProtocolError(f"payload: invalid UTF-8 ({exc.reason})") from None
+    except RecursionError:  # arrays or objects nested deeper than the decoder goes
+        raise ProtocolError("payload: nested too deeply") from None
 
 
 def _field_first(text: str) -> str:

@@ -143,7 +143,12 @@ class Verifier:
             )
         try:
             envelope = _envelope_decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (
+            msgspec.ValidationError,
+            msgspec.DecodeError,
+            UnicodeDecodeError,
+            RecursionError,
+        ) as exc:
             raise ProtocolError(f"payload: not a signed envelope ({exc})", "unsigned") from None
         if envelope.v != SCHEMA_VERSION:
             raise ProtocolError(
