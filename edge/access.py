@@ -1,10 +1,18 @@
-"""Door decisions from the unit's local access list: pure logic, no I/O, no threads."""
+"""Door decisions from the unit's local access list: pure logic, no I/O.
+
+The list is the centre's signed snapshot (an index by the 32 raw bytes of each badge hash)
+plus the cumulative delta applied over it. A revoked or suspended badge is denied at once,
+offline too; an active one is checked against its validity window; a badge the list does
+not know is for the server to decide.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 
-from protocol.messages import AccessList, BadgeGrant
+from protocol.lists import apply_delta
+from protocol.messages import ACTIVE, ListDelta, ListEntry
 
 
 @dataclass(frozen=True)
@@ -19,47 +27,76 @@ class Decision:
         return self.reason == "unknown_card"
 
 
-@dataclass
-class LocalAccess:
-    """The versioned list pushed by the server, plus grants learnt from online answers."""
+def _key(badge: bytes | str) -> bytes:
+    return bytes.fromhex(badge) if isinstance(badge, str) else badge
 
-    access_list: AccessList | None = None
-    _index: dict[str, BadgeGrant] = field(default_factory=dict)
-    _learnt: dict[str, BadgeGrant] = field(default_factory=dict)
+
+class LocalAccess:
+    """The installed snapshot + delta of the centre's list, and entries learnt online.
+
+    Installs swap the whole index under a lock, so a decision sees the old list or the new
+    one, never half of each.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index: dict[bytes, ListEntry] = {}
+        self._learnt: dict[bytes, ListEntry] = {}
+        self.snapshot_version: int | None = None
+        self.delta_version: int | None = None
 
     @property
     def version(self) -> int | None:
-        return None if self.access_list is None else self.access_list.version
+        """The installed list version: the applied delta's, else the snapshot's."""
+        return self.delta_version if self.delta_version is not None else self.snapshot_version
 
-    def replace(self, access_list: AccessList) -> bool:
-        """Install a newer list; an older or equal version (a stale retained copy) is ignored."""
-        if self.access_list is not None and access_list.version <= self.access_list.version:
-            return False
-        self.access_list = access_list
-        self._index = {g.badge_hash: g for g in access_list.grants}
-        self._learnt.clear()
-        return True
+    def __len__(self) -> int:
+        return len(self._index)
 
-    def learn(self, grant: BadgeGrant) -> None:
-        """Keep a grant the server gave online until the next list supersedes it."""
-        self._learnt[grant.badge_hash] = grant
+    def install(self, version: int, index: dict[bytes, ListEntry]) -> None:
+        """Replace the whole list by snapshot ``version`` (learnt entries are forgotten)."""
+        with self._lock:
+            self._index = index
+            self._learnt = {}
+            self.snapshot_version = version
+            self.delta_version = None
 
-    def decide(self, badge_hash: str, now: float) -> Decision:
-        grant = self._index.get(badge_hash) or self._learnt.get(badge_hash)
-        if grant is None:
+    def apply(self, delta: ListDelta) -> bool:
+        """Apply a cumulative delta over the installed snapshot; False if it does not fit."""
+        with self._lock:
+            if delta.base != self.snapshot_version:
+                return False
+            if self.delta_version is not None and delta.version <= self.delta_version:
+                return False
+            index = dict(self._index)  # decisions keep reading the old one meanwhile
+            apply_delta(index, delta)
+            self._index = index
+            self.delta_version = delta.version
+            return True
+
+    def learn(self, entry: ListEntry) -> None:
+        """Keep an entry the server granted online until the next list install."""
+        with self._lock:
+            self._learnt[entry.badge] = entry
+
+    def entry(self, badge: bytes | str) -> ListEntry | None:
+        key = _key(badge)
+        with self._lock:
+            return self._index.get(key) or self._learnt.get(key)
+
+    def decide(self, badge: bytes | str, now: float) -> Decision:
+        """``now`` is the trusted time (``edge.clock.TrustedClock.now``)."""
+        entry = self.entry(badge)
+        if entry is None:
             return Decision(False, "unknown_card")
-        return check_window(grant, self.trusted_now(now))
-
-    def trusted_now(self, now: float) -> float:
-        """A unit without a real-time clock may boot in 1970: the list's issue time is a floor."""
-        if self.access_list is None:
-            return now
-        return max(now, self.access_list.issued_at)
+        if entry.state != ACTIVE:
+            return Decision(False, "revoked", entry.member_id)
+        return check_window(entry, now)
 
 
-def check_window(grant: BadgeGrant, now: float) -> Decision:
-    if grant.valid_from is not None and now < grant.valid_from:
-        return Decision(False, "not_yet_valid", grant.member_id)
-    if grant.valid_until is not None and now >= grant.valid_until:
-        return Decision(False, "expired", grant.member_id)
-    return Decision(True, "granted", grant.member_id)
+def check_window(entry: ListEntry, now: float) -> Decision:
+    if entry.valid_from is not None and now < entry.valid_from:
+        return Decision(False, "not_yet_valid", entry.member_id)
+    if entry.valid_until is not None and now >= entry.valid_until:
+        return Decision(False, "expired", entry.member_id)
+    return Decision(True, "granted", entry.member_id)

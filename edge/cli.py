@@ -33,13 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     sim.add_argument("--day-seconds", type=float, default=300.0)
     sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument(
+        "--server-key",
+        action="append",
+        default=None,
+        metavar="HEX",
+        help="the server's public key (64 hex; twice during a rotation), instead of the "
+        "config's server_public_keys",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        cfg = edge_config.load(args.config)
+        cfg = edge_config.load(args.config, server_public_keys=getattr(args, "server_key", None))
         if args.command == "selftest":
             return selftest(cfg)
         return serve(cfg, args)
@@ -86,7 +94,7 @@ def serve(cfg: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
 
 def selftest(cfg: edge_config.EdgeConfig) -> int:
     """What a technician runs after wiring: one line per check, exit 1 if any failed."""
-    from edge.agent import _read_key
+    from edge.agent import _read_key, make_verifier
     from edge.hardware.build import build
 
     failures = 0
@@ -102,6 +110,11 @@ def selftest(cfg: edge_config.EdgeConfig) -> int:
         report(True, "badge key", str(cfg.badge_key_file))
     except edge_config.ConfigError as exc:
         report(False, "badge key", str(exc))
+    try:
+        verifier = make_verifier(cfg)
+        report(True, "server keys", "key ids " + ", ".join(verifier.key_ids))
+    except edge_config.ConfigError as exc:
+        report(False, "server keys", str(exc))
     try:
         hardware = build(cfg)
     except HardwareError as exc:

@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import functools
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 _TIME_ERROR = 5  # adjtimex() return value meaning "clock not synchronised"
@@ -35,3 +37,49 @@ def clock_synced() -> bool:
         return False
     state = adjtimex(ctypes.byref(_Timex()))  # modes=0: read only
     return 0 <= state < _TIME_ERROR
+
+
+class TrustedClock:
+    """The unit's idea of the time, floored by what its server signed.
+
+    A Pi without a real-time clock may boot in 1970 and stay unsynchronised for a while.
+    Every valid signed message carries the server's ``issued_at``: real time is at least
+    that. The newest one is the *anchor*, kept with the monotonic time it arrived, so a
+    command's expiry can be checked without a synchronised clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], float] = time.time,
+        synced: Callable[[], bool] = clock_synced,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.wall = wall
+        self.synced = synced
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self.anchor: float | None = None
+        self.anchor_mono = 0.0
+
+    def observe(self, issued_at: float) -> None:
+        """A valid signed message said it was issued at ``issued_at``."""
+        with self._lock:
+            if self.anchor is None or issued_at > self.anchor:
+                self.anchor = issued_at
+                self.anchor_mono = self.monotonic()
+
+    def now(self) -> float:
+        """Wall time when synchronised, else max(wall time, newest signed issued_at)."""
+        now = self.wall()
+        if self.synced():
+            return now
+        with self._lock:
+            return now if self.anchor is None else max(now, self.anchor)
+
+    def estimate(self) -> float | None:
+        """anchor + time elapsed since it arrived; None without an anchor."""
+        with self._lock:
+            if self.anchor is None:
+                return None
+            return self.anchor + (self.monotonic() - self.anchor_mono)

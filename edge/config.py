@@ -7,15 +7,18 @@ A bad file stops the agent before it touches any pin, with a message naming the 
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from protocol.errors import TelecentreError
+from protocol.signing import SigningKeyError, parse_public_key
 from protocol.topics import TopicError, validate_device_id
 
 CONFIG_SCHEMA = 1
+MAX_SERVER_KEYS = 2  # the current key, and the next one during a rotation
 
 
 class ConfigError(TelecentreError, ValueError):
@@ -71,6 +74,9 @@ class EdgeConfig:
     data_dir: Path
     mqtt: MqttConfig
     doors: tuple[DoorConfig, ...]
+    # Ed25519 public keys (64 hex) of the server: only messages signed by one are obeyed.
+    server_public_keys: tuple[str, ...] = ()
+    max_command_ttl_s: int = 30
     rooms: tuple[RoomConfig, ...] = ()
     pin_factory: Literal["default", "lgpio", "rpigpio", "mock"] = "default"
     online_deadline_ms: int = 800
@@ -82,8 +88,12 @@ class EdgeConfig:
         return self.data_dir / "outbox.db"
 
 
-def load(path: str | Path) -> EdgeConfig:
-    """Read and check a unit's TOML file."""
+def load(path: str | Path, *, server_public_keys: list[str] | None = None) -> EdgeConfig:
+    """Read and check a unit's TOML file.
+
+    ``server_public_keys`` (from the command line, e.g. ``simulate --server-key``) replaces
+    the file's value; the file may then leave the key out.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -94,6 +104,8 @@ def load(path: str | Path) -> EdgeConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:
+        if server_public_keys:
+            data["server_public_keys"] = list(server_public_keys)
         return parse(data, base_dir=path.parent, config_hash=hashlib.sha256(raw).hexdigest()[:16])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
@@ -185,10 +197,41 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         pin_factory=r.choice("pin_factory", ("default", "lgpio", "rpigpio", "mock"), "default"),
         online_deadline_ms=r.int("online_deadline_ms", 800, low=50, high=10_000),
         ack_timeout_s=r.number("ack_timeout_s", 10.0, low=0.5, high=3600),
+        server_public_keys=_server_keys(r),
+        max_command_ttl_s=r.int("max_command_ttl_s", 30, low=1, high=300),
         config_hash=config_hash,
     )
     r.done()
     return cfg
+
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _server_keys(r: _Reader) -> tuple[str, ...]:
+    key = "server_public_keys"
+    value = r._get(key, _MISSING)
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_SERVER_KEYS
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise r._fail(key, f"a list of 1 to {MAX_SERVER_KEYS} strings of 64 hex", value)
+    keys = []
+    for i, text in enumerate(value):
+        try:
+            if not _HEX64.match(text.strip()):
+                raise SigningKeyError("not hex")
+            parse_public_key(text)
+        except SigningKeyError:
+            raise ConfigError(
+                f"{key}[{i}]: expected 64 hexadecimal characters (the server's public key), "
+                f"got {text!r}"
+            ) from None
+        keys.append(text.strip().lower())
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{key}: the same key is listed twice")
+    return tuple(keys)
 
 
 def _claim_pin(pins: dict[int, str], pin: int | None, key: str) -> None:

@@ -1,8 +1,9 @@
 """The unit's MQTT link: connection, birth and will, subscriptions, raw publish.
 
 Transport only. What to publish and what a message means is the agent's business; this
-module hands incoming messages over through ``on_message`` (called on paho's thread, so
-the callee must not block).
+module hands incoming messages over through ``on_message(parsed, payload, retained)``
+(called on paho's thread, so the callee must not block). ``retained`` is the MQTT retain
+flag: a command delivered as a retained message is never obeyed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class MqttLink:
         self,
         config: EdgeConfig,
         *,
-        on_message: Callable[[topics.ParsedTopic, bytes], None],
+        on_message: Callable[[topics.ParsedTopic, bytes, bool], None],
         birth: Callable[[], Status],
         on_connected: Callable[[], None] = lambda: None,
     ) -> None:
@@ -108,6 +109,15 @@ class MqttLink:
         )
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
+    def subscribe(self, topic_name: str) -> None:
+        """Subscribe now (if connected); ``on_connected`` is where to subscribe again."""
+        if self.connected.is_set():
+            self._client.subscribe(topic_name, qos=1)
+
+    def unsubscribe(self, topic_name: str) -> None:
+        if self.connected.is_set():
+            self._client.unsubscribe(topic_name)
+
     def publish_status(self) -> None:
         self.publish(topics.STATUS, encode(self._birth()))
 
@@ -121,7 +131,9 @@ class MqttLink:
             return
         log.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
         # Subscribing on every connect is cheap and covers a broker that lost the session.
-        client.subscribe([(t, 1) for t in topics.device_subscriptions(self.config.device_id)])
+        client.subscribe(
+            [(t, 1) for t in topics.device_subscriptions(self.config.device_id, self.config.centre)]
+        )
         self.connected.set()
         self.publish_status()
         self._on_connected_cb()
@@ -140,6 +152,6 @@ class MqttLink:
             log.warning("ignored message: %s", exc)
             return
         try:
-            self._on_message_cb(parsed, msg.payload)
+            self._on_message_cb(parsed, msg.payload, bool(msg.retain))
         except Exception:  # a handler bug must not kill paho's network thread
             log.exception("handler failed for %s", msg.topic)

@@ -1,20 +1,29 @@
-"""The unit's durable memory: events not yet acknowledged, the access list, who is inside.
+"""The unit's durable memory: events not yet acknowledged, the signed list, who is inside.
 
 An event is written here in the same transaction that allocates its sequence number and
 updates local presence, before the door moves; it leaves only when the server application
-acknowledges it after its own commit. The file survives power cuts (WAL, synchronous=FULL).
+acknowledges it after its own commit, or is moved aside when the server rejects it. The
+file survives power cuts (WAL, synchronous=FULL).
+
+The outbox has an ``epoch`` (32 random hex, made with the file): a new file starts seqs at
+1 again, and the server tells the two apart by the epoch. It also keeps the ids of the
+commands already executed (until they expire) and the raw signed payloads of the installed
+access list, verified again at boot.
 """
 
 from __future__ import annotations
 
-import json
+import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.messages import AccessList, Event, decode, encode, to_dict
+import msgspec
+
+from protocol.messages import Event, decode, encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,13 +32,32 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     created_offline INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    sent_at REAL
+    next_attempt_at REAL
+);
+CREATE TABLE IF NOT EXISTS outbox_rejected (
+    seq INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    rejected_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS presence (
     member_id INTEGER PRIMARY KEY,
     since REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS commands_seen (
+    command_id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access_list (
+    kind TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (kind, idx)
+);
 """
+
+# The longest wait between two sends of one unacknowledged event.
+MAX_BACKOFF_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -47,7 +75,16 @@ class Pending:
         return self.created_offline or self.attempts > 0
 
     def payload(self) -> bytes:
-        return encode(replace(self.event, historical=self.historical))
+        return encode(replace_event(self.event, historical=self.historical))
+
+
+def replace_event(event: Event, **changes: object) -> Event:
+    return msgspec.structs.replace(event, **changes)
+
+
+def backoff_s(ack_timeout_s: float, attempts: int) -> float:
+    """How long to wait for an ack after the ``attempts``-th send (1 = first send)."""
+    return min(ack_timeout_s * 2 ** min(max(attempts - 1, 0), 30), MAX_BACKOFF_S)
 
 
 class Outbox:
@@ -60,10 +97,23 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "next_attempt_at" not in columns:  # a v1 file
+            self._db.execute("ALTER TABLE outbox ADD COLUMN next_attempt_at REAL")
         self._lock = threading.Lock()
-        row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        self.epoch = self._meta("epoch")
+        if self.epoch is None:
+            self.epoch = secrets.token_hex(16)
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
+        row = self._meta("last_seq")
         last = self._db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
-        self._last_seq = max(int(row[0]) if row else 0, last or 0)
+        self._last_seq = max(int(row) if row else 0, last or 0)
+        # Monotonic times do not survive a reboot: whatever is pending is due at start.
+        self._db.execute("UPDATE outbox SET next_attempt_at = NULL")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         with self._lock:
@@ -77,10 +127,13 @@ class Outbox:
         *,
         offline: bool,
         presence: tuple[int, bool, float] | None = None,
+        command: tuple[str, float] | None = None,
     ) -> Event:
         """Allocate the next seq, store the event built for it and apply a presence change.
 
-        ``presence`` is (member_id, inside, ts). All of it commits together or not at all.
+        ``presence`` is (member_id, inside, ts); ``command`` is (command_id, expires_at) of
+        the command this event executes, remembered so it is never executed twice. All of
+        it commits together or not at all.
         """
         with self._lock:
             seq = self._last_seq + 1
@@ -89,7 +142,7 @@ class Outbox:
             try:
                 self._db.execute(
                     "INSERT INTO outbox (seq, payload, created_offline) VALUES (?, ?, ?)",
-                    (seq, json.dumps(to_dict(event)), int(offline)),
+                    (seq, encode(event).decode(), int(offline)),
                 )
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
@@ -103,6 +156,10 @@ class Outbox:
                         )
                     else:
                         self._db.execute("DELETE FROM presence WHERE member_id = ?", (member_id,))
+                if command is not None:
+                    self._db.execute(
+                        "INSERT INTO commands_seen (command_id, expires_at) VALUES (?, ?)", command
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -110,52 +167,139 @@ class Outbox:
             self._last_seq = seq
             return event
 
-    def due(self, *, now: float, ack_timeout_s: float, limit: int = 500) -> list[Pending]:
-        """Events to (re)send, oldest first: never sent, or sent and unacknowledged too long."""
+    def due(self, *, now: float, limit: int = 500) -> list[Pending]:
+        """Events to (re)send, oldest first: never sent, or whose back-off has passed."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, payload, created_offline, attempts FROM outbox"
-                " WHERE sent_at IS NULL OR sent_at < ? ORDER BY seq LIMIT ?",
-                (now - ack_timeout_s, limit),
+                " WHERE next_attempt_at IS NULL OR next_attempt_at <= ? ORDER BY seq LIMIT ?",
+                (now, limit),
             ).fetchall()
         return [
             Pending(seq, decode(Event, payload), bool(off), att) for seq, payload, off, att in rows
         ]
 
-    def mark_sent(self, seqs: list[int], at: float) -> None:
+    def mark_sent(self, seqs: list[int], *, now: float, ack_timeout_s: float) -> None:
+        """Each event waits ack_timeout_s * 2**(attempts-1) (at most 300 s) before a resend."""
+        if not seqs:
+            return
         with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq, attempts FROM outbox WHERE seq IN ({','.join('?' * len(seqs))})",
+                seqs,
+            ).fetchall()
             self._db.executemany(
-                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE seq = ?",
-                [(at, s) for s in seqs],
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE seq = ?",
+                [(att + 1, now + backoff_s(ack_timeout_s, att + 1), seq) for seq, att in rows],
             )
 
-    def resend_all(self) -> None:
-        """After a reconnect: whatever was in flight may be lost, send it again in order."""
+    def next_attempt_at(self, seq: int) -> float | None:
         with self._lock:
-            self._db.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+            row = self._db.execute(
+                "SELECT next_attempt_at FROM outbox WHERE seq = ?", (seq,)
+            ).fetchone()
+        return row[0] if row else None
 
-    def ack(self, seqs: list[int]) -> int:
+    def resend_all(self) -> None:
+        """After a reconnect or a new server: everything pending is due again, once."""
+        with self._lock:
+            self._db.execute("UPDATE outbox SET next_attempt_at = NULL")
+
+    def ack(self, seqs: Iterable[int]) -> int:
         with self._lock:
             cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
             return cur.rowcount
+
+    def reject(self, rejected: Iterable[tuple[int, str]], *, at: float | None = None) -> int:
+        """Move events the server will never take to ``outbox_rejected`` (kept, not resent)."""
+        at = time.time() if at is None else at
+        moved = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for seq, reason in rejected:
+                    cur = self._db.execute(
+                        "INSERT OR REPLACE INTO outbox_rejected (seq, payload, reason, rejected_at)"
+                        " SELECT seq, payload, ?, ? FROM outbox WHERE seq = ?",
+                        (reason, at, seq),
+                    )
+                    if cur.rowcount:
+                        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                        moved += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return moved
+
+    def rejected(self) -> list[tuple[int, str]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT seq, reason FROM outbox_rejected ORDER BY seq"
+            ).fetchall()
 
     def pending_count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
-    # -- access list and presence ---------------------------------------------------------
+    def rejected_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox_rejected").fetchone()[0]
 
-    def save_access_list(self, access_list: AccessList) -> None:
+    # -- commands ---------------------------------------------------------------------------
+
+    def command_seen(self, command_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM commands_seen WHERE command_id = ?", (command_id,)
+            ).fetchone()
+        return row is not None
+
+    def remember_command(self, command_id: str, expires_at: float) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('access_list', ?)",
-                (encode(access_list).decode(),),
+                "INSERT OR IGNORE INTO commands_seen (command_id, expires_at) VALUES (?, ?)",
+                (command_id, expires_at),
             )
 
-    def load_access_list(self) -> AccessList | None:
+    def forget_commands_before(self, ts: float) -> None:
+        """Ids of commands that expired before ``ts`` cannot be replayed usefully any more."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key='access_list'").fetchone()
-        return decode(AccessList, row[0]) if row else None
+            self._db.execute("DELETE FROM commands_seen WHERE expires_at < ?", (ts,))
+
+    # -- access list and presence ---------------------------------------------------------
+
+    def save_snapshot(self, segments: list[bytes]) -> None:
+        """The raw signed segments of a newly installed snapshot (the old delta goes)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM access_list")
+                self._db.executemany(
+                    "INSERT INTO access_list (kind, idx, payload) VALUES ('segment', ?, ?)",
+                    list(enumerate(segments)),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def save_delta(self, payload: bytes) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO access_list (kind, idx, payload) VALUES ('delta', 0, ?)",
+                (payload,),
+            )
+
+    def load_list(self) -> tuple[list[bytes], bytes | None]:
+        """(raw segments in order, raw delta or None) as saved."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, payload FROM access_list ORDER BY kind, idx"
+            ).fetchall()
+        segments = [bytes(p) for kind, p in rows if kind == "segment"]
+        delta = next((bytes(p) for kind, p in rows if kind == "delta"), None)
+        return segments, delta
 
     def inside_since(self, member_id: int) -> float | None:
         with self._lock:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from edge.hardware import CardReader, HardwareError
+from protocol.workers import Worker
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF_S = 5.0
 
-class CardPoller(threading.Thread):
+
+class CardPoller(Worker):
     """Calls ``on_card(uid)`` once per presentation of a card.
 
     A card held in the field is seen on every poll; it counts again only after it has
     been out of the field for ``repeat_ms``. A reader that fails is retried with a growing
-    pause and reported through ``on_fault`` so the technician sees it in the status.
+    pause and reported through ``on_fault`` so the technician sees it in the status. Any
+    other error (a bug in an adapter) is logged with its traceback and counted by the
+    worker, which backs off and polls again.
     """
 
     def __init__(
@@ -30,41 +34,42 @@ class CardPoller(threading.Thread):
         on_fault: Callable[[str | None], None] = lambda message: None,
         name: str = "card-poller",
     ) -> None:
-        super().__init__(name=name, daemon=True)
+        super().__init__(name, self._poll, backoff_max_s=MAX_BACKOFF_S)
         self.reader = reader
         self._on_card = on_card
         self._on_fault = on_fault
         self._interval = poll_interval_ms / 1000
         self._repeat = repeat_ms / 1000
-        self._stopping = threading.Event()
         self._last_uid: bytes | None = None
         self._last_seen = 0.0
+        self._backoff = self._interval
+        self._faulty = False
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def _poll(self) -> None:
+        try:
+            uid = self.reader.read_uid()
+        except HardwareError as exc:
+            self._fault(str(exc))
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+            self.stopping.wait(self._backoff)
+            return
+        except Exception as exc:
+            self._fault(f"{type(exc).__name__}: {exc}")
+            raise  # the worker logs the traceback, counts it and backs off
+        if self._faulty:
+            log.info("card reader answers again")
+            self._on_fault(None)
+            self._faulty = False
+            self._backoff = self._interval
+        if uid is not None:
+            self._seen(uid, time.monotonic())
+        self.stopping.wait(self._interval)
 
-    def run(self) -> None:
-        backoff = self._interval
-        faulty = False
-        while not self._stopping.is_set():
-            try:
-                uid = self.reader.read_uid()
-            except HardwareError as exc:
-                if not faulty:
-                    log.error("card reader fault: %s", exc)
-                    self._on_fault(str(exc))
-                faulty = True
-                backoff = min(backoff * 2, 5.0)
-                self._stopping.wait(backoff)
-                continue
-            if faulty:
-                log.info("card reader answers again")
-                self._on_fault(None)
-                faulty = False
-                backoff = self._interval
-            if uid is not None:
-                self._seen(uid, time.monotonic())
-            self._stopping.wait(self._interval)
+    def _fault(self, message: str) -> None:
+        if not self._faulty:
+            log.error("card reader fault: %s", message)
+            self._on_fault(message)
+        self._faulty = True
 
     def _seen(self, uid: bytes, now: float) -> None:
         repeat = uid == self._last_uid and now - self._last_seen < self._repeat
@@ -74,4 +79,5 @@ class CardPoller(threading.Thread):
         try:
             self._on_card(uid)
         except Exception:  # the next card must still be read
+            self.errors += 1
             log.exception("card handler failed")

@@ -1,0 +1,217 @@
+"""The unit's side of access lists v2: a signed snapshot in segments, then cumulative deltas.
+
+Runs on the list installer worker (never on paho's thread): it receives the raw payloads
+of list/head, list/segment/<i> and list/delta of the unit's centre, opens each with the
+server's keys, and installs a snapshot only when all its segments are in (swap under the
+access lock). The raw signed payloads are kept in the outbox file and verified again at
+boot, so a unit restarts with its list even without network.
+
+- Head of another version than the installed snapshot (newer or older: the server's word
+  wins): subscribe to the segments, collect that version's, install, unsubscribe, then
+  apply the retained delta if its base is the new snapshot.
+- Delta over the installed snapshot and newer than the applied one: apply (cumulative).
+  Delta over another base: remember it; the head for that base triggers the fetch; if no
+  head came within ``REFETCH_AFTER_S``, subscribe to list/head again (the broker re-delivers
+  the retained head) = ask for the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge.access import LocalAccess
+from edge.outbox import Outbox
+from protocol import topics
+from protocol.errors import ProtocolError
+from protocol.lists import index_segments
+from protocol.messages import ListDelta, ListHead, ListSegment
+from protocol.signing import Verifier
+
+log = logging.getLogger(__name__)
+
+REFETCH_AFTER_S = 10.0
+
+
+class ListSync:
+    """Assembles and installs the centre's list; not thread-safe: one worker calls it."""
+
+    def __init__(
+        self,
+        *,
+        centre: str,
+        verifier: Verifier,
+        access: LocalAccess,
+        outbox: Outbox,
+        subscribe: Callable[[str], None],
+        unsubscribe: Callable[[str], None],
+        observe: Callable[[float], None] = lambda issued_at: None,
+        on_installed: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.centre = centre
+        self.verifier = verifier
+        self.access = access
+        self.outbox = outbox
+        self._subscribe = subscribe
+        self._unsubscribe = unsubscribe
+        self._observe = observe
+        self._on_installed = on_installed
+        self._monotonic = monotonic
+        self.segment_topic = topics.segment_subscription(centre)
+        self.head_topic = topics.topic(topics.LIST_HEAD, centre)
+        self.fetching: ListHead | None = None
+        self._collected: dict[int, tuple[ListSegment, bytes]] = {}
+        self._delta: tuple[ListDelta, bytes] | None = None  # the newest delta seen
+        self._waiting_head_since: float | None = None
+        self.lock = threading.Lock()  # held while handling, so a reconnect reads a stable state
+
+    # -- boot ----------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Rebuild the list from the payloads saved in the outbox, verified again."""
+        raw_segments, raw_delta = self.outbox.load_list()
+        if not raw_segments:
+            return False
+        try:
+            segments = [self._open(ListSegment, raw) for raw in raw_segments]
+        except ProtocolError as exc:
+            log.error(
+                "saved access list refused (%s): %s; waiting for the server's", exc.reason, exc
+            )
+            return False
+        first = segments[0]
+        complete = sorted(s.index for s in segments) == list(range(first.segments)) and all(
+            s.version == first.version and s.segments == first.segments for s in segments
+        )
+        if not complete:
+            log.error("saved access list is incomplete; waiting for the server's")
+            return False
+        self.access.install(first.version, index_segments(segments))
+        if raw_delta is not None:
+            try:
+                delta = self._open(ListDelta, raw_delta)
+            except ProtocolError as exc:
+                log.error("saved list delta refused (%s): %s", exc.reason, exc)
+            else:
+                self.access.apply(delta)
+        log.info(
+            "access list v%s loaded from the outbox (%d badges)",
+            self.access.version,
+            len(self.access),
+        )
+        return True
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _open(self, cls: type, payload: bytes):  # type: ignore[no-untyped-def]
+        body = self.verifier.open(cls, payload)
+        if body.centre != self.centre:
+            raise ProtocolError(f"centre: list of centre {body.centre!r}", "other_centre")
+        return body
+
+    def on_head(self, payload: bytes) -> None:
+        head: ListHead = self._open(ListHead, payload)
+        self._observe(head.issued_at)
+        if head.version == self.access.snapshot_version:
+            self._waiting_head_since = None
+            if self._delta is not None and self._delta[0].base != head.version:
+                self._delta = None  # a stale retained delta: the head says this is current
+            if self.fetching is not None:
+                self._stop_fetching()
+            return
+        if (
+            self.fetching is not None
+            and self.fetching.version == head.version
+            and self.fetching.segments == head.segments
+        ):
+            return  # already collecting it
+        log.info(
+            "list head v%d (%d badges in %d segments): fetching",
+            head.version,
+            head.entries,
+            head.segments,
+        )
+        if self.fetching is not None:
+            # Its segments may have gone by while we collected another version: subscribing
+            # again makes the broker deliver the retained ones.
+            self._unsubscribe(self.segment_topic)
+        self._subscribe(self.segment_topic)
+        self.fetching = head
+        self._collected = {}
+        self._waiting_head_since = None
+
+    def on_segment(self, payload: bytes) -> None:
+        segment: ListSegment = self._open(ListSegment, payload)
+        head = self.fetching
+        if head is None or segment.version != head.version or segment.segments != head.segments:
+            return  # a retained segment of another snapshot: not what we fetch
+        self._collected[segment.index] = (segment, payload)
+        if len(self._collected) == head.segments:
+            self._install(head)
+
+    def _install(self, head: ListHead) -> None:
+        parts = [self._collected[i] for i in range(head.segments)]
+        index = index_segments(segment for segment, _ in parts)
+        self.access.install(head.version, index)
+        self.outbox.save_snapshot([raw for _, raw in parts])
+        self._stop_fetching()
+        log.info("access list v%d installed (%d badges)", head.version, len(index))
+        if self._delta is not None and self._delta[0].base == head.version:
+            self._apply(*self._delta)
+        self._on_installed()
+
+    def _stop_fetching(self) -> None:
+        self.fetching = None
+        self._collected = {}
+        self._unsubscribe(self.segment_topic)
+
+    def on_delta(self, payload: bytes) -> None:
+        delta: ListDelta = self._open(ListDelta, payload)
+        self._observe(delta.issued_at)
+        if delta.base == self.access.snapshot_version:
+            self._waiting_head_since = None
+            if self._apply(delta, payload):
+                self._on_installed()
+            return
+        if self._delta is None or delta.version >= self._delta[0].version:
+            self._delta = (delta, payload)
+        if self.fetching is not None and self.fetching.version == delta.base:
+            return  # its snapshot is on its way
+        if self._waiting_head_since is None:
+            log.info(
+                "list delta over v%d, not the installed snapshot: waiting for its head", delta.base
+            )
+            self._waiting_head_since = self._monotonic()
+
+    def _apply(self, delta: ListDelta, payload: bytes) -> bool:
+        self._delta = (delta, payload)
+        if not self.access.apply(delta):
+            return False
+        self.outbox.save_delta(payload)
+        log.info(
+            "list delta v%d applied over v%d (+%d -%d)",
+            delta.version,
+            delta.base,
+            len(delta.upsert),
+            len(delta.remove),
+        )
+        return True
+
+    def tick(self) -> None:
+        """No head within REFETCH_AFTER_S of a foreign delta: ask for the head again."""
+        since = self._waiting_head_since
+        if since is None or self.fetching is not None:
+            return
+        if self._monotonic() - since >= REFETCH_AFTER_S:
+            log.warning("no list head came for the delta's base: asking for the snapshot")
+            self._waiting_head_since = self._monotonic()
+            self._unsubscribe(self.head_topic)
+            self._subscribe(self.head_topic)
+
+    def resubscribe(self) -> None:
+        """After a reconnect: keep collecting segments if a fetch was under way."""
+        if self.fetching is not None:
+            self._subscribe(self.segment_topic)
