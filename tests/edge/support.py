@@ -7,22 +7,14 @@ message handler the tests call directly with payloads signed by a test server ke
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from gpiozero.pins.mock import MockFactory
-
-from edge import config as edge_config
-from edge.agent import EdgeAgent
-from edge.hardware.build import build
 from protocol import topics
-from protocol.signing import Signer
 
 RELAY_PIN = 17
 CONTACT_PIN = 27
@@ -101,31 +93,6 @@ hold_seconds = 1
     return with_server_keys(toml, *server_keys, ttl=ttl)
 
 
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "badge.key"
-    path.write_text(secrets.token_hex(32))
-    return path
-
-
-@pytest.fixture
-def badge_key(key_file: Path) -> bytes:
-    return bytes.fromhex(key_file.read_text())
-
-
-@pytest.fixture
-def broker() -> Iterator[Any]:
-    from server.broker import LocalBroker
-
-    with LocalBroker() as running:
-        yield running
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer.generate()
-
-
 class FakeTime:
     """Wall clock, synchronisation flag and monotonic clock a test moves by hand."""
 
@@ -172,51 +139,3 @@ def parsed(spec: topics.TopicSpec, owner: str = "", index: int | None = None) ->
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def make_agent(
-    tmp_path: Path, key_file: Path, signer: Signer, fake_time: FakeTime
-) -> Iterator[Callable[..., EdgeAgent]]:
-    """Builds (does not start) an agent on MockFactory pins, trusting ``signer``.
-
-    Calling it again with the same ``data`` name gives an agent on the same outbox file
-    (a restart). Its ``link.publish`` is replaced by a recorder, ``agent.published``.
-    """
-    agents: list[EdgeAgent] = []
-
-    def make(*, data: str = "unit", ttl: int | None = None, **toml: Any) -> EdgeAgent:
-        conf = tmp_path / f"{data}-{len(agents)}.toml"
-        conf.write_text(
-            unit_toml(
-                key_file=key_file,
-                data_dir=tmp_path / data,
-                server_keys=(signer.public_hex,),
-                ttl=ttl,
-                **toml,
-            )
-        )
-        cfg = edge_config.load(conf)
-        factory = MockFactory()
-        factory.pin(CONTACT_PIN).drive_low()  # the door is shut
-        agent = EdgeAgent(
-            cfg,
-            build(cfg, pin_factory=factory),
-            clock=fake_time.time,
-            synced=fake_time.synced,
-            monotonic=fake_time.monotonic,
-        )
-        published = Published()
-        agent.link.publish = published  # type: ignore[method-assign]
-        agent.published = published  # type: ignore[attr-defined]
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.stop()

@@ -7,14 +7,22 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
+from protocol.signing import Signer
 from server.broker import LocalBroker, free_port
-from tests.conftest import unit_toml
+from tests.edge.support import unit_toml
+
+SERVER_KEY = Signer.generate().public_hex
 
 
-def write_unit(tmp_path: Path, *, port: int, key_file: Path, extra: str = "") -> Path:
+def write_unit(tmp_path: Path, *, port: int, key_file: Path, keys: tuple[str, ...] = ()) -> Path:
     path = tmp_path / "unit.toml"
     path.write_text(
-        unit_toml(port=port, key_file=key_file, data_dir=tmp_path / "data", extra=extra)
+        unit_toml(
+            port=port,
+            key_file=key_file,
+            data_dir=tmp_path / "data",
+            server_keys=keys or (SERVER_KEY,),
+        )
     )
     return path
 
@@ -39,6 +47,7 @@ def test_selftest_prints_one_line_per_check_and_passes_with_a_reachable_broker(
     assert checks == [
         "config",
         "badge key",
+        "server keys",
         "door entree reader",
         "door entree relay",
         "door entree contact",
@@ -63,7 +72,7 @@ def test_selftest_fails_naming_the_broker_when_it_cannot_be_reached(
     failed = [line for line in lines if line.startswith("[FAIL]")]
     assert len(failed) == 1
     assert failed[0].startswith(f"[FAIL] broker: 127.0.0.1:{closed_port}: ")
-    assert len(lines) == 7  # the other checks still ran and printed
+    assert len(lines) == 8  # the other checks still ran and printed
 
 
 def test_selftest_fails_on_a_bad_badge_key_and_still_checks_the_rest(
@@ -124,6 +133,7 @@ centre = "boitron"
 badge_key_file = "{key}"
 data_dir = "{tmp_path / "data"}"
 pin_factory = "mock"
+server_public_keys = ["{SERVER_KEY}"]
 [mqtt]
 username = "boitron-01"
 password_file = "{tmp_path / "nope"}"
@@ -135,3 +145,21 @@ kind = "fake"
 """)
     assert main(["run", "--config", str(conf)]) == 2
     assert "mqtt.password_file: cannot read" in capsys.readouterr().err
+
+
+def test_simulate_takes_the_server_key_from_the_command_line(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_unit(tmp_path, port=free_port(), key_file=key_file)
+    text = "\n".join(
+        line for line in config.read_text().splitlines() if "server_public_keys" not in line
+    )
+    config.write_text(text)
+    members = tmp_path / "members.json"
+    members.write_text("[]")
+
+    assert main(["selftest", "--config", str(config)]) == 2
+    assert "server_public_keys: required key missing" in capsys.readouterr().err
+    bad = ["simulate", "-c", str(config), "--members", str(members), "--server-key", "nope"]
+    assert main(bad) == 2
+    assert "server_public_keys[0]: expected 64 hexadecimal" in capsys.readouterr().err

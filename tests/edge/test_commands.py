@@ -11,17 +11,12 @@ from edge.agent import EdgeAgent
 from protocol import topics
 from protocol.messages import Command, CommandResult, Event, decode, encode_body
 from protocol.signing import Signer
-from tests.edge.support import (  # noqa: F401 (fixtures)
+from tests.edge.support import (
     DEVICE,
     NOW,
     FakeTime,
-    badge_key,
-    fake_time,
-    key_file,
-    make_agent,
     new_id,
     parsed,
-    signer,
 )
 
 MakeAgent = Callable[..., EdgeAgent]
@@ -62,9 +57,7 @@ def relay(agent: EdgeAgent) -> bool:
 
 
 def unlock_events(agent: EdgeAgent) -> list[Event]:
-    return [
-        p.event for p in agent.outbox.due(now=1e12, limit=100) if p.event.kind == "unlock"
-    ]
+    return [p.event for p in agent.outbox.due(now=1e12, limit=100) if p.event.kind == "unlock"]
 
 
 def assert_refused(agent: EdgeAgent, cmd_id: str | None, reason: str) -> None:

@@ -15,6 +15,7 @@ centre = "boitron"
 badge_key_file = "keys/badge.key"
 data_dir = "data"
 pin_factory = "mock"
+server_public_keys = ["5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"]
 
 [mqtt]
 host = "broker.example"
@@ -89,6 +90,8 @@ def test_a_good_file_loads_with_its_values_and_defaults(tmp_path: Path) -> None:
     assert door.direction == "toggle"
     assert door.reader.poll_interval_ms == 50
     assert cfg.online_deadline_ms == 800
+    assert cfg.server_public_keys == ("5a" * 32,)
+    assert cfg.max_command_ttl_s == 30
     [room] = cfg.rooms
     assert (room.id, room.name, room.motion_pin, room.hold_seconds) == (
         "visio",
@@ -280,3 +283,50 @@ def test_doors_written_as_a_single_table_is_refused(tmp_path: Path) -> None:
     message = load_error(tmp_path, variant("[[doors]]", "[doors]"))
 
     assert "doors: expected an array of tables ([[doors]])" in message
+
+
+KEY_LINE = f'server_public_keys = ["{"5a" * 32}"]'
+
+
+def test_server_public_keys_are_required(tmp_path: Path) -> None:
+    message = load_error(tmp_path, variant(KEY_LINE + "\n", ""))
+    assert message.endswith("server_public_keys: required key missing")
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ('"' + "5a" * 32 + '"', "server_public_keys: expected a list of 1 to 2 strings"),
+        ("[]", "server_public_keys: expected a list of 1 to 2 strings"),
+        ("[" + ", ".join([f'"{c * 64}"' for c in "abc"]) + "]", "server_public_keys: expected"),
+        ('["' + "5a" * 31 + '"]', "server_public_keys[0]: expected 64 hexadecimal characters"),
+        ('["' + "5a" * 32 + '", "' + "zz" * 32 + '"]', "server_public_keys[1]: expected 64 hex"),
+        ('["' + "5a" * 32 + '", "' + "5A" * 32 + '"]', "server_public_keys: the same key"),
+    ],
+)
+def test_a_bad_server_public_key_is_named(tmp_path: Path, value: str, named: str) -> None:
+    message = load_error(tmp_path, variant(KEY_LINE, f"server_public_keys = {value}"))
+    assert named in message, message
+
+
+def test_two_server_keys_are_accepted_during_a_rotation(tmp_path: Path) -> None:
+    two = f'server_public_keys = ["{"5a" * 32}", "{"AB" * 32}"]'
+    cfg = load(write(tmp_path, variant(KEY_LINE, two)))
+    assert cfg.server_public_keys == ("5a" * 32, "ab" * 32)
+
+
+def test_keys_given_on_the_command_line_replace_the_files(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, variant(KEY_LINE + "\n", "")), server_public_keys=["cd" * 32])
+    assert cfg.server_public_keys == ("cd" * 32,)
+
+
+@pytest.mark.parametrize("ttl", [0, 301, 2.5, "30"])
+def test_max_command_ttl_is_bounded(tmp_path: Path, ttl: object) -> None:
+    text = variant(KEY_LINE, f"{KEY_LINE}\nmax_command_ttl_s = {ttl!r}".replace("'", '"'))
+    message = load_error(tmp_path, text)
+    assert "max_command_ttl_s: expected" in message
+
+
+def test_max_command_ttl_is_read(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, variant(KEY_LINE, f"{KEY_LINE}\nmax_command_ttl_s = 120")))
+    assert cfg.max_command_ttl_s == 120

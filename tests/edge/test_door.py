@@ -14,7 +14,7 @@ from edge import door as door_module
 from edge.config import DoorConfig, ReaderConfig
 from edge.door import RELOCK_GRACE_S, Door
 from edge.hardware.gpio import GpiozeroDoorContact, GpiozeroDoorLock
-from tests.conftest import wait_until
+from tests.edge.support import wait_until
 
 RELAY = 17
 CONTACT = 27

@@ -13,3 +13,5 @@ def test_the_shipped_example_config_loads() -> None:
     assert [d.id for d in cfg.doors] == ["entree"]
     assert cfg.doors[0].reader.kind == "mfrc522"
     assert cfg.mqtt.tls is True
+    assert len(cfg.server_public_keys) == 1
+    assert cfg.max_command_ttl_s == 30

@@ -11,15 +11,17 @@ from typing import Any
 import pytest
 
 from edge.outbox import Outbox
-from protocol.messages import AccessList, BadgeGrant, Event, decode
+from protocol.messages import Event, decode
 
 TS = 1_760_000_000.0
+EPOCH = "0123456789abcdef0123456789abcdef"
 
 
 def room_event(seq: int) -> Event:
     return Event(
         event_id=str(uuid.uuid4()),
         device_id="boitron-01",
+        epoch=EPOCH,
         seq=seq,
         kind="room",
         ts=TS,
@@ -34,12 +36,13 @@ def access_event(member_id: int) -> Callable[[int], Event]:
         return Event(
             event_id=str(uuid.uuid4()),
             device_id="boitron-01",
+            epoch=EPOCH,
             seq=seq,
             kind="access",
             ts=TS,
             clock_synced=True,
             door="entree",
-            badge_hash="h",
+            badge_hash="ab" * 32,
             granted=True,
             reason="granted",
             direction="in",
@@ -98,7 +101,7 @@ def test_seqs_continue_after_a_restart_with_events_pending(path: Path) -> None:
     reopened = Outbox(path)
     try:
         event = reopened.record(room_event, offline=False)
-        pending = reopened.due(now=0.0, ack_timeout_s=10)
+        pending = reopened.due(now=0.0)
     finally:
         reopened.close()
 
@@ -110,20 +113,20 @@ def test_due_returns_unsent_events_oldest_first(outbox: Outbox) -> None:
     for _ in range(4):
         outbox.record(room_event, offline=False)
 
-    pending = outbox.due(now=100.0, ack_timeout_s=10)
+    pending = outbox.due(now=100.0)
 
     assert seqs(pending) == [1, 2, 3, 4]
     assert [p.event.seq for p in pending] == [1, 2, 3, 4]
-    assert seqs(outbox.due(now=100.0, ack_timeout_s=10, limit=2)) == [1, 2]
+    assert seqs(outbox.due(now=100.0, limit=2)) == [1, 2]
 
 
 def test_sent_events_wait_for_their_ack_then_come_back_after_the_timeout(outbox: Outbox) -> None:
     for _ in range(3):
         outbox.record(room_event, offline=False)
-    outbox.mark_sent([1, 2], at=100.0)
+    outbox.mark_sent([1, 2], now=100.0, ack_timeout_s=10)
 
-    in_flight = outbox.due(now=105.0, ack_timeout_s=10)
-    timed_out = outbox.due(now=110.5, ack_timeout_s=10)
+    in_flight = outbox.due(now=105.0)
+    timed_out = outbox.due(now=110.5)
 
     assert seqs(in_flight) == [3]  # only the one never sent
     assert seqs(timed_out) == [1, 2, 3]
@@ -137,18 +140,18 @@ def test_ack_deletes_only_the_named_seqs(outbox: Outbox) -> None:
 
     assert removed == 2
     assert outbox.pending_count() == 2
-    assert seqs(outbox.due(now=0.0, ack_timeout_s=10)) == [1, 3]
+    assert seqs(outbox.due(now=0.0)) == [1, 3]
 
 
 def test_resend_all_makes_in_flight_events_due_again_in_order(outbox: Outbox) -> None:
     for _ in range(3):
         outbox.record(room_event, offline=False)
-    outbox.mark_sent([1, 2, 3], at=100.0)
-    assert outbox.due(now=101.0, ack_timeout_s=10) == []
+    outbox.mark_sent([1, 2, 3], now=100.0, ack_timeout_s=10)
+    assert outbox.due(now=101.0) == []
 
     outbox.resend_all()
 
-    assert seqs(outbox.due(now=101.0, ack_timeout_s=10)) == [1, 2, 3]
+    assert seqs(outbox.due(now=101.0)) == [1, 2, 3]
 
 
 def test_an_event_is_historical_when_created_offline_or_sent_again(outbox: Outbox) -> None:
@@ -156,10 +159,10 @@ def test_an_event_is_historical_when_created_offline_or_sent_again(outbox: Outbo
     outbox.record(room_event, offline=True)  # 2: created while the link was down
     outbox.record(room_event, offline=False)  # 3: will be sent, then sent again
 
-    first = {p.seq: p for p in outbox.due(now=100.0, ack_timeout_s=10)}
-    outbox.mark_sent([3], at=100.0)
+    first = {p.seq: p for p in outbox.due(now=100.0)}
+    outbox.mark_sent([3], now=100.0, ack_timeout_s=10)
     outbox.resend_all()
-    again = {p.seq: p for p in outbox.due(now=100.0, ack_timeout_s=10)}
+    again = {p.seq: p for p in outbox.due(now=100.0)}
 
     assert [first[s].historical for s in (1, 2, 3)] == [False, True, False]
     assert again[3].historical
@@ -224,26 +227,68 @@ def test_forget_presence_before_drops_old_stays_only(outbox: Outbox) -> None:
     assert outbox.inside_since(2) == TS - 3600
 
 
-def test_the_access_list_survives_a_restart(path: Path) -> None:
-    access_list = AccessList(
-        version=7,
-        issued_at=TS,
-        centre="boitron",
-        grants=[
-            BadgeGrant("hash-a", 1, valid_from=TS - 10, valid_until=TS + 10),
-            BadgeGrant("hash-b", 2),
-        ],
-    )
+def test_the_signed_list_payloads_survive_a_restart(path: Path) -> None:
     box = Outbox(path)
-    assert box.load_access_list() is None
-    box.save_access_list(AccessList(version=6, issued_at=TS - 60))
-    box.save_access_list(access_list)
+    assert box.load_list() == ([], None)
+    box.save_snapshot([b"old"])
+    box.save_delta(b"old delta")
+    box.save_snapshot([b"seg0", b"seg1"])  # a new snapshot drops the old delta
+    box.save_delta(b"delta")
     box.close()
 
     reopened = Outbox(path)
     try:
-        loaded = reopened.load_access_list()
+        loaded = reopened.load_list()
     finally:
         reopened.close()
 
-    assert loaded == access_list
+    assert loaded == ([b"seg0", b"seg1"], b"delta")
+
+
+def test_rejected_events_move_to_their_own_table(outbox: Outbox) -> None:
+    for _ in range(3):
+        outbox.record(room_event, offline=False)
+
+    moved = outbox.reject([(2, "malformed"), (99, "malformed")], at=TS)
+
+    assert moved == 1
+    assert outbox.pending_count() == 2
+    assert outbox.rejected_count() == 1
+    assert outbox.rejected() == [(2, "malformed")]
+
+
+def test_command_ids_are_kept_until_after_their_expiry(path: Path) -> None:
+    box = Outbox(path)
+    box.record(room_event, offline=False, command=("c-1", TS + 10))
+    box.remember_command("c-2", TS + 1000)
+    box.close()
+
+    reopened = Outbox(path)
+    try:
+        assert reopened.command_seen("c-1") and reopened.command_seen("c-2")
+        reopened.forget_commands_before(TS + 100)
+        assert not reopened.command_seen("c-1")
+        assert reopened.command_seen("c-2")
+    finally:
+        reopened.close()
+
+
+def test_a_failing_command_record_stores_no_event(outbox: Outbox) -> None:
+    outbox.record(room_event, offline=False, command=("c-1", TS))
+
+    with pytest.raises(sqlite3.IntegrityError):
+        outbox.record(room_event, offline=False, command=("c-1", TS))
+
+    assert outbox.pending_count() == 1
+
+
+def test_the_epoch_is_made_with_the_file_and_kept(path: Path) -> None:
+    box = Outbox(path)
+    epoch = box.epoch
+    box.close()
+    reopened = Outbox(path)
+    try:
+        assert reopened.epoch == epoch
+        assert len(epoch) == 32 and int(epoch, 16) >= 0
+    finally:
+        reopened.close()

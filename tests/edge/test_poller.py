@@ -9,7 +9,7 @@ import pytest
 
 from edge.hardware.fakes import FakeCardReader
 from edge.poller import CardPoller
-from tests.conftest import wait_until
+from tests.edge.support import wait_until
 
 CARD = bytes.fromhex("04a1b2c3")
 OTHER = bytes.fromhex("deadbeef")
@@ -165,3 +165,34 @@ def test_stop_ends_the_poller_promptly(start_poller: Callable[..., CardPoller]) 
     poller.join(timeout=1)
 
     assert not poller.is_alive()
+
+
+class _BuggyReader(FakeCardReader):
+    """Raises an error no adapter should (a bug), twice, then reads again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bugs = 2
+
+    def read_uid(self) -> bytes | None:
+        if self.bugs:
+            self.bugs -= 1
+            raise ZeroDivisionError("bug in the adapter")
+        return super().read_uid()
+
+
+def test_a_reader_raising_an_unexpected_error_is_polled_again(
+    cards: list[bytes], faults: list[str | None]
+) -> None:
+    reader = _BuggyReader()
+    poller = CardPoller(reader, cards.append, poll_interval_ms=POLL_MS, on_fault=faults.append)
+    poller.start()
+    try:
+        reader.present(CARD)
+        wait_until(lambda: cards, timeout=5, what="a card after the errors")
+    finally:
+        poller.stop()
+
+    assert cards == [CARD]
+    assert poller.errors == 2
+    assert faults == ["ZeroDivisionError: bug in the adapter", None]

@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory
 from edge.config import RoomConfig
 from edge.hardware.gpio import GpiozeroMotionSensor
 from edge.rooms import Room
-from tests.conftest import wait_until
+from tests.edge.support import wait_until
 
 MOTION = 22
 HOLD_S = 0.6
