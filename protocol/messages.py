@@ -339,7 +339,7 @@ M = TypeVar("M")
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _json_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
-_body_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+_any_body_decoder = msgspec.msgpack.Decoder(SignedBody)
 
 
 class _Versioned(Struct):
@@ -380,11 +380,18 @@ def encode_body(body: Any) -> bytes:
 
 
 def decode_body(cls: type[M], body: bytes) -> M:
-    """Parse a signed body as ``cls``; a body of another type is refused as ``wrong_type``."""
-    decoder = _body_decoders.get(cls)
-    if decoder is None:
-        decoder = _body_decoders[cls] = msgspec.msgpack.Decoder(cls)
-    return _convert_errors(decoder.decode, body)
+    """Parse a signed body as ``cls``; a body of another type is refused as ``wrong_type``.
+
+    The body is decoded as any signed type first, so its ``type`` tag is required: decoding
+    straight into one tagged Struct, msgspec would accept a body without the tag.
+    """
+    message = _convert_errors(_any_body_decoder.decode, body)
+    if not isinstance(message, cls):
+        expected = getattr(cls, "__name__", str(cls))
+        raise ProtocolError(
+            f"type: a {type(message).__name__} body where {expected} was expected", "wrong_type"
+        )
+    return message
 
 
 def _convert_errors(fn: Any, payload: bytes | str) -> Any:
