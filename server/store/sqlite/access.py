@@ -3,11 +3,11 @@ answer, and the version of the list each unit was sent."""
 
 from __future__ import annotations
 
-import json
-
 from sqlite_utils import Database
 
 from protocol.messages import BadgeGrant
+from server.domain.access import GRANTED, BadgeRecord, admits_centre, decide
+from server.store.sqlite import members
 
 
 def grants_for_centre(db: Database, centre_id: str | None, now: float) -> list[BadgeGrant]:
@@ -24,14 +24,12 @@ def grants_for_centre(db: Database, centre_id: str | None, now: float) -> list[B
     return [
         BadgeGrant(r["badge_hash"], r["member_id"], r["valid_from"], r["valid_until"])
         for r in rows
-        if r["centres"] is None or centre_id in json.loads(r["centres"])
+        if admits_centre(members.centres_of(r["centres"]), centre_id)
     ]
 
 
-def lookup_grant(
-    db: Database, badge_hash: str, centre_id: str | None, now: float
-) -> tuple[BadgeGrant | None, str]:
-    """The online answer for a card the unit's list did not know: (grant, reason)."""
+def badge_record(db: Database, badge_hash: str) -> BadgeRecord | None:
+    """What the access rules need to know about one card, or None if it was never enrolled."""
     rows = list(
         db.query(
             "SELECT b.revoked_at, m.id, m.active, m.valid_from, m.valid_until, m.centres"
@@ -40,17 +38,27 @@ def lookup_grant(
         )
     )
     if not rows:
-        return None, "unknown_card"
+        return None
     r = rows[0]
-    if r["revoked_at"] is not None or not r["active"]:
-        return None, "revoked"
-    if centre_id is None or (r["centres"] and centre_id not in json.loads(r["centres"])):
-        return None, "wrong_centre"
-    if r["valid_from"] is not None and now < r["valid_from"]:
-        return None, "not_yet_valid"
-    if r["valid_until"] is not None and now >= r["valid_until"]:
-        return None, "expired"
-    return BadgeGrant(badge_hash, r["id"], r["valid_from"], r["valid_until"]), "granted"
+    return BadgeRecord(
+        member_id=r["id"],
+        revoked=r["revoked_at"] is not None,
+        active=bool(r["active"]),
+        valid_from=r["valid_from"],
+        valid_until=r["valid_until"],
+        centres=members.centres_of(r["centres"]),
+    )
+
+
+def lookup_grant(
+    db: Database, badge_hash: str, centre_id: str | None, now: float
+) -> tuple[BadgeGrant | None, str]:
+    """The online answer for a card the unit's list did not know: (grant, reason)."""
+    badge = badge_record(db, badge_hash)
+    reason = decide(badge, centre_id, now)
+    if badge is None or reason != GRANTED:
+        return None, reason
+    return BadgeGrant(badge_hash, badge.member_id, badge.valid_from, badge.valid_until), reason
 
 
 def next_list_version(db: Database, device_id: str, grants: int, now: float) -> int:

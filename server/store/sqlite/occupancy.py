@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from server.domain.occupancy import by_centre, presence_cutoff
 from server.store.sqlite import centres
 
 
@@ -39,42 +40,16 @@ def record_room(
 
 def current(db: Database, now: float, max_stay_s: float) -> list[dict]:
     """People present and room states per centre; rooms of a silent unit are unknown."""
-    people: dict[str, list[dict]] = {}
-    for r in db.query(
+    # The cutoff in SQL only keeps the rows small; the rule itself is applied by the domain.
+    people = db.query(
         "SELECT p.centre_id, p.member_id, p.since, m.name FROM presence p"
         " LEFT JOIN members m ON m.id = p.member_id"
         " WHERE p.inside = 1 AND p.since > ? ORDER BY p.since",
-        [now - max_stay_s],
-    ):
-        people.setdefault(r["centre_id"], []).append(
-            {"member_id": r["member_id"], "name": r["name"], "since": r["since"]}
-        )
-    rooms: dict[str, list[dict]] = {}
-    for r in db.query(
+        [presence_cutoff(now, max_stay_s)],
+    )
+    rooms = db.query(
         "SELECT r.*, d.state AS unit_state FROM rooms r"
         " LEFT JOIN devices d ON d.device_id = r.device_id ORDER BY r.name"
-    ):
-        state = (r["state"] or "unknown") if r["unit_state"] == "online" else "unknown"
-        rooms.setdefault(r["centre_id"], []).append(
-            {"room_id": r["room_id"], "name": r["name"], "state": state, "since": r["since"]}
-        )
-    units: dict[str, list[dict]] = {}
-    for r in db.query("SELECT device_id, centre_id, state, last_seen FROM devices"):
-        units.setdefault(r["centre_id"], []).append(
-            {
-                "device_id": r["device_id"],
-                "state": r["state"] or "unknown",
-                "last_seen": r["last_seen"],
-            }
-        )
-    return [
-        {
-            "centre_id": c["id"],
-            "name": c["name"],
-            "present": len(people.get(c["id"], [])),
-            "people": people.get(c["id"], []),
-            "rooms": rooms.get(c["id"], []),
-            "units": units.get(c["id"], []),
-        }
-        for c in centres.list_all(db)
-    ]
+    )
+    units = db.query("SELECT device_id, centre_id, state, last_seen FROM devices")
+    return by_centre(centres.list_all(db), people, rooms, units, now=now, max_stay_s=max_stay_s)
