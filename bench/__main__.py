@@ -143,7 +143,7 @@ def bench_badge(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
 
 def bench_ingest(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
     """Events from one unit → server committed and acknowledged, vs a bare QoS1 echo."""
-    from server.bridge import Bridge
+    from server.mqtt.bridge import Bridge
 
     payloads = [
         encode(
@@ -231,7 +231,7 @@ ONLINE = 100
 
 def bench_online(workdir: Path, broker: LocalBroker, key_file: Path) -> None:
     """A card the list does not know: unit → server → unit round trip, until the relay."""
-    from server.bridge import Bridge
+    from server.mqtt.bridge import Bridge
 
     # Floor: a bare QoS1 request answered by an echo client, both with TCP_NODELAY.
     echo = subscribed_client(

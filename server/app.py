@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
 from server import __version__, errors
-from server.routes import centres, events, members
+from server.routes import centres, events, health, members, web
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -34,13 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (centres, members, events):
+    for module in (centres, members, events, health, web):
         app.include_router(module.router)
-
-    page = files("server").joinpath("web/index.html").read_text(encoding="utf-8")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return page
-
     return app

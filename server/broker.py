@@ -15,8 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from protocol.errors import TelecentreError
 
-class BrokerError(RuntimeError):
+
+class BrokerError(TelecentreError, RuntimeError):
     """mosquitto is missing or would not start."""
 
 

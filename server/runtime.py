@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from protocol.badges import parse_key
-from server.bridge import Bridge
+from server.mqtt.bridge import Bridge
 from server.settings import Settings, SettingsError
 from server.store import Store
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from protocol.errors import TelecentreError
 
-class SettingsError(ValueError):
+
+class SettingsError(TelecentreError, ValueError):
     """A setting has a value the server cannot use; the message names it."""
 
 

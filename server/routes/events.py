@@ -57,13 +57,3 @@ async def occupancy_stream(request: Request, runtime: RuntimeDep) -> AsyncIterat
             last_sent = time.monotonic()
             yield await asyncio.to_thread(store.occupancy, time.time())
         await asyncio.sleep(0.25)
-
-
-@router.get("/healthz", tags=["health"])
-def healthz(runtime: RuntimeDep) -> dict:
-    return {
-        "ok": True,
-        "mqtt": runtime.bridge.stats(),
-        "events": runtime.store.event_count(),
-        "writer": runtime.store.writer_stats,
-    }

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class AccessListPublisher(threading.Thread):
+    """The thread that recomputes and publishes the access lists of units marked dirty."""
+
     def __init__(self, store: Store, publish: Callable[[str, bytes], bool]) -> None:
         super().__init__(name="access-lists", daemon=True)
         self.store = store

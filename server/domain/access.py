@@ -1,0 +1,43 @@
+"""The access rules for a card the unit's list did not know, decided online by the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GRANTED = "granted"
+
+
+@dataclass(frozen=True)
+class BadgeRecord:
+    """What is stored about one enrolled card and its member, as the access rules need it."""
+
+    member_id: int
+    revoked: bool
+    active: bool
+    valid_from: float | None
+    valid_until: float | None
+    centres: list[str] | None  # None: every centre
+
+
+def admits_centre(centres: list[str] | None, centre_id: str) -> bool:
+    """Whether a member with these centres may enter ``centre_id`` (None: every centre)."""
+    return centres is None or centre_id in centres
+
+
+def decide(badge: BadgeRecord | None, centre_id: str | None, now: float) -> str:
+    """The reason for the answer: ``GRANTED`` when the door may open, else why not.
+
+    The order matters: a revoked card says "revoked" even where it was never valid, so
+    the person at the door is told the real problem first.
+    """
+    if badge is None:
+        return "unknown_card"
+    if badge.revoked or not badge.active:
+        return "revoked"
+    if centre_id is None or not admits_centre(badge.centres, centre_id):
+        return "wrong_centre"
+    if badge.valid_from is not None and now < badge.valid_from:
+        return "not_yet_valid"
+    if badge.valid_until is not None and now >= badge.valid_until:
+        return "expired"
+    return GRANTED

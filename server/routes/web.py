@@ -1,0 +1,22 @@
+"""GET /: the one-page dashboard, shipped with the package."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+router = APIRouter()
+
+
+@cache
+def _page() -> str:
+    # Read once, on first use rather than at import: nothing is done at import time.
+    return files("server").joinpath("web/index.html").read_text(encoding="utf-8")
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index() -> str:
+    return _page()

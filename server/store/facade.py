@@ -1,0 +1,211 @@
+"""The ``Store`` facade: every read and write the server makes, by resource.
+
+It owns the engine's plumbing (one read connection per calling thread, the single writer
+thread, a change counter for the live page) and hands each call to the resource module that
+holds its SQL (``server.store.sqlite.<resource>``). Routes, the MQTT handlers and the CLI
+only ever see these methods, so a PostgreSQL twin has to provide exactly them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from protocol.messages import BadgeGrant, Event, Status
+from server.store.records import IngestResult
+from server.store.sqlite import access, badges, centres, devices, members, occupancy
+from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
+from server.store.sqlite.migrations import migrations
+from server.store.sqlite.writer import Writer, connect
+
+T = TypeVar("T")
+
+WRITE_TIMEOUT_S = 30
+
+
+class Store:
+    """The server's one storage interface: centres, units, members, badges, events, occupancy.
+
+    Writes go through the writer thread and return after the commit; reads run on the
+    calling thread's own connection.
+    """
+
+    def __init__(self, path: Path | str, *, max_stay_s: float = 14 * 3600) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_stay_s = max_stay_s
+        db = connect(self.path)
+        migrations.apply(db)
+        db.close()
+        self._local = threading.local()
+        self._writer = Writer(self.path)
+        self._writer.start()
+        self._changes = threading.Lock()
+        self.change_counter = 0  # bumped after each commit that changes what the page shows
+
+    def close(self) -> None:
+        self._writer.stop()
+
+    @property
+    def db(self) -> Database:
+        """This thread's read connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        return db
+
+    def write(self, fn: Any) -> Any:
+        """Run ``fn(db)`` on the writer thread; return its result after the commit."""
+        return self._writer.submit(fn).result(timeout=WRITE_TIMEOUT_S)
+
+    def _notify(self) -> None:
+        with self._changes:
+            self.change_counter += 1
+
+    @property
+    def writer_stats(self) -> dict[str, int]:
+        return {"batches": self._writer.batches, "items": self._writer.items}
+
+    # -- centres and units ------------------------------------------------------------------
+
+    def create_centre(self, centre_id: str, name: str, commune: str | None = None) -> dict:
+        now = time.time()
+        self.write(lambda db: centres.create(db, centre_id, name, commune, now))
+        return self.centre(centre_id)
+
+    def centre(self, centre_id: str) -> dict:
+        return centres.get(self.db, centre_id)
+
+    def centres(self) -> list[dict]:
+        return centres.list_all(self.db)
+
+    def assign_device(self, device_id: str, centre_id: str) -> dict:
+        self.centre(centre_id)
+        self.write(lambda db: devices.assign(db, device_id, centre_id))
+        return self.device(device_id)
+
+    def device(self, device_id: str) -> dict:
+        return devices.get(self.db, device_id)
+
+    def devices(self, centre_id: str | None = None) -> list[dict]:
+        return devices.list_all(self.db, centre_id)
+
+    def record_status(self, status: Status, received_at: float) -> Future[None]:
+        """Store a unit's birth or last will; rooms it announces appear on the dashboard.
+
+        Returns at once (the MQTT thread must not wait for the disk).
+        """
+        future = self._writer.submit(lambda db: devices.record_status(db, status, received_at))
+        future.add_done_callback(lambda _: self._notify())
+        return future
+
+    # -- members and badges -----------------------------------------------------------------
+
+    def create_member(self, fields: dict[str, Any]) -> dict:
+        row = members.to_row(fields)
+        now = time.time()
+        member_id = self.write(lambda db: members.insert(db, row, now))
+        return self.member(member_id)
+
+    def update_member(self, member_id: int, fields: dict[str, Any]) -> dict:
+        self.member(member_id)
+        row = members.to_row(fields)
+        if row:
+            self.write(lambda db: members.update(db, member_id, row))
+        return self.member(member_id)
+
+    def member(self, member_id: int) -> dict:
+        return members.get(self.db, member_id)
+
+    def members(self, *, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        return members.page(self.db, limit=limit, offset=offset)
+
+    def enrol_badge(self, member_id: int, badge_hash: str, label: str | None = None) -> dict:
+        self.member(member_id)
+        now = time.time()
+        badge_id = self.write(lambda db: badges.enrol(db, member_id, badge_hash, label, now))
+        return self.badge(badge_id)
+
+    def revoke_badge(self, badge_id: int) -> dict:
+        self.badge(badge_id)
+        now = time.time()
+        self.write(lambda db: badges.revoke(db, badge_id, now))
+        return self.badge(badge_id)
+
+    def badge(self, badge_id: int) -> dict:
+        return badges.get(self.db, badge_id)
+
+    def badges(self, member_id: int) -> list[dict]:
+        return badges.for_member(self.db, member_id)
+
+    def unknown_cards(self, centre_id: str | None = None) -> list[dict]:
+        return badges.unknown_cards(self.db, centre_id)
+
+    # -- access -----------------------------------------------------------------------------
+
+    def grants_for_centre(self, centre_id: str | None, now: float) -> list[BadgeGrant]:
+        """Every badge that may open a door of ``centre_id`` now or later."""
+        return access.grants_for_centre(self.db, centre_id, now)
+
+    def lookup_grant(
+        self, badge_hash: str, centre_id: str | None, now: float
+    ) -> tuple[BadgeGrant | None, str]:
+        """The online answer for a card the unit's list did not know: (grant, reason)."""
+        return access.lookup_grant(self.db, badge_hash, centre_id, now)
+
+    def next_list_version(self, device_id: str, grants: int, now: float) -> int:
+        """A version above every one the unit saw, even after the database was rebuilt."""
+        return self.write(lambda db: access.next_list_version(db, device_id, grants, now))
+
+    # -- events -----------------------------------------------------------------------------
+
+    def ingest(self, device_id: str, events: list[Event], received_at: float) -> Future[Any]:
+        """Insert a unit's events idempotently and fold them into occupancy, in one commit.
+
+        Returns at once; the Future resolves to an IngestResult after the commit (the MQTT
+        thread must not wait for the disk).
+        """
+        future = self._writer.submit(
+            lambda db: events_sql.ingest(db, device_id, events, received_at)
+        )
+        future.add_done_callback(self._notify_if_new)
+        return future
+
+    def _notify_if_new(self, future: Future[IngestResult]) -> None:
+        if future.exception() is None and future.result().new:
+            self._notify()
+
+    def events(
+        self,
+        *,
+        centre_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[dict]]:
+        """(total matching, one page of events newest first)."""
+        return events_sql.page(
+            self.db,
+            centre_id=centre_id,
+            since=since,
+            until=until,
+            kind=kind,
+            limit=limit,
+            offset=offset,
+        )
+
+    def event_count(self) -> int:
+        return events_sql.count(self.db)
+
+    # -- occupancy --------------------------------------------------------------------------
+
+    def occupancy(self, now: float) -> list[dict]:
+        """People present and room states per centre; rooms of a silent unit are unknown."""
+        return occupancy.current(self.db, now, self.max_stay_s)

@@ -1,0 +1,64 @@
+"""SQL for members: the people badges belong to, with their validity and centres."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlite_utils import Database
+
+from server.store.errors import NotFound
+from server.store.sqlite import badges
+
+_FIELDS = ("name", "email", "active", "valid_from", "valid_until", "centres")
+
+
+def to_row(fields: dict[str, Any]) -> dict[str, Any]:
+    """The stored columns for API fields; unknown keys are dropped, centres kept as JSON."""
+    row = {k: v for k, v in fields.items() if k in _FIELDS}
+    if "centres" in row and row["centres"] is not None:
+        row["centres"] = json.dumps(sorted(row["centres"]))
+    if "active" in row:
+        row["active"] = int(bool(row["active"]))
+    return row
+
+
+def insert(db: Database, row: dict[str, Any], now: float) -> int:
+    """Insert a member row (from ``to_row``), active unless told otherwise; return its id."""
+    row = {**row, "created_at": now}
+    row.setdefault("active", 1)
+    return db["members"].insert(row).last_pk
+
+
+def update(db: Database, member_id: int, row: dict[str, Any]) -> None:
+    db["members"].update(member_id, row)
+
+
+def get(db: Database, member_id: int) -> dict:
+    """One member with their badges."""
+    rows = list(db["members"].rows_where("id = ?", [member_id]))
+    if not rows:
+        raise NotFound(f"no member {member_id}")
+    return _row(rows[0], badges.for_member(db, member_id))
+
+
+def page(db: Database, *, limit: int, offset: int) -> tuple[int, list[dict]]:
+    """(total, members by name), without their badges."""
+    total = db["members"].count
+    rows = db["members"].rows_where(order_by="name", limit=limit, offset=offset)
+    return total, [_row(r) for r in rows]
+
+
+def centres_of(raw: str | None) -> list[str] | None:
+    """The stored centres column as a list; None means every centre."""
+    return json.loads(raw) if raw else None
+
+
+def _row(r: dict, member_badges: Iterable[dict] | None = None) -> dict:
+    out = dict(r)
+    out["active"] = bool(r["active"])
+    out["centres"] = centres_of(r["centres"])
+    if member_badges is not None:
+        out["badges"] = list(member_badges)
+    return out
