@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     key = sub.add_parser("init-key", help="write a new badge HMAC key file (refuses to overwrite)")
     key.add_argument("path", type=Path)
+    signing = sub.add_parser(
+        "init-signing-key",
+        help="write the server's Ed25519 signing key (refuses to overwrite); print its public key",
+    )
+    signing.add_argument("path", type=Path)
     sub.add_parser("settings", help="list every setting with its default and meaning")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -39,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
             import uvicorn
 
             from server.app import create_app
-            from server.runtime import read_badge_key
+            from server.runtime import read_badge_key, read_signing_key
 
             settings = Settings.from_env()
             read_badge_key(settings)  # fail here, with the reason, not inside the lifespan
+            read_signing_key(settings)
             uvicorn.run(create_app(settings), host=args.host, port=args.port)
             return 0
         if args.command == "demo":
@@ -51,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo_module.run(http_port=args.port, day_seconds=args.day_seconds)
         if args.command == "init-key":
             return init_key(args.path)
+        if args.command == "init-signing-key":
+            return init_signing_key(args.path)
         for name, default, help_text in Settings.documentation():
             print(f"TELECENTRE_{name.upper():<22} default {str(default):<20} {help_text}")
         return 0
@@ -70,6 +78,24 @@ def init_key(path: Path) -> int:
         f"wrote {path}: copy it to every unit's badge_key_file, keep it out of backups of "
         "the database"
     )
+    return 0
+
+
+def init_signing_key(path: Path) -> int:
+    from protocol.signing import Signer
+
+    if path.exists():
+        print(
+            f"{path} exists: a new key would make every unit refuse the server until its "
+            "config lists the new public key",
+            file=sys.stderr,
+        )
+        return 1
+    signer = Signer.generate()
+    signer.write(path)
+    print(f"wrote {path} (keep it out of backups of the database)")
+    print("public key, for server_public_keys in every unit's config:")
+    print(signer.public_hex)
     return 0
 
 

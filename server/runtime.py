@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from protocol.badges import parse_key
+from protocol.signing import Signer, SigningKeyError
 from server.mqtt.bridge import Bridge
 from server.settings import Settings, SettingsError
 from server.store import Store
@@ -19,14 +20,16 @@ class Runtime:
     store: Store
     bridge: Bridge
     badge_key: bytes
+    signer: Signer
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         key = read_badge_key(settings)
+        signer = read_signing_key(settings)
         store = Store(settings.db_path, max_stay_s=settings.max_stay_hours * 3600)
-        bridge = Bridge(settings, store)
+        bridge = Bridge(settings, store, signer)
         bridge.start()
-        return cls(settings, store, bridge, key)
+        return cls(settings, store, bridge, key, signer)
 
     def stop(self) -> None:
         self.bridge.stop()
@@ -48,6 +51,19 @@ def read_badge_key(settings: Settings) -> bytes:
         ) from None
     except ValueError as exc:
         raise SettingsError(f"badge_key_file: {path}: {exc}") from None
+
+
+def read_signing_key(settings: Settings) -> Signer:
+    path = settings.signing_key_file
+    if not path.exists():
+        raise SettingsError(
+            f"signing_key_file: {path} does not exist; "
+            "create one with `telecentre-server init-signing-key`"
+        )
+    try:
+        return Signer.from_file(path)
+    except SigningKeyError as exc:
+        raise SettingsError(f"signing_key_file: {exc}") from None
 
 
 def get_runtime(request: Request) -> Runtime:

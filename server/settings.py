@@ -24,6 +24,10 @@ class Settings:
     badge_key_file: Path = _setting(
         Path("badge.key"), "File with the 64-hex-character badge HMAC key (outside the database)."
     )
+    signing_key_file: Path = _setting(
+        Path("signing.key"),
+        "Ed25519 private key (PEM) that signs every message to the units; outside the database.",
+    )
     mqtt_host: str = _setting("127.0.0.1", "MQTT broker host.")
     mqtt_port: int = _setting(1883, "MQTT broker port.")
     mqtt_username: str | None = _setting(None, "MQTT user name of the server account.")

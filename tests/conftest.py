@@ -16,6 +16,7 @@ from gpiozero.pins.mock import MockFactory
 from edge import config as edge_config
 from edge.agent import EdgeAgent
 from edge.hardware.build import build
+from protocol.signing import Signer
 from server.app import create_app
 from server.broker import LocalBroker
 from server.settings import Settings
@@ -57,10 +58,28 @@ def badge_key(key_file: Path) -> bytes:
 
 
 @pytest.fixture
-def server(broker: LocalBroker, tmp_path: Path, key_file: Path) -> Iterator[TestClient]:
+def signing_key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "signing.key"
+    Signer.generate().write(path)
+    return path
+
+
+@pytest.fixture
+def server_key(signing_key_file: Path) -> str:
+    """The server's public key, as a unit's config lists it."""
+    return Signer.from_file(signing_key_file).public_hex
+
+
+@pytest.fixture
+def server(
+    broker: LocalBroker, tmp_path: Path, key_file: Path, signing_key_file: Path
+) -> Iterator[TestClient]:
     """The real app (lifespan, bridge, store) with centre ``boitron`` and unit ``boitron-01``."""
     settings = Settings(
-        data_dir=tmp_path / "server", badge_key_file=key_file, mqtt_port=broker.port
+        data_dir=tmp_path / "server",
+        badge_key_file=key_file,
+        signing_key_file=signing_key_file,
+        mqtt_port=broker.port,
     )
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
@@ -80,6 +99,7 @@ def unit_toml(
     port: int,
     key_file: Path,
     data_dir: Path,
+    server_key: str,
     reader: str = "fake",
     device_id: str = "boitron-01",
     extra: str = "",
@@ -93,6 +113,7 @@ data_dir = "{data_dir}"
 pin_factory = "mock"
 online_deadline_ms = 800
 ack_timeout_s = 2
+server_public_keys = ["{server_key}"]
 
 [mqtt]
 host = "127.0.0.1"
@@ -120,7 +141,7 @@ hold_seconds = 1
 
 @pytest.fixture
 def make_unit(
-    tmp_path: Path, broker: LocalBroker, key_file: Path
+    tmp_path: Path, broker: LocalBroker, key_file: Path, server_key: str
 ) -> Iterator[Callable[..., EdgeAgent]]:
     """Builds and starts a real edge agent on MockFactory pins; stops it after the test."""
     agents: list[EdgeAgent] = []
@@ -131,6 +152,7 @@ def make_unit(
             unit_toml(
                 port=broker.port,
                 key_file=key_file,
+                server_key=server_key,
                 data_dir=tmp_path / f"unit-{len(agents)}",
                 reader=reader,
             )

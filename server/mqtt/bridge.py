@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 from protocol import topics
 from protocol.messages import ProtocolError
 from protocol.mqtt import make_client
+from protocol.signing import Signer
 from server.mqtt.handlers import Handlers
 from server.mqtt.lists import AccessListPublisher
 from server.settings import Settings
@@ -30,8 +31,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 class Bridge:
     """The server's one MQTT client, its access-list publisher and its message handlers."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, signer: Signer) -> None:
         self.settings = settings
+        self.signer = signer
         self.store = store
         self.connected = threading.Event()
         self.received = 0
