@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from protocol.badges import badge_hash
+from protocol.signing import Signer
 from server.broker import LocalBroker
 from server.settings import Settings
 from server.store import Store
@@ -77,7 +78,13 @@ MEMBERS_PER_CENTRE = 8
 
 
 def unit_config(
-    centre_id: str, rooms: list[str], *, port: int, key_file: Path, data_dir: Path
+    centre_id: str,
+    rooms: list[str],
+    *,
+    port: int,
+    key_file: Path,
+    data_dir: Path,
+    server_key: str,
 ) -> str:
     lines = [
         "schema = 1",
@@ -86,6 +93,7 @@ def unit_config(
         f'badge_key_file = "{key_file}"',
         f'data_dir = "{data_dir}"',
         'pin_factory = "mock"',
+        f'server_public_keys = ["{server_key}"]',
         "",
         "[mqtt]",
         'host = "127.0.0.1"',
@@ -160,8 +168,13 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
         broker.start()
         key_file = workdir / "badge.key"
         key_file.write_text(secrets.token_hex(32))
+        signer = Signer.generate()
+        signer.write(workdir / "signing.key")
         settings = Settings(
-            data_dir=workdir / "server", badge_key_file=key_file, mqtt_port=broker.port
+            data_dir=workdir / "server",
+            badge_key_file=key_file,
+            signing_key_file=workdir / "signing.key",
+            mqtt_port=broker.port,
         )
         members = seed(settings, bytes.fromhex(key_file.read_text()), rng)
         for centre_id, _, _, rooms in CENTRES:
@@ -170,7 +183,12 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
             conf = unit_dir / "unit.toml"
             conf.write_text(
                 unit_config(
-                    centre_id, rooms, port=broker.port, key_file=key_file, data_dir=unit_dir
+                    centre_id,
+                    rooms,
+                    port=broker.port,
+                    key_file=key_file,
+                    data_dir=unit_dir,
+                    server_key=signer.public_hex,
                 )
             )
             (unit_dir / "members.json").write_text(json.dumps(members[centre_id]))
