@@ -52,8 +52,32 @@ def diff(
     return upsert, remove
 
 
+def cumulative_changes(
+    current: dict[bytes, ListEntry], touched: Iterable[bytes]
+) -> tuple[list[ListEntry], list[bytes]]:
+    """(upsert, remove) of a cumulative delta: every badge touched since the snapshot.
+
+    A badge changed and then changed back since the snapshot is still listed, with its
+    current state: a unit that applied the intermediate delta must learn it is back, so
+    the delta cannot be a mere diff between the snapshot and now.
+    """
+    upsert: list[ListEntry] = []
+    remove: list[bytes] = []
+    for badge in sorted(set(touched)):
+        entry = current.get(badge)
+        if entry is None:
+            remove.append(badge)
+        else:
+            upsert.append(entry)
+    return upsert, remove
+
+
 def apply_delta(index: dict[bytes, ListEntry], delta: ListDelta) -> None:
-    """Apply a cumulative delta in place (idempotent)."""
+    """Apply a cumulative delta in place (idempotent).
+
+    Correct over the snapshot and over any earlier delta of the same snapshot, because a
+    cumulative delta names every badge touched since the snapshot (``cumulative_changes``).
+    """
     for entry in delta.upsert:
         index[entry.badge] = entry
     for badge in delta.remove:
