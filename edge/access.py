@@ -68,9 +68,10 @@ class LocalAccess:
                 return False
             if self.delta_version is not None and delta.version <= self.delta_version:
                 return False
-            index = dict(self._index)  # decisions keep reading the old one meanwhile
-            apply_delta(index, delta)
-            self._index = index
+            # In place, in O(delta): a cumulative delta names every badge touched since the
+            # snapshot, so applying it over an earlier delta of the same snapshot is exact,
+            # and a decision never waits for a copy of a 250,000-badge index.
+            apply_delta(self._index, delta)
             self.delta_version = delta.version
             return True
 
