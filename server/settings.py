@@ -34,6 +34,20 @@ class Settings:
     mqtt_password_file: Path | None = _setting(None, "File holding the server's MQTT password.")
     mqtt_client_id: str = _setting("telecentre-server", "Fixed client id: keeps the session.")
     max_stay_hours: float = _setting(14.0, "A member not seen leaving counts as gone after this.")
+    late_event_s: float = _setting(
+        60.0,
+        "An event received this many seconds after its time (synchronised clock) is historical.",
+    )
+    future_margin_s: float = _setting(
+        300.0,
+        "An event dated this many seconds ahead of its arrival is flagged time_suspect.",
+    )
+    max_command_ttl_s: float = _setting(
+        30.0, "Longest validity (ttl_s) an unlock command may ask for, in seconds."
+    )
+    command_wait_s: float = _setting(
+        5.0, "How long an unlock request waits for the unit's answer before a 504."
+    )
 
     @property
     def db_path(self) -> Path:

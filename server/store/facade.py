@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from protocol.messages import BadgeGrant, Event, Status
-from server.store.records import IngestResult
-from server.store.sqlite import access, badges, centres, devices, members, occupancy
+from protocol.messages import Command, CommandResult, Event, Status
+from protocol.workers import Worker
+from server.domain.access import BadgeRecord
+from server.store.records import IngestResult, StatusResult
+from server.store.sqlite import access, badges, centres, commands, devices, members, occupancy
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
@@ -35,10 +37,19 @@ class Store:
     calling thread's own connection.
     """
 
-    def __init__(self, path: Path | str, *, max_stay_s: float = 14 * 3600) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_stay_s: float = 14 * 3600,
+        late_event_s: float = 60.0,
+        future_margin_s: float = 300.0,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_stay_s = max_stay_s
+        self.late_event_s = late_event_s
+        self.future_margin_s = future_margin_s
         db = connect(self.path)
         migrations.apply(db)
         db.close()
@@ -69,7 +80,16 @@ class Store:
 
     @property
     def writer_stats(self) -> dict[str, int]:
-        return {"batches": self._writer.batches, "items": self._writer.items}
+        return {
+            "batches": self._writer.batches,
+            "items": self._writer.items,
+            "failed_batches": self._writer.failed_batches,
+        }
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The store's threads, for /healthz."""
+        return [self._writer.worker]
 
     # -- centres and units ------------------------------------------------------------------
 
@@ -95,10 +115,15 @@ class Store:
     def devices(self, centre_id: str | None = None) -> list[dict]:
         return devices.list_all(self.db, centre_id)
 
-    def record_status(self, status: Status, received_at: float) -> Future[None]:
-        """Store a unit's birth or last will; rooms it announces appear on the dashboard.
+    def device_known(self, device_id: str) -> bool:
+        """Whether the unit is in the registry (the devices table)."""
+        return devices.centre_of(self.db, device_id)[0]
 
-        Returns at once (the MQTT thread must not wait for the disk).
+    def record_status(self, status: Status, received_at: float) -> Future[StatusResult]:
+        """Store a registered unit's birth or last will and the rooms it announces.
+
+        Returns at once; the Future tells whether the unit was known and which rooms were
+        refused because another unit of its centre holds them.
         """
         future = self._writer.submit(lambda db: devices.record_status(db, status, received_at))
         future.add_done_callback(lambda _: self._notify())
@@ -148,15 +173,13 @@ class Store:
 
     # -- access -----------------------------------------------------------------------------
 
-    def grants_for_centre(self, centre_id: str | None, now: float) -> list[BadgeGrant]:
+    def grants_for_centre(self, centre_id: str | None, now: float) -> list[Any]:
         """Every badge that may open a door of ``centre_id`` now or later."""
         return access.grants_for_centre(self.db, centre_id, now)
 
-    def lookup_grant(
-        self, badge_hash: str, centre_id: str | None, now: float
-    ) -> tuple[BadgeGrant | None, str]:
-        """The online answer for a card the unit's list did not know: (grant, reason)."""
-        return access.lookup_grant(self.db, badge_hash, centre_id, now)
+    def badge_record(self, badge_hash: str) -> BadgeRecord | None:
+        """What the online access rules need about one card; None if never enrolled."""
+        return access.badge_record(self.db, badge_hash)
 
     def next_list_version(self, device_id: str, grants: int, now: float) -> int:
         """A version above every one the unit saw, even after the database was rebuilt."""
@@ -171,7 +194,14 @@ class Store:
         thread must not wait for the disk).
         """
         future = self._writer.submit(
-            lambda db: events_sql.ingest(db, device_id, events, received_at)
+            lambda db: events_sql.ingest(
+                db,
+                device_id,
+                events,
+                received_at,
+                late_event_s=self.late_event_s,
+                future_margin_s=self.future_margin_s,
+            )
         )
         future.add_done_callback(self._notify_if_new)
         return future
@@ -203,6 +233,24 @@ class Store:
 
     def event_count(self) -> int:
         return events_sql.count(self.db)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def create_command(self, command: Command) -> dict:
+        """Store a command before it is sent, so that its answer always has a row."""
+        self.write(lambda db: commands.insert(db, command))
+        return self.command(command.command_id)
+
+    def record_command_result(
+        self, device_id: str, result: CommandResult, answered_at: float
+    ) -> Future[bool]:
+        """Store a unit's answer; the Future is False when no such command was sent to it."""
+        return self._writer.submit(
+            lambda db: commands.record_result(db, device_id, result, answered_at)
+        )
+
+    def command(self, command_id: str) -> dict:
+        return commands.get(self.db, command_id)
 
     # -- occupancy --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from sqlite_utils import Database
 
 from protocol.messages import Status
 from server.store.errors import NotFound
+from server.store.records import StatusResult
 
 
 def assign(db: Database, device_id: str, centre_id: str) -> None:
@@ -28,30 +29,37 @@ def list_all(db: Database, centre_id: str | None = None) -> list[dict]:
     return [_row(r) for r in db["devices"].rows_where(where, args, order_by="device_id")]
 
 
-def record_status(db: Database, status: Status, received_at: float) -> None:
-    """Store a unit's birth or last will; rooms it announces appear on the dashboard."""
-    row: dict[str, Any] = {
-        "device_id": status.device_id,
-        "state": status.state,
-        "last_seen": received_at,
-    }
+def record_status(db: Database, status: Status, received_at: float) -> StatusResult:
+    """Store a registered unit's birth or last will, and the rooms it announces.
+
+    A unit missing from the registry creates nothing. A room another unit of the same
+    centre already holds is refused for that room; the others are kept.
+    """
     existing = list(db["devices"].rows_where("device_id = ?", [status.device_id]))
     if not existing:
+        return StatusResult(known=False, rooms_taken=[])
+    row: dict[str, Any] = {"state": status.state, "last_seen": received_at}
+    if existing[0].get("first_seen") is None:
         row["first_seen"] = received_at
     if status.state == "online":
         row.update(
             software_version=status.software_version,
             config_hash=status.config_hash,
-            access_list_version=status.access_list_version,
+            access_list_version=status.list_version,
             clock_synced=status.clock_synced,
             outbox_pending=status.outbox_pending,
             faults=json.dumps(status.faults or []),
             doors=json.dumps(status.doors or []),
         )
-    db["devices"].upsert(row, pk="device_id")
-    centre_id = existing[0]["centre_id"] if existing else None
+    db["devices"].update(status.device_id, row)
+    centre_id = existing[0]["centre_id"]
+    taken: list[str] = []
     if centre_id and status.rooms:
         for room in status.rooms:
+            holder = room_holder(db, centre_id, room.id)
+            if holder is not None and holder != status.device_id:
+                taken.append(room.id)
+                continue
             db.execute(
                 "INSERT INTO rooms (centre_id, room_id, device_id, name)"
                 " VALUES (?, ?, ?, ?)"
@@ -59,22 +67,23 @@ def record_status(db: Database, status: Status, received_at: float) -> None:
                 " name = excluded.name, device_id = excluded.device_id",
                 [centre_id, room.id, status.device_id, room.name],
             )
+    return StatusResult(known=True, rooms_taken=taken)
 
 
-def register_sender(db: Database, device_id: str, received_at: float) -> str | None:
-    """The centre of a unit that sent events; a unit never seen before gets a row (online)."""
-    rows = list(db["devices"].rows_where("device_id = ?", [device_id]))
-    if rows:
-        return rows[0]["centre_id"]
-    db["devices"].insert(
-        {
-            "device_id": device_id,
-            "first_seen": received_at,
-            "last_seen": received_at,
-            "state": "online",
-        }
-    )
-    return None
+def room_holder(db: Database, centre_id: str, room_id: str) -> str | None:
+    """The unit of the centre that reports this room, if one still does."""
+    row = db.execute(
+        "SELECT r.device_id FROM rooms r JOIN devices d ON d.device_id = r.device_id"
+        " WHERE r.centre_id = ? AND r.room_id = ? AND d.centre_id = r.centre_id",
+        [centre_id, room_id],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def centre_of(db: Database, device_id: str) -> tuple[bool, str | None]:
+    """(whether the unit is in the registry, its centre)."""
+    row = db.execute("SELECT centre_id FROM devices WHERE device_id = ?", [device_id]).fetchone()
+    return (False, None) if row is None else (True, row[0])
 
 
 def touch(db: Database, device_id: str, seen_at: float) -> None:

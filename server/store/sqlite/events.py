@@ -13,17 +13,34 @@ from server.store.sqlite import badges, devices, occupancy
 log = logging.getLogger(__name__)
 
 
-def ingest(db: Database, device_id: str, events: list[Event], received_at: float) -> IngestResult:
-    """Insert a unit's events once each and fold the new ones into live state."""
-    centre_id = devices.register_sender(db, device_id, received_at)
+def ingest(
+    db: Database,
+    device_id: str,
+    events: list[Event],
+    received_at: float,
+    *,
+    late_event_s: float = 60.0,
+    future_margin_s: float = 300.0,
+) -> IngestResult:
+    """Insert a unit's events (one outbox epoch) once each; fold the new ones into live state.
+
+    A unit missing from the registry still has its events stored (never lost) but gets no
+    device row and moves no live state. An event is stored historical if the unit says so
+    or if it arrived more than ``late_event_s`` after its (synchronised) time; its time is
+    suspect if the clock was not synchronised or it is dated more than ``future_margin_s``
+    ahead of its arrival: such an event is shown, flagged, and moves nothing.
+    """
+    known, centre_id = devices.centre_of(db, device_id)
     new = 0
     live = False
     for e in events:
+        historical = e.historical or (e.clock_synced and received_at - e.ts > late_event_s)
+        suspect = time_suspect(e, received_at, future_margin_s)
         cur = db.execute(
             "INSERT OR IGNORE INTO events (event_id, device_id, seq, centre_id, kind, ts,"
-            " received_at, clock_synced, historical, door, badge_hash, granted, reason,"
-            " direction, member_id, room, room_state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " received_at, clock_synced, historical, time_suspect, door, badge_hash, granted,"
+            " reason, direction, member_id, room, room_state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 e.event_id,
                 device_id,
@@ -33,7 +50,8 @@ def ingest(db: Database, device_id: str, events: list[Event], received_at: float
                 e.ts,
                 received_at,
                 e.clock_synced,
-                e.historical,
+                historical,
+                suspect,
                 e.door,
                 e.badge_hash,
                 e.granted,
@@ -52,22 +70,39 @@ def ingest(db: Database, device_id: str, events: list[Event], received_at: float
         if reused > 1:
             log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id, e.seq)
         new += 1
-        live = live or not e.historical
-        _apply(db, centre_id, device_id, e)
-    if live:
+        live = live or not historical
+        if e.kind == "access" and not e.granted and e.reason == "unknown_card":
+            badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
+        if not suspect:
+            _apply(db, centre_id, device_id, e)
+    if live and known:
         devices.touch(db, device_id, received_at)
-    return IngestResult(device_id, [e.seq for e in events], new, centre_id)
+    epoch = events[0].epoch if events else ""
+    return IngestResult(device_id, epoch, [e.seq for e in events], new, centre_id)
+
+
+def time_suspect(e: Event, received_at: float, future_margin_s: float) -> bool:
+    """Whether the event's time cannot be trusted to move live state."""
+    return not e.clock_synced or e.ts > received_at + future_margin_s
 
 
 def _apply(db: Database, centre_id: str | None, device_id: str, e: Event) -> None:
     """Fold one new event into live state; an older (replayed) event never overwrites newer."""
-    if e.kind == "access" and not e.granted and e.reason == "unknown_card":
-        badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
     if centre_id is None:
         return
     if e.kind == "access" and e.granted and e.member_id is not None:
         occupancy.record_passage(db, centre_id, e.member_id, e.direction == "in", e.ts)
     elif e.kind == "room" and e.room is not None:
+        holder = devices.room_holder(db, centre_id, e.room)
+        if holder is not None and holder != device_id:
+            log.warning(
+                "unit %s reported room %s of %s, held by %s: state unchanged",
+                device_id,
+                e.room,
+                centre_id,
+                holder,
+            )
+            return
         occupancy.record_room(db, centre_id, e.room, device_id, e.room_state, e.ts)
 
 
@@ -109,7 +144,7 @@ def count(db: Database) -> int:
 
 def _row(r: dict) -> dict:
     out = {k: v for k, v in r.items() if v is not None}
-    for key in ("clock_synced", "historical", "granted"):
+    for key in ("clock_synced", "historical", "granted", "time_suspect"):
         if key in out:
             out[key] = bool(out[key])
     return out

@@ -127,3 +127,32 @@ def m001_initial(db: Database) -> None:
         {"device_id": str, "version": int, "issued_at": float, "grants": int},
         pk="device_id",
     )
+
+
+@migrations()
+def m010_event_time_suspect(db: Database) -> None:
+    # 1: the event's time cannot be trusted (clock not synchronised, or dated too far
+    # ahead of its arrival): shown in the events, never moves presence or room state.
+    db["events"].add_column("time_suspect", int, not_null_default=0)
+
+
+@migrations()
+def m011_commands(db: Database) -> None:
+    db["commands"].create(
+        {
+            "command_id": str,
+            "device_id": str,
+            "door": str,
+            "action": str,
+            "issued_at": float,
+            "expires_at": float,
+            "requested_by": str,
+            "reason": str,
+            "result": str,  # executed / refused; NULL while no answer came
+            "result_reason": str,
+            "answered_at": float,
+        },
+        pk="command_id",
+        not_null={"device_id", "door", "action", "issued_at", "expires_at"},
+    )
+    db["commands"].create_index(["device_id", "issued_at"])

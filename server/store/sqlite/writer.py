@@ -3,6 +3,12 @@
 One thread writes, batching whatever is queued into one transaction (each item in its own
 savepoint, so a bad item fails alone); any thread reads through its own connection.
 SQLite allows one writer at a time, so one thread with a queue beats many that wait on locks.
+
+The writer is a ``protocol.workers.Worker``: a batch that fails to commit fails its
+callers' futures and the thread goes on (with a fresh connection); a database it cannot
+open fails the waiting futures at once, then is retried with the worker's back-off. Its
+connection uses ``synchronous=FULL``: an ack lets a unit delete its copy of an event, so
+a commit must survive a power cut (WAL with ``NORMAL`` may roll the last commits back).
 """
 
 from __future__ import annotations
@@ -10,30 +16,35 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlite_utils import Database
 
 from protocol.errors import TelecentreError
+from protocol.workers import Worker, WorkerHealth
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteFn = Callable[[Database], Any]
+Item = tuple[WriteFn, "Future[Any]"]
 
 MAX_BATCH = 2000
+WAIT_S = 0.5  # how long one step waits for work before looking at ``stopping`` again
 
 
-def connect(path: Path) -> Database:
-    """Open the file in WAL mode, so readers never wait for the writer."""
+def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> Database:
+    """Open the file in WAL mode, so readers never wait for the writer.
+
+    Read connections may stay at ``NORMAL``; the writer's connection uses ``FULL``.
+    """
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=ON")
     return db
 
@@ -42,16 +53,28 @@ class WriterClosed(TelecentreError, RuntimeError):
     """A write was submitted after the store stopped."""
 
 
-class Writer(threading.Thread):
+class Writer:
     """The one thread that writes; callers get a Future resolved after the commit."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(name="store-writer", daemon=True)
+    def __init__(self, path: Path, *, opener: Callable[[Path], Database] | None = None) -> None:
         self.path = path
-        self._queue: queue.Queue[tuple[WriteFn, Future[Any]] | None] = queue.Queue()
+        self._open = opener or (lambda p: connect(p, synchronous="FULL"))
+        self._queue: queue.Queue[Item | None] = queue.Queue()
         self._closed = False
+        self._db: Database | None = None
         self.batches = 0
         self.items = 0
+        self.failed_batches = 0
+        self.worker = Worker("store-writer", self._step)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def health(self) -> WorkerHealth:
+        return self.worker.health()
+
+    def is_alive(self) -> bool:
+        return self.worker.is_alive()
 
     def submit(self, fn: Callable[[Database], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -64,30 +87,68 @@ class Writer(threading.Thread):
     def stop(self) -> None:
         self._closed = True
         self._queue.put(None)
-        self.join(timeout=10)
+        if self._db is None:  # not open (failing start): nothing to finish
+            self.worker.stopping.set()
+        if self.worker.is_alive():
+            self.worker.join(timeout=10)
+        self.worker.stopping.set()
+        self._fail_queued(WriterClosed("the store is closed"))
+        if self._db is not None and not self.worker.is_alive():
+            self._db.close()
+            self._db = None
 
-    def run(self) -> None:
-        db = connect(self.path)
+    # -- the worker's step ---------------------------------------------------------------------
+
+    def _step(self) -> None:
+        if self._db is None:
+            try:
+                self._db = self._open(self.path)
+            except Exception as exc:
+                # Nobody waits forever on a database that cannot be opened: what is queued
+                # fails now (a unit resends, an API call answers 500); the worker retries.
+                self._fail_queued(exc)
+                raise
         try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)  # finish this batch, then stop
-                        break
-                    batch.append(item)
-                self._run_batch(db, batch)
-        finally:
-            db.close()
+            first = self._queue.get(timeout=WAIT_S)
+        except queue.Empty:
+            return
+        if first is None:
+            self._finish()
+            return
+        batch = [first]
+        stop_after = False
+        while len(batch) < MAX_BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stop_after = True  # finish this batch, then stop
+                break
+            batch.append(item)
+        self._run_batch(self._db, batch)
+        if stop_after:
+            self._finish()
 
-    def _run_batch(self, db: Database, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
+    def _finish(self) -> None:
+        self.worker.stopping.set()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._queue.put(None)  # keep the stop request for the next step
+                return
+            if not item[1].done():
+                item[1].set_exception(exc)
+
+    def _run_batch(self, db: Database, batch: list[Item]) -> None:
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             with db.atomic():
@@ -98,10 +159,14 @@ class Writer(threading.Thread):
                     except Exception as exc:  # this item fails alone
                         results.append((future, None, exc))
         except Exception as exc:  # the commit itself failed: nothing was written
-            log.exception("store batch of %d failed to commit", len(batch))
+            self.failed_batches += 1
             for _, future in batch:
-                future.set_exception(exc)
-            return
+                if not future.done():
+                    future.set_exception(exc)
+            # A fresh connection for the next batch; the worker counts and logs this.
+            db.close()
+            self._db = None
+            raise
         self.batches += 1
         self.items += len(batch)
         for future, value, error in results:

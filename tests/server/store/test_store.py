@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -15,12 +14,15 @@ import pytest
 from sqlite_utils import Database
 
 from protocol.messages import Event, RoomInfo, Status
+from server.domain.access import decide
 from server.store import Conflict, IngestResult, NotFound, Store
 
 NOW = 1_750_000_000.0
 HASH_A = "a" * 64
 HASH_B = "b" * 64
 HASH_C = "c" * 64
+EPOCH = "e" * 32
+OFFLINE = Status(device_id="boitron-01", state="offline")
 
 
 @pytest.fixture
@@ -47,6 +49,7 @@ def access(
     return Event(
         event_id=event_id or str(uuid.uuid4()),
         device_id=device_id,
+        epoch=EPOCH,
         seq=seq,
         kind="access",
         ts=ts,
@@ -65,6 +68,7 @@ def room(device_id: str, seq: int, *, ts: float, state: str, room_id: str = "vis
     return Event(
         event_id=str(uuid.uuid4()),
         device_id=device_id,
+        epoch=EPOCH,
         seq=seq,
         kind="room",
         ts=ts,
@@ -118,7 +122,7 @@ def test_migrations_create_the_schema_and_reopening_keeps_data(tmp_path: Path) -
         "unknown_cards",
         "presence",
         "rooms",
-        "access_lists",
+        "commands",
     } <= tables
 
     second = Store(path)  # migrations already applied: must not fail or wipe anything
@@ -168,13 +172,14 @@ def test_a_resent_unknown_card_is_counted_once(store: Store, centre: str) -> Non
     assert card["count"] == 1
 
 
-def test_events_of_an_unassigned_unit_are_kept_without_centre(store: Store) -> None:
+def test_events_of_an_unknown_unit_are_kept_but_create_no_device(store: Store) -> None:
     result = ingest(store, "stray-01", [access("stray-01", 1, ts=NOW)])
-    assert result.new == 1 and result.centre_id is None
+    assert result.new == 1 and result.centre_id is None and result.epoch == EPOCH
     _, items = store.events()
     assert [(e["device_id"], e.get("centre_id")) for e in items] == [("stray-01", None)]
-    assert [d["device_id"] for d in store.devices()] == ["stray-01"]
-    assert store.device("stray-01")["centre_id"] is None
+    assert store.devices() == []  # never lost, but the registry is not grown by a sender
+    with pytest.raises(NotFound):
+        store.device("stray-01")
 
 
 # -- occupancy ----------------------------------------------------------------------------------
@@ -235,7 +240,7 @@ def test_a_member_inside_longer_than_max_stay_is_not_counted(tmp_path: Path) -> 
 def test_room_state_follows_events_and_is_unknown_when_the_unit_is_offline(
     store: Store, centre: str
 ) -> None:
-    online(store, rooms=[RoomInfo("visio", "Salle visio")])
+    online(store, rooms=[RoomInfo(id="visio", name="Salle visio")])
     (visio,) = centre_entry(store, centre)["rooms"]
     assert visio["name"] == "Salle visio" and visio["state"] == "unknown"  # no reading yet
 
@@ -253,7 +258,7 @@ def test_room_state_follows_events_and_is_unknown_when_the_unit_is_offline(
     (visio,) = centre_entry(store, centre)["rooms"]
     assert visio["state"] == "free"
 
-    store.record_status(Status("boitron-01", "offline"), received_at=NOW).result(timeout=10)
+    store.record_status(OFFLINE, received_at=NOW).result(timeout=10)
     (visio,) = centre_entry(store, centre)["rooms"]
     assert visio["state"] == "unknown"  # a silent unit's room is not "free"
 
@@ -265,7 +270,7 @@ def test_record_status_flips_the_unit_state(store: Store, centre: str) -> None:
     assert unit["software_version"] == "1.2.3"
     assert unit["doors"] == ["entree"] and unit["faults"] == ["reader: no answer"]
 
-    store.record_status(Status("boitron-01", "offline"), received_at=NOW + 5).result(timeout=10)
+    store.record_status(OFFLINE, received_at=NOW + 5).result(timeout=10)
     (unit,) = store.devices("boitron")
     assert unit["state"] == "offline" and unit["last_seen"] == NOW + 5
     assert unit["centre_id"] == "boitron"  # the last will does not unassign it
@@ -333,33 +338,7 @@ def test_an_older_replayed_unknown_tap_does_not_move_the_card(store: Store, cent
 # -- access -------------------------------------------------------------------------------------
 
 
-def test_grants_for_centre_leave_out_what_may_not_open(store: Store, centre: str) -> None:
-    def member_with_badge(badge: str, **fields: Any) -> int:
-        member_id = store.create_member({"name": badge[:4], **fields})["id"]
-        store.enrol_badge(member_id, badge)
-        return member_id
-
-    ok = member_with_badge("01" * 32)
-    later = member_with_badge("02" * 32, valid_from=NOW + 3600, valid_until=NOW + 7200)
-    here = member_with_badge("03" * 32, centres=["boitron", "belleme"])
-    elsewhere = member_with_badge("04" * 32, centres=["belleme"])
-    member_with_badge("05" * 32, valid_until=NOW - 1)
-    member_with_badge("06" * 32, active=False)
-    revoked = member_with_badge("07" * 32)
-    store.revoke_badge(store.member(revoked)["badges"][0]["id"])
-    deactivated = member_with_badge("08" * 32)
-    store.update_member(deactivated, {"active": False})
-
-    grants = store.grants_for_centre("boitron", NOW)
-    assert {g.member_id for g in grants} == {ok, later, here}
-    (future,) = [g for g in grants if g.member_id == later]
-    assert (future.valid_from, future.valid_until) == (NOW + 3600, NOW + 7200)
-    belleme = {g.member_id for g in store.grants_for_centre("belleme", NOW)}
-    assert belleme == {ok, later, here, elsewhere}
-    assert store.grants_for_centre(None, NOW) == []
-
-
-def test_lookup_grant_gives_the_reason(store: Store, centre: str) -> None:
+def test_badge_record_and_decide_give_the_reason(store: Store, centre: str) -> None:
     def member_with_badge(badge: str, **fields: Any) -> int:
         member_id = store.create_member({"name": "x", **fields})["id"]
         store.enrol_badge(member_id, badge)
@@ -374,12 +353,12 @@ def test_lookup_grant_gives_the_reason(store: Store, centre: str) -> None:
     store.revoke_badge(store.member(revoked)["badges"][0]["id"])
 
     def reason(badge: str, centre_id: str | None = "boitron") -> str:
-        return store.lookup_grant(badge, centre_id, NOW)[1]
+        return decide(store.badge_record(badge), centre_id, NOW)
 
-    grant, why = store.lookup_grant("01" * 32, "boitron", NOW)
-    assert why == "granted"
-    assert grant is not None and grant.member_id == ok and grant.badge_hash == "01" * 32
-    assert grant.valid_until == NOW + 10
+    record = store.badge_record("01" * 32)
+    assert record is not None and record.member_id == ok
+    assert (record.valid_from, record.valid_until) == (NOW - 10, NOW + 10)
+    assert reason("01" * 32) == "granted"
     assert reason("ff" * 32) == "unknown_card"
     assert reason("02" * 32) == "not_yet_valid"
     assert reason("03" * 32) == "expired"
@@ -388,8 +367,7 @@ def test_lookup_grant_gives_the_reason(store: Store, centre: str) -> None:
     assert reason("01" * 32, None) == "wrong_centre"  # a unit not assigned to any centre
     assert reason("05" * 32) == "revoked"
     assert reason("06" * 32) == "revoked"
-    for badge in ("ff", "02", "03", "04", "05", "06"):
-        assert store.lookup_grant(badge * 32, "boitron", NOW)[0] is None
+    assert store.badge_record("ff" * 32) is None
 
 
 def test_a_revoked_card_can_be_enrolled_again_but_not_twice(store: Store) -> None:
@@ -403,25 +381,6 @@ def test_a_revoked_card_can_be_enrolled_again_but_not_twice(store: Store) -> Non
     assert again["member_id"] == bob and again["revoked_at"] is None
     with pytest.raises(NotFound):
         store.enrol_badge(9999, HASH_B)
-
-
-def test_next_list_version_always_increases(tmp_path: Path) -> None:
-    first = Store(tmp_path / "a.db")
-    try:
-        now = time.time()
-        v1 = first.next_list_version("boitron-01", 3, now)
-        assert v1 >= int(now * 1000)  # a rebuilt database never goes below what units saw
-        v2 = first.next_list_version("boitron-01", 3, now)  # same clock reading
-        v3 = first.next_list_version("boitron-01", 3, now - 3600)  # clock stepped back
-        assert v1 < v2 < v3
-    finally:
-        first.close()
-
-    fresh = Store(tmp_path / "b.db")  # the database was lost and rebuilt
-    try:
-        assert fresh.next_list_version("boitron-01", 0, time.time()) > v1
-    finally:
-        fresh.close()
 
 
 # -- events query -------------------------------------------------------------------------------
@@ -454,7 +413,8 @@ def test_events_filter_and_order(store: Store, centre: str) -> None:
 
     total, items = store.events(kind="room")
     assert total == 1 and items[0]["room_state"] == "occupied"
-    assert items[0]["historical"] is False and items[0]["clock_synced"] is True
+    assert items[0]["clock_synced"] is True and items[0]["time_suspect"] is False
+    assert items[0]["historical"] is True  # received 200 s after its time: late_event_s
 
     total, items = store.events(limit=1, offset=1)
     assert total == 4 and [e["ts"] for e in items] == [NOW - 150]
