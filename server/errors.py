@@ -14,8 +14,10 @@ from server.store import Conflict, NotFound
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message, "status": status}, status_code=status)
+def error_response(status: int, message: str, **extra: object) -> JSONResponse:
+    """The one error shape; ``extra`` keys (a command id, say) may come after it."""
+    body = {"ok": False, "error": message, "status": status, **extra}
+    return JSONResponse(body, status_code=status)
 
 
 def _location(loc: tuple) -> str:

@@ -26,7 +26,12 @@ class Runtime:
     def start(cls, settings: Settings) -> Runtime:
         key = read_badge_key(settings)
         signer = read_signing_key(settings)
-        store = Store(settings.db_path, max_stay_s=settings.max_stay_hours * 3600)
+        store = Store(
+            settings.db_path,
+            max_stay_s=settings.max_stay_hours * 3600,
+            late_event_s=settings.late_event_s,
+            future_margin_s=settings.future_margin_s,
+        )
         bridge = Bridge(settings, store, signer)
         bridge.start()
         return cls(settings, store, bridge, key, signer)

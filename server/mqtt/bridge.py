@@ -1,24 +1,32 @@
 """The server's MQTT transport: connect, subscribe, publish, hand each message over.
 
-What a message means lives in ``server.mqtt.handlers``; the bridge only routes it through
-the dispatch table. A payload that breaks the contract is logged with its reason and
-counted, never raised, so one bad unit cannot stop the others.
+paho's thread only parses the topic and puts the message on the handler worker's queue
+(``server.mqtt.handlers``); decoding, store reads and writes happen there. The bridge also
+says whether the server is up: a retained ``ServerStatus`` online at each connect, with a
+new ``instance`` per start, and the same message offline as its last will and at a clean
+stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
-from collections import Counter
+import time
+import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from protocol import topics
-from protocol.messages import ProtocolError
+from protocol.messages import Command, ServerStatus, encode
 from protocol.mqtt import make_client
 from protocol.signing import Signer
-from server.mqtt.handlers import Handlers
+from protocol.workers import Worker
+from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
 from server.settings import Settings
 from server.store import Store
@@ -26,6 +34,7 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+SUBSCRIBED = (topics.STATUS, topics.EVENT, topics.ACCESS_REQUEST, topics.COMMAND_RESULT)
 
 
 class Bridge:
@@ -35,11 +44,13 @@ class Bridge:
         self.settings = settings
         self.signer = signer
         self.store = store
+        self.instance = str(uuid.uuid4())  # this run of the server
         self.connected = threading.Event()
         self.received = 0
-        self.rejected: Counter[str] = Counter()
-        self.lists = AccessListPublisher(store, self._publish_list)
-        self.handlers = Handlers(store, self.publish, self.lists)
+        self.connects = 0
+        self.rejections = Rejections()
+        self.handlers = Handlers(store, signer, self.publish, self.rejections)
+        self.lists = AccessListPublisher(store, signer, self.publish)
         self._client, self._props = make_client(
             settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S
         )
@@ -49,18 +60,34 @@ class Bridge:
             if settings.mqtt_password_file:
                 password = settings.mqtt_password_file.read_text().strip()
             c.username_pw_set(settings.mqtt_username, password)
+        c.will_set(
+            topics.topic(topics.SERVER_STATUS),
+            self._server_status("offline"),
+            qos=topics.SERVER_STATUS.qos,
+            retain=True,
+        )
         c.reconnect_delay_set(min_delay=1, max_delay=15)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        self._dispatch = self.handlers.table()
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        return self.rejections.snapshot()
 
     @property
     def acks_sent(self) -> int:
         return self.handlers.acker.sent
 
+    @property
+    def workers(self) -> list[Worker]:
+        found = list(self.handlers.workers)
+        if isinstance(self.lists, Worker):
+            found.append(self.lists)
+        return found
+
     def start(self) -> None:
-        self.handlers.acker.start()
+        self.handlers.start()
         self.lists.start()
         self._client.connect_async(
             self.settings.mqtt_host,
@@ -73,32 +100,71 @@ class Bridge:
 
     def stop(self) -> None:
         self.lists.stop()
-        self.handlers.acker.stop()
+        self.handlers.stop()
+        if self.connected.is_set():
+            info = self._client.publish(
+                topics.topic(topics.SERVER_STATUS),
+                self._server_status("offline"),
+                qos=topics.SERVER_STATUS.qos,
+                retain=True,
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=2)
         self._client.disconnect()
         self._client.loop_stop()
+        self.connected.clear()
 
     def stats(self) -> dict[str, Any]:
+        rejected = self.rejections.snapshot()
         return {
             "connected": self.connected.is_set(),
+            "instance": self.instance,
+            "connects": self.connects,
             "received": self.received,
-            "rejected": sum(self.rejected.values()),
-            "rejected_by_reason": dict(self.rejected),
+            "backlog": self.handlers.backlog,
+            "rejected": sum(rejected.values()),
+            "rejected_by_reason": rejected,
             "acks_sent": self.acks_sent,
         }
 
-    def publish(self, spec: topics.TopicSpec, device_id: str, payload: bytes) -> bool:
-        """Send to a unit's topic; False when the broker is away (nothing is queued)."""
+    def publish(
+        self,
+        spec: topics.TopicSpec,
+        owner: str,
+        payload: bytes,
+        *,
+        index: int | None = None,
+        expiry_s: int | None = None,
+    ) -> bool:
+        """Send on ``spec``'s topic of ``owner`` (a unit or a centre), with its QoS and retain
+        flag; False when the broker is away (nothing is queued)."""
         if not self.connected.is_set():
             return False
+        props = None
+        if expiry_s is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = expiry_s
         info = self._client.publish(
-            topics.topic(spec, device_id), payload, qos=spec.qos, retain=spec.retain
+            topics.topic(spec, owner, index),
+            payload,
+            qos=spec.qos,
+            retain=spec.retain,
+            properties=props,
         )
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
-    def _publish_list(self, device_id: str, payload: bytes) -> bool:
-        return self.publish(topics.ACCESS_LIST, device_id, payload)
+    def send_command(self, command: Command) -> bool:
+        """Publish a signed command: QoS 1, never retained, expiring with the command."""
+        ttl = max(1, math.ceil(command.expires_at - command.issued_at))
+        return self.publish(
+            topics.COMMAND, command.device_id, self.signer.sign(command), expiry_s=ttl
+        )
 
-    # -- paho callbacks --------------------------------------------------------------------------
+    def _server_status(self, state: str) -> bytes:
+        ts = time.time() if state == "online" else None
+        return encode(ServerStatus(state=state, instance=self.instance, ts=ts))  # type: ignore[arg-type]
+
+    # -- paho callbacks (paho's thread: hand over, never block) -------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -106,11 +172,23 @@ class Bridge:
         if reason.is_failure:
             log.error("broker refused the server: %s", reason)
             return
-        client.subscribe([(topics.subscription(spec), 1) for spec in self._dispatch])
+        client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
+        client.publish(
+            topics.topic(topics.SERVER_STATUS),
+            self._server_status("online"),
+            qos=topics.SERVER_STATUS.qos,
+            retain=True,
+        )
+        self.connects += 1
         self.connected.set()
-        log.info("bridge connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+        log.info(
+            "bridge connected to %s:%s as instance %s",
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            self.instance,
+        )
         # The broker may have restarted without its retained messages.
-        self.lists.invalidate()
+        self.lists.republish()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -123,17 +201,12 @@ class Bridge:
         self.received += 1
         try:
             parsed = topics.parse(msg.topic)
-            handler = self._dispatch.get(parsed.spec)
-            if handler is None:
-                raise ProtocolError(f"topic {msg.topic!r} is not one the server reads")
-            handler(parsed.device_id, msg.payload)
-        except (ProtocolError, topics.TopicError) as exc:
-            self._reject(msg.topic, str(exc))
-        except Exception:  # a bug in a handler must not stop the bridge
-            log.exception("failed to handle a message on %s", msg.topic)
-            self.rejected["internal error"] += 1
-
-    def _reject(self, topic_name: str, reason: str) -> None:
-        field_name = reason.split(":", 1)[0]
-        self.rejected[field_name] += 1
-        log.warning("rejected message on %s: %s", topic_name, reason)
+        except topics.TopicError as exc:
+            self.rejections.add("bad_topic", msg.topic, str(exc))
+            return
+        if parsed.spec.scope is not topics.Scope.DEVICE:
+            return  # our own status (telecentre/+/status matches telecentre/_server/status)
+        if parsed.spec.direction is not topics.Direction.EDGE_TO_SERVER:
+            self.rejections.add("bad_topic", msg.topic, "a server -> unit leaf")
+            return
+        self.handlers.put(parsed.spec, parsed.owner, msg.payload, bool(msg.retain))

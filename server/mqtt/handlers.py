@@ -1,8 +1,11 @@
-"""What the server does with each message a unit sends: events, status, access requests.
+"""What the server does with each message a unit sends: events, status, access requests and
+command results.
 
-Handlers run on paho's thread, so they only decode and hand over: events go to the store's
-writer queue and are acknowledged by the ``Acker`` once committed. A payload that breaks
-the contract raises ``ProtocolError``; the bridge logs and counts it.
+paho's thread only parses the topic and puts (spec, owner, payload, retain) on the queue of
+the handler worker (``Handlers.put``); decoding, store reads and writes all run on that
+worker. Events go to the store's writer; the ``Acker`` acknowledges them, signed, once they
+are committed. A payload that breaks the contract is counted by its ``ProtocolError``
+reason (a fixed set) and logged with its text, never raised further.
 """
 
 from __future__ import annotations
@@ -11,121 +14,354 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from protocol import topics
+from protocol.errors import REJECT_REASONS, ProtocolError
 from protocol.messages import (
+    MAX_EDGE_PAYLOAD_BYTES,
     AccessRequest,
     AccessResponse,
     Ack,
+    CommandResult,
     Event,
-    ProtocolError,
+    EventHeader,
+    ListEntry,
+    Rejected,
     Status,
     decode,
-    encode,
 )
-from server.mqtt.lists import AccessListPublisher
+from protocol.signing import Signer
+from protocol.workers import Worker
+from server.domain.access import GRANTED, decide
 from server.store import IngestResult, NotFound, Store
+from server.store.records import StatusResult
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[topics.TopicSpec, str, bytes], bool]
-Handler = Callable[[str, bytes], None]
+WAIT_S = 0.5  # how long a worker step waits for input before looking at ``stopping``
+MAX_ACK_ITEMS = 10_000  # Ack.seqs and Ack.rejected bounds
 
 
-class Acker(threading.Thread):
-    """Publishes acks, one message per unit for everything committed meanwhile.
+class Publish(Protocol):
+    def __call__(
+        self,
+        spec: topics.TopicSpec,
+        owner: str,
+        payload: bytes,
+        *,
+        index: int | None = None,
+        expiry_s: int | None = None,
+    ) -> bool: ...
 
-    Acks wait for the commit (the unit forgets what is acked), and a thread of their own
-    keeps the writer from ever waiting on the network.
+
+Handler = Callable[[str, bytes, bool], None]
+
+
+class Rejections:
+    """Messages refused, counted by ``ProtocolError.reason`` and nothing else."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, reason: str, where: str, text: str) -> None:
+        if reason not in REJECT_REASONS:  # never a key a sender chose
+            reason = "malformed"
+        with self._lock:
+            self._counts[reason] += 1
+        log.warning("rejected message on %s (%s): %s", where, reason, text)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+
+class Acker:
+    """Publishes signed acks, one per (unit, epoch) for everything committed meanwhile.
+
+    Acks wait for the commit (the unit forgets what is acked); a worker of its own keeps
+    the writer from ever waiting on the network.
     """
 
-    def __init__(self, publish: Publish) -> None:
-        super().__init__(name="acker", daemon=True)
+    def __init__(self, signer: Signer, publish: Publish) -> None:
+        self._signer = signer
         self._publish = publish
-        self._queue: queue.Queue[tuple[str, list[int]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str, list[int], list[Rejected]]] = queue.Queue()
         self.sent = 0
+        self.worker = Worker("acker", self._step)
 
-    def put(self, device_id: str, seqs: list[int]) -> None:
-        self._queue.put((device_id, seqs))
+    def put(
+        self,
+        device_id: str,
+        epoch: str,
+        seqs: Iterable[int] = (),
+        rejected: Iterable[Rejected] = (),
+    ) -> None:
+        self._queue.put((device_id, epoch, list(seqs), list(rejected)))
+
+    def start(self) -> None:
+        self.worker.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self.join(timeout=5)
+        self.worker.stop()
+        self._step(wait=False)  # what was committed last still gets its ack if we can
 
-    def run(self) -> None:
-        stopping = False
-        while not stopping:
-            items = [self._queue.get()]
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            pending: dict[str, list[int]] = {}
-            for item in items:
-                if item is None:
-                    stopping = True
-                else:
-                    pending.setdefault(item[0], []).extend(item[1])
-            for device_id, seqs in pending.items():
-                if self._publish(topics.ACK, device_id, encode(Ack(sorted(seqs)))):
-                    self.sent += 1
+    def _step(self, *, wait: bool = True) -> None:
+        try:
+            items = [self._queue.get(timeout=WAIT_S if wait else 0)]
+        except queue.Empty:
+            return
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        acked: dict[tuple[str, str], set[int]] = {}
+        refused: dict[tuple[str, str], dict[int, str]] = {}
+        for device_id, epoch, seqs, rejected in items:
+            acked.setdefault((device_id, epoch), set()).update(seqs)
+            target = refused.setdefault((device_id, epoch), {})
+            for r in rejected:
+                target[r.seq] = r.reason
+        for (device_id, epoch), seqs in acked.items():
+            self._send(device_id, epoch, sorted(seqs), refused.get((device_id, epoch), {}))
+
+    def _send(self, device_id: str, epoch: str, seqs: list[int], rejected: dict[int, str]) -> None:
+        refusals = [Rejected(seq, reason) for seq, reason in sorted(rejected.items())]
+        while seqs or refusals:
+            ack = Ack(
+                device_id=device_id,
+                epoch=epoch,
+                seqs=seqs[:MAX_ACK_ITEMS],
+                rejected=refusals[:MAX_ACK_ITEMS],
+                issued_at=time.time(),
+            )
+            seqs, refusals = seqs[MAX_ACK_ITEMS:], refusals[MAX_ACK_ITEMS:]
+            if self._publish(topics.ACK, device_id, self._signer.sign(ack)):
+                self.sent += 1
+            else:  # the unit resends after its back-off, and we ack it then
+                log.info("ack for %s not sent: no broker", device_id)
+
+
+@dataclass
+class PendingCommand:
+    """An API call waiting for a unit's CommandResult."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: CommandResult | None = None
 
 
 class Handlers:
-    """The server's answer to each topic a unit publishes on, as a dispatch table."""
+    """The handler worker and the server's answer to each topic a unit publishes on."""
 
-    def __init__(self, store: Store, publish: Publish, lists: AccessListPublisher) -> None:
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        publish: Publish,
+        rejections: Rejections | None = None,
+    ) -> None:
         self.store = store
+        self.signer = signer
         self._publish = publish
-        self.lists = lists
-        self.acker = Acker(publish)
+        self.rejections = rejections or Rejections()
+        self.acker = Acker(signer, publish)
+        self._queue: queue.Queue[tuple[topics.TopicSpec, str, bytes, bool]] = queue.Queue()
+        self._pending: dict[str, PendingCommand] = {}
+        self._pending_lock = threading.Lock()
+        self.handled = 0
+        self.worker = Worker("mqtt-handler", self._step)
 
     def table(self) -> dict[topics.TopicSpec, Handler]:
         """Which handler reads which topic; the bridge subscribes to exactly these."""
         return {
-            topics.EVENT: self.event,
             topics.STATUS: self.status,
+            topics.EVENT: self.event,
             topics.ACCESS_REQUEST: self.access_request,
+            topics.COMMAND_RESULT: self.command_result,
         }
 
-    def event(self, device_id: str, payload: bytes) -> None:
-        event = decode(Event, payload)
-        if event.device_id != device_id:
-            raise ProtocolError(f"device_id: {event.device_id!r} does not match the topic")
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.worker, self.acker.worker]
+
+    def start(self) -> None:
+        self.acker.start()
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.acker.stop()
+
+    # -- paho's thread: hand over, never block ------------------------------------------------
+
+    def put(self, spec: topics.TopicSpec, owner: str, payload: bytes, retain: bool) -> None:
+        self._queue.put((spec, owner, payload, retain))
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # -- the handler worker --------------------------------------------------------------------
+
+    def _step(self) -> None:
+        try:
+            spec, owner, payload, retain = self._queue.get(timeout=WAIT_S)
+        except queue.Empty:
+            return
+        self.handle(spec, owner, payload, retain)
+
+    def handle(self, spec: topics.TopicSpec, owner: str, payload: bytes, retain: bool) -> None:
+        """Decode and act on one message; a contract breach is counted and logged."""
+        handler = self.table().get(spec)
+        try:
+            if handler is None:
+                raise ProtocolError(f"leaf {spec.leaf!r} is not one the server reads", "bad_topic")
+            handler(owner, payload, retain)
+        except ProtocolError as exc:
+            self.rejections.add(exc.reason, topics.topic(spec, owner), str(exc))
+        finally:
+            self.handled += 1
+
+    # -- events --------------------------------------------------------------------------------
+
+    def event(self, device_id: str, payload: bytes, retain: bool = False) -> None:
+        try:
+            event = decode(Event, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
+            if event.device_id != device_id:
+                raise ProtocolError(
+                    f"device_id: {event.device_id!r} does not match the topic", "device_mismatch"
+                )
+        except ProtocolError as exc:
+            self._nack(device_id, payload, exc)
+            raise
         future = self.store.ingest(device_id, [event], time.time())
         future.add_done_callback(self._committed)
 
+    def _nack(self, device_id: str, payload: bytes, exc: ProtocolError) -> None:
+        """An event we can name by (epoch, seq) is refused for good in the next ack."""
+        try:
+            header = decode(EventHeader, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
+        except ProtocolError:
+            return  # cannot be named: only counted and logged
+        self.acker.put(device_id, header.epoch, rejected=[Rejected(header.seq, exc.reason)])
+
     def _committed(self, future: Future[IngestResult]) -> None:
         """Writer thread: the events are on disk, the unit may forget them."""
-        if future.exception() is not None:
-            log.error("events not stored, the unit will resend: %s", future.exception())
+        error = future.exception()
+        if error is not None:
+            log.error("events not stored, the unit will resend: %s", error)
             return
         result = future.result()
-        self.acker.put(result.device_id, result.seqs)
+        self.acker.put(result.device_id, result.epoch, result.seqs)
 
-    def status(self, device_id: str, payload: bytes) -> None:
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self, device_id: str, payload: bytes, retain: bool = False) -> None:
         if not payload:
             return  # a cleared retained status
-        status = decode(Status, payload)
+        status = decode(Status, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
         if status.device_id != device_id:
-            raise ProtocolError(f"device_id: {status.device_id!r} does not match the topic")
-        future = self.store.record_status(status, time.time())
-        published = self.lists.published.get(device_id)
-        # A unit that came online with another list than the last one sent gets it again.
-        if status.state == "online" and (
-            published is None or status.access_list_version != published
-        ):
-            future.add_done_callback(lambda _: self.lists.invalidate([device_id]))
+            raise ProtocolError(
+                f"device_id: {status.device_id!r} does not match the topic", "device_mismatch"
+            )
+        if not self.store.device_known(device_id):
+            raise ProtocolError(
+                f"unit {device_id!r} is not in the registry (PUT /api/devices/{device_id})",
+                "unknown_device",
+            )
+        where = topics.topic(topics.STATUS, device_id)
 
-    def access_request(self, device_id: str, payload: bytes) -> None:
-        request = decode(AccessRequest, payload)
+        def stored(future: Future[StatusResult]) -> None:
+            error = future.exception()
+            if error is not None:
+                log.error("status of %s not stored: %s", device_id, error)
+                return
+            result = future.result()
+            if not result.known:
+                self.rejections.add("unknown_device", where, "unit left the registry")
+            for room in result.rooms_taken:
+                self.rejections.add(
+                    "room_taken", where, f"room {room!r} is held by another unit of the centre"
+                )
+
+        self.store.record_status(status, time.time()).add_done_callback(stored)
+
+    # -- online access -------------------------------------------------------------------------
+
+    def access_request(self, device_id: str, payload: bytes, retain: bool = False) -> None:
+        request = decode(AccessRequest, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
         try:
             centre_id = self.store.device(device_id)["centre_id"]
         except NotFound:
             centre_id = None
-        grant, reason = self.store.lookup_grant(request.badge_hash, centre_id, time.time())
-        response = AccessResponse(request.request_id, grant is not None, reason, grant)
-        self._publish(topics.ACCESS_RESPONSE, device_id, encode(response))
+        record = self.store.badge_record(request.badge_hash)
+        now = time.time()
+        reason = decide(record, centre_id, now)
+        entry = None
+        if reason == GRANTED and record is not None:
+            entry = ListEntry(
+                bytes.fromhex(request.badge_hash),
+                record.member_id,
+                0,
+                record.valid_from,
+                record.valid_until,
+            )
+        response = AccessResponse(
+            request_id=request.request_id,
+            device_id=device_id,
+            badge_hash=request.badge_hash,
+            granted=entry is not None,
+            reason=reason,
+            entry=entry,
+            issued_at=now,
+        )
+        self._publish(topics.ACCESS_RESPONSE, device_id, self.signer.sign(response))
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def expect_result(self, command_id: str) -> PendingCommand:
+        """Register before publishing: the answer may come back at once."""
+        pending = PendingCommand()
+        with self._pending_lock:
+            self._pending[command_id] = pending
+        return pending
+
+    def forget(self, command_id: str) -> None:
+        with self._pending_lock:
+            self._pending.pop(command_id, None)
+
+    def command_result(self, device_id: str, payload: bytes, retain: bool = False) -> None:
+        result = decode(CommandResult, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
+        if result.device_id != device_id:
+            raise ProtocolError(
+                f"device_id: {result.device_id!r} does not match the topic", "device_mismatch"
+            )
+        where = topics.topic(topics.COMMAND_RESULT, device_id)
+
+        def stored(future: Future[bool]) -> None:
+            error = future.exception()
+            if error is not None:
+                log.error("result of command %s not stored: %s", result.command_id, error)
+                return
+            if not future.result():
+                self.rejections.add(
+                    "not_requested", where, f"command {result.command_id} was not sent to it"
+                )
+                return
+            with self._pending_lock:
+                pending = self._pending.get(result.command_id)
+            if pending is not None:
+                pending.result = result
+                pending.done.set()
+
+        self.store.record_command_result(device_id, result, time.time()).add_done_callback(stored)

@@ -4,15 +4,18 @@ import time
 import uuid
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from protocol import topics
-from protocol.messages import Command, encode
+from protocol.messages import Command
+from server.errors import error_response
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["centres and units"])
 
 IDENT = r"^[a-z0-9][a-z0-9-]{0,62}$"
+DOOR = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
 
 class CentreCreate(BaseModel):
@@ -26,8 +29,13 @@ class DeviceAssign(BaseModel):
 
 
 class UnlockCommand(BaseModel):
-    door: str = Field(pattern=IDENT)
-    ttl_s: float = Field(default=10, gt=0, le=300, description="Ignored by the unit after this.")
+    door: str = Field(pattern=DOOR, examples=["entree"])
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+    ttl_s: float = Field(
+        default=10,
+        gt=0,
+        description="The unit refuses the command after this; at most max_command_ttl_s.",
+    )
 
 
 @router.get("/api/centres")
@@ -62,17 +70,64 @@ def assign_device(device_id: str, body: DeviceAssign, runtime: RuntimeDep) -> di
     except topics.TopicError as exc:
         raise HTTPException(422, f"device_id: {exc}") from None
     device = runtime.store.assign_device(device_id, body.centre_id)
-    runtime.bridge.lists.invalidate([device_id])
+    runtime.bridge.lists.invalidate([body.centre_id])
     return device
 
 
-@router.post("/api/devices/{device_id}/unlock", status_code=202)
-def unlock(device_id: str, body: UnlockCommand, runtime: RuntimeDep) -> dict:
+@router.post("/api/devices/{device_id}/unlock", response_model=None)
+def unlock(device_id: str, body: UnlockCommand, runtime: RuntimeDep) -> dict | JSONResponse:
+    """Open a door remotely and say whether the unit did it.
+
+    The command is signed, sent once (QoS 1, never retained, expiring with its ttl) and the
+    call waits up to ``command_wait_s`` for the unit's answer: 200 executed, 409 refused
+    (with the unit's reason), 503 unit offline, 504 no answer (a late answer is still
+    recorded: see ``GET /api/commands/{command_id}``).
+    """
+    settings = runtime.settings
+    if body.ttl_s > settings.max_command_ttl_s:
+        raise HTTPException(422, f"ttl_s: at most {settings.max_command_ttl_s:g} seconds")
     device = runtime.store.device(device_id)
-    if body.door not in device["doors"]:
-        raise HTTPException(422, f"door: unit {device_id} has no door {body.door!r}")
+    bridge = runtime.bridge
+    if device.get("state") != "online" or not bridge.connected.is_set():
+        raise HTTPException(503, f"unit offline: {device_id} cannot be reached now")
     now = time.time()
-    command = Command(str(uuid.uuid4()), "unlock", body.door, now + body.ttl_s, now)
-    if not runtime.bridge.publish(topics.COMMAND, device_id, encode(command)):
-        raise HTTPException(503, "the MQTT broker is not reachable; nothing was sent")
-    return {"ok": True, "command_id": command.command_id, "expires_at": command.expires_at}
+    command = Command(
+        command_id=str(uuid.uuid4()),
+        device_id=device_id,
+        action="unlock",
+        door=body.door,
+        issued_at=now,
+        expires_at=now + body.ttl_s,
+        requested_by="api",  # operators come with logins
+        reason=body.reason,
+    )
+    runtime.store.create_command(command)
+    pending = bridge.handlers.expect_result(command.command_id)
+    try:
+        if not bridge.send_command(command):
+            raise HTTPException(503, f"unit offline: the broker is not reachable ({device_id})")
+        answered = pending.done.wait(settings.command_wait_s)
+    finally:
+        bridge.handlers.forget(command.command_id)
+    result = pending.result
+    if not answered or result is None:
+        return error_response(
+            504,
+            f"the unit did not answer within {settings.command_wait_s:g} s; "
+            "its answer, if it comes, is recorded with the command",
+            command_id=command.command_id,
+        )
+    if result.result != "executed":
+        return error_response(
+            409,
+            f"the unit refused the command: {result.reason}",
+            command_id=command.command_id,
+            result=result.result,
+            reason=result.reason,
+        )
+    return {"ok": True, "command_id": command.command_id, "result": result.result}
+
+
+@router.get("/api/commands/{command_id}")
+def get_command(command_id: str, store: StoreDep) -> dict:
+    return store.command(command_id)

@@ -1,6 +1,8 @@
-"""GET /healthz: what a monitor polls to know the server, its broker link and its writer work."""
+"""GET /healthz: what a monitor polls to know the server, its broker link and its workers."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from fastapi import APIRouter
 
@@ -11,9 +13,16 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 def healthz(runtime: RuntimeDep) -> dict:
+    """ok: every worker thread alive and the broker connected."""
+    bridge = runtime.bridge
+    workers = [*bridge.workers, *runtime.store.workers]
+    health = [asdict(w.health()) for w in workers]
+    mqtt = bridge.stats()
     return {
-        "ok": True,
-        "mqtt": runtime.bridge.stats(),
+        "ok": all(h["alive"] for h in health) and mqtt["connected"],
+        "workers": health,
+        "mqtt": mqtt,
+        "rejected_by_reason": mqtt["rejected_by_reason"],
         "events": runtime.store.event_count(),
         "writer": runtime.store.writer_stats,
     }

@@ -53,6 +53,7 @@ def access(device_id: str, seq: int, ts: float) -> Event:
     return Event(
         event_id=str(uuid.uuid4()),
         device_id=device_id,
+        epoch="e" * 32,
         seq=seq,
         kind="access",
         ts=ts,
@@ -108,22 +109,27 @@ def test_validation_errors_name_the_field(server: TestClient) -> None:
     assert server.get(f"/api/members/{alice['id']}").json()["badges"] == []
 
 
-def test_unlock_checks_the_door_of_the_unit(server: TestClient) -> None:
-    status = Status("boitron-01", "online", doors=["entree"])
-    runtime(server).store.record_status(status, time.time()).result(timeout=10)
-
-    assert_error(
-        server.post("/api/devices/boitron-01/unlock", json={"door": "cave"}), 422, "door", "cave"
-    )
+def test_unlock_checks_its_request_and_the_unit_before_sending(server: TestClient) -> None:
     assert_error(server.post("/api/devices/nowhere-01/unlock", json={"door": "entree"}), 404)
-    assert_error(
-        server.post("/api/devices/boitron-01/unlock", json={"door": "entree", "ttl_s": 0}),
-        422,
-        "ttl_s",
+    for ttl in (0, 31):  # max_command_ttl_s is 30 by default
+        assert_error(
+            server.post("/api/devices/boitron-01/unlock", json={"door": "entree", "ttl_s": ttl}),
+            422,
+            "ttl_s",
+        )
+    assert_error(server.post("/api/devices/boitron-01/unlock", json={}), 422, "door")
+    assert_error(server.post("/api/devices/boitron-01/unlock", json={"door": "En trée"}), 422)
+    # boitron-01 is registered but never said it was online
+    error = assert_error(
+        server.post("/api/devices/boitron-01/unlock", json={"door": "entree"}), 503, "offline"
     )
-    sent = server.post("/api/devices/boitron-01/unlock", json={"door": "entree", "ttl_s": 5})
-    assert sent.status_code == 202, sent.text
-    assert sent.json()["ok"] is True and sent.json()["expires_at"] > time.time()
+    assert "boitron-01" in error
+    store = runtime(server).store
+    offline = Status(device_id="boitron-01", state="offline")
+    store.record_status(offline, time.time()).result(timeout=10)
+    assert_error(server.post("/api/devices/boitron-01/unlock", json={"door": "entree"}), 503)
+    assert store.db["commands"].count == 0  # nothing was sent, nothing recorded
+    assert_error(server.get(f"/api/commands/{uuid.uuid4()}"), 404)
 
 
 def test_patching_active_null_does_not_deactivate(server: TestClient) -> None:
@@ -273,7 +279,12 @@ def test_healthz_reports_the_broker_and_counts(server: TestClient) -> None:
     health = server.get("/healthz").json()
     assert health["ok"] is True
     assert health["mqtt"]["connected"] is True
-    assert health["mqtt"]["rejected"] == 0
+    assert health["mqtt"]["rejected"] == 0 and health["rejected_by_reason"] == {}
+    names = {w["name"] for w in health["workers"]}
+    assert {"mqtt-handler", "acker", "store-writer"} <= names
+    for worker in health["workers"]:
+        assert set(worker) == {"name", "alive", "errors", "last_error"}
+        assert worker["alive"] is True and worker["errors"] == 0
     assert health["events"] == 1
     assert health["writer"]["items"] >= 1 and health["writer"]["batches"] >= 1
 
@@ -288,7 +299,7 @@ def test_openapi_lists_every_api_route(server: TestClient) -> None:
         for method in route.methods  # type: ignore[attr-defined]
         if route.path.startswith("/api/")  # type: ignore[attr-defined]
     }
-    assert len(served) == 17  # every route the three routers declare
+    assert len(served) == 18  # every route the three routers declare
     assert served <= documented
     assert ("/api/occupancy/stream", "GET") in documented
     assert ("/healthz", "GET") in documented
