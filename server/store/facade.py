@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from protocol.messages import Command, CommandResult, Event, Status
+from protocol.messages import Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
 from server.domain.access import BadgeRecord
-from server.store.records import IngestResult, StatusResult
+from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import access, badges, centres, commands, devices, members, occupancy
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
 from server.store.sqlite.migrations import migrations
@@ -173,17 +174,36 @@ class Store:
 
     # -- access -----------------------------------------------------------------------------
 
-    def grants_for_centre(self, centre_id: str | None, now: float) -> list[Any]:
-        """Every badge that may open a door of ``centre_id`` now or later."""
-        return access.grants_for_centre(self.db, centre_id, now)
-
     def badge_record(self, badge_hash: str) -> BadgeRecord | None:
         """What the online access rules need about one card; None if never enrolled."""
         return access.badge_record(self.db, badge_hash)
 
-    def next_list_version(self, device_id: str, grants: int, now: float) -> int:
-        """A version above every one the unit saw, even after the database was rebuilt."""
-        return self.write(lambda db: access.next_list_version(db, device_id, grants, now))
+    def list_entries(self, centre_id: str, now: float) -> dict[bytes, ListEntry]:
+        """The entries ``centre_id``'s access list should hold now, by badge."""
+        return access.list_entries(self.db, centre_id, now)
+
+    def list_state(self, centre_id: str) -> CentreListState | None:
+        """The centre's list as last published; None before its first snapshot."""
+        return access.list_state(self.db, centre_id)
+
+    def list_state_centres(self) -> list[str]:
+        return access.list_state_centres(self.db)
+
+    def save_list_state(self, state: CentreListState, *, snapshot: bool) -> None:
+        """Record a centre's new list version (``snapshot``: a new snapshot, not a delta)."""
+        now = time.time()
+        self.write(lambda db: access.save_list_state(db, state, snapshot=snapshot, now=now))
+
+    def import_members(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Bulk-insert members (member fields, plus an optional ``badge_hash`` and ``label``)
+        in one transaction; return how many. Lists follow once ``access_changed`` is called."""
+        now = time.time()
+        items = list(rows)
+        return self.write(lambda db: access.import_members(db, items, now))
+
+    def member_by_badge_hash(self, badge_hash: str) -> dict:
+        """The member holding this card, with their badges."""
+        return self.member(access.member_id_by_badge_hash(self.db, badge_hash))
 
     # -- events -----------------------------------------------------------------------------
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from protocol.lists import SEGMENT_ENTRIES
+from protocol.messages import ListEntry
 
 
 @dataclass(frozen=True)
@@ -22,3 +25,23 @@ class StatusResult:
 
     known: bool
     rooms_taken: list[str]
+
+
+@dataclass(frozen=True)
+class CentreListState:
+    """A centre's access list as published: snapshot ``snapshot_version`` (its entries in
+    badge order) and the cumulative delta over it up to ``version``."""
+
+    centre_id: str
+    snapshot_version: int
+    snapshot_issued_at: float
+    snapshot: list[ListEntry]
+    version: int
+    issued_at: float  # of the delta
+    upsert: list[ListEntry] = field(default_factory=list)
+    remove: list[bytes] = field(default_factory=list)
+
+    @property
+    def segments(self) -> int:
+        """How many segments the snapshot is cut into (at least one)."""
+        return max(1, -(-len(self.snapshot) // SEGMENT_ENTRIES))

@@ -1,31 +1,22 @@
-"""SQL for access: the grants a centre's units may hold, one card's record for an online
-answer, and the version of the list each unit was sent."""
+"""SQL for access: one card's record for an online answer, the badge rows a centre's list
+is compiled from, the published state of each centre's list, and bulk member imports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
 from sqlite_utils import Database
 
-from protocol.messages import BadgeGrant
-from server.domain.access import GRANTED, BadgeRecord, admits_centre, decide
+from protocol.messages import ListEntry
+from server.domain.access import BadgeRecord
+from server.domain.lists import compile_entries
+from server.store.errors import NotFound
+from server.store.records import CentreListState
 from server.store.sqlite import members
 
-
-def grants_for_centre(db: Database, centre_id: str | None, now: float) -> list[BadgeGrant]:
-    """Every badge that may open a door of ``centre_id`` now or later."""
-    if centre_id is None:
-        return []
-    rows = db.query(
-        "SELECT b.badge_hash, m.id AS member_id, m.valid_from, m.valid_until, m.centres"
-        " FROM badges b JOIN members m ON m.id = b.member_id"
-        " WHERE b.revoked_at IS NULL AND m.active = 1"
-        " AND (m.valid_until IS NULL OR m.valid_until > ?) ORDER BY b.badge_hash",
-        [now],
-    )
-    return [
-        BadgeGrant(r["badge_hash"], r["member_id"], r["valid_from"], r["valid_until"])
-        for r in rows
-        if admits_centre(members.centres_of(r["centres"]), centre_id)
-    ]
+IMPORT_BATCH = 10_000
 
 
 def badge_record(db: Database, badge_hash: str) -> BadgeRecord | None:
@@ -50,23 +41,152 @@ def badge_record(db: Database, badge_hash: str) -> BadgeRecord | None:
     )
 
 
-def lookup_grant(
-    db: Database, badge_hash: str, centre_id: str | None, now: float
-) -> tuple[BadgeGrant | None, str]:
-    """The online answer for a card the unit's list did not know: (grant, reason)."""
-    badge = badge_record(db, badge_hash)
-    reason = decide(badge, centre_id, now)
-    if badge is None or reason != GRANTED:
-        return None, reason
-    return BadgeGrant(badge_hash, badge.member_id, badge.valid_from, badge.valid_until), reason
+# -- compiling a centre's list ----------------------------------------------------------------
+
+# The centre filter is a substring test on the stored JSON array: centre ids are
+# [a-z0-9-] only, so '"<id>"' matches exactly one element (json_each costs twice as much).
+# No ORDER BY: sorting by badge in SQL walks the badge index and triples the time; the
+# snapshot is sorted once in Python when it is cut.
+_CENTRE_ROWS = (
+    "SELECT b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from, m.valid_until, m.centres"
+    " FROM members m JOIN badges b ON b.member_id = m.id"
+    " WHERE (m.valid_until IS NULL OR m.valid_until > ?)"
+    " AND (m.centres IS NULL OR instr(m.centres, '\"' || ? || '\"') > 0)"
+)
 
 
-def next_list_version(db: Database, device_id: str, grants: int, now: float) -> int:
-    """A version above every one the unit saw, even after the database was rebuilt."""
-    rows = list(db["access_lists"].rows_where("device_id = ?", [device_id]))
-    version = max(rows[0]["version"] + 1 if rows else 1, int(now * 1000))
-    db["access_lists"].upsert(
-        {"device_id": device_id, "version": version, "issued_at": now, "grants": grants},
-        pk="device_id",
+def badge_rows_for_centre(db: Database, centre_id: str, now: float) -> list[tuple]:
+    """Every badge of a member allowed at ``centre_id`` and not expired, in one query.
+
+    Rows are ``server.domain.lists.BadgeRow`` tuples with ``centres`` still the stored JSON
+    text (``members.centres_of`` decodes it; the domain does so once per distinct value).
+    """
+    return db.execute(_CENTRE_ROWS, [now, centre_id]).fetchall()
+
+
+def list_entries(db: Database, centre_id: str, now: float) -> dict[bytes, ListEntry]:
+    """The entries of ``centre_id``'s list now (``server.domain.lists.compile_entries``)."""
+    rows = badge_rows_for_centre(db, centre_id, now)
+    return compile_entries(centre_id, rows, now, centres_of=members.centres_of)
+
+
+# -- the published state of each centre's list ------------------------------------------------
+
+
+class _Delta(msgspec.Struct, array_like=True):
+    upsert: list[ListEntry]
+    remove: list[bytes]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_entries_decoder = msgspec.msgpack.Decoder(list[ListEntry])
+_delta_decoder = msgspec.msgpack.Decoder(_Delta)
+
+
+def list_state(db: Database, centre_id: str) -> CentreListState | None:
+    """What was last published (or is being published) for ``centre_id``; None if nothing."""
+    row = db.execute(
+        "SELECT snapshot_version, snapshot_issued_at, snapshot, version, issued_at, delta"
+        " FROM list_state WHERE centre_id = ?",
+        [centre_id],
+    ).fetchone()
+    if row is None:
+        return None
+    snapshot_version, snapshot_issued_at, snapshot, version, issued_at, delta = row
+    changes = _delta_decoder.decode(delta) if delta else _Delta([], [])
+    return CentreListState(
+        centre_id=centre_id,
+        snapshot_version=snapshot_version,
+        snapshot_issued_at=snapshot_issued_at,
+        snapshot=_entries_decoder.decode(snapshot),
+        version=version,
+        issued_at=issued_at,
+        upsert=changes.upsert,
+        remove=changes.remove,
     )
-    return version
+
+
+def list_state_centres(db: Database) -> list[str]:
+    """The centres that have a list state."""
+    return [r[0] for r in db.execute("SELECT centre_id FROM list_state ORDER BY centre_id")]
+
+
+def save_list_state(db: Database, state: CentreListState, *, snapshot: bool, now: float) -> None:
+    """Store ``state``; the snapshot blob is written only when ``snapshot`` is new."""
+    row: dict[str, Any] = {
+        "centre_id": state.centre_id,
+        "snapshot_version": state.snapshot_version,
+        "snapshot_issued_at": state.snapshot_issued_at,
+        "segments": state.segments,
+        "entries": len(state.snapshot),
+        "version": state.version,
+        "issued_at": state.issued_at,
+        "delta": _encoder.encode(_Delta(state.upsert, state.remove)),
+        "updated_at": now,
+    }
+    if snapshot:
+        row["snapshot"] = _encoder.encode(state.snapshot)
+    elif not db["list_state"].count_where("centre_id = ?", [state.centre_id]):
+        raise NotFound(f"no list snapshot for centre {state.centre_id!r} to add a delta to")
+    db["list_state"].upsert(row, pk="centre_id")
+
+
+# -- bulk import ------------------------------------------------------------------------------
+
+
+def import_members(
+    db: Database, rows: Iterable[dict[str, Any]], now: float, batch_size: int = IMPORT_BATCH
+) -> int:
+    """Insert many members, each with an optional ``badge_hash`` (and ``label``); return how
+    many members. One transaction of batched inserts (sqlite-utils caps a statement at 999
+    variables, so a batch is ~140 rows whatever ``batch_size`` asks). A card already
+    enrolled fails the whole import (the badges' unique index)."""
+    first = (db.execute("SELECT max(id) FROM members").fetchone()[0] or 0) + 1
+    member_rows: list[dict[str, Any]] = []
+    badge_rows: list[dict[str, Any]] = []
+    centres_json: dict[tuple[str, ...], str] = {}
+    for member_id, fields in enumerate(rows, start=first):
+        centres = fields.get("centres")
+        if centres is not None:
+            key = tuple(centres)
+            raw = centres_json.get(key)
+            if raw is None:
+                raw = centres_json[key] = members.to_row({"centres": centres})["centres"]
+            centres = raw
+        member_rows.append(
+            {
+                "id": member_id,
+                "name": fields["name"],
+                "email": fields.get("email"),
+                "active": int(bool(fields.get("active", True))),
+                "valid_from": fields.get("valid_from"),
+                "valid_until": fields.get("valid_until"),
+                "centres": centres,
+                "created_at": now,
+            }
+        )
+        if fields.get("badge_hash"):
+            badge_rows.append(
+                {
+                    "member_id": member_id,
+                    "badge_hash": fields["badge_hash"],
+                    "label": fields.get("label"),
+                    "enrolled_at": now,
+                }
+            )
+    db["members"].insert_all(member_rows, batch_size=batch_size)
+    db["badges"].insert_all(badge_rows, batch_size=batch_size)
+    if badge_rows:
+        db.execute(
+            "DELETE FROM unknown_cards WHERE badge_hash IN"
+            " (SELECT badge_hash FROM badges WHERE member_id >= ?)",
+            [first],
+        )
+    return len(member_rows)
+
+
+def member_id_by_badge_hash(db: Database, badge_hash: str) -> int:
+    row = db.execute("SELECT member_id FROM badges WHERE badge_hash = ?", [badge_hash]).fetchone()
+    if row is None:
+        raise NotFound("no badge with this hash")
+    return row[0]

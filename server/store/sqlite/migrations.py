@@ -156,3 +156,28 @@ def m011_commands(db: Database) -> None:
         not_null={"device_id", "door", "action", "issued_at", "expires_at"},
     )
     db["commands"].create_index(["device_id", "issued_at"])
+
+
+@migrations()
+def m020_centre_lists(db: Database) -> None:
+    # Access lists v2: one list per centre. What was published, so a restart republishes
+    # the same versions and versions never go back: the snapshot's entries (MessagePack of
+    # ListEntry arrays, in badge order) and the cumulative delta over it.
+    db["list_state"].create(
+        {
+            "centre_id": str,
+            "snapshot_version": int,
+            "snapshot_issued_at": float,
+            "segments": int,
+            "entries": int,
+            "snapshot": bytes,
+            "version": int,
+            "issued_at": float,
+            "delta": bytes,
+            "updated_at": float,
+        },
+        pk="centre_id",
+        not_null={"snapshot_version", "snapshot_issued_at", "snapshot", "version", "issued_at"},
+    )
+    # v1 kept one list version per unit; lists are per centre now.
+    db["access_lists"].drop(ignore=True)
