@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -40,9 +41,9 @@ class Runtime:
         self.bridge.stop()
         self.store.close()
 
-    def access_changed(self) -> None:
-        """Members or badges changed: every unit gets a fresh list."""
-        self.bridge.lists.invalidate()
+    def access_changed(self, centre_ids: Iterable[str] | None) -> None:
+        """Members or badges changed: these centres' lists follow (None: every centre)."""
+        self.bridge.lists.invalidate(centre_ids)
 
 
 def read_badge_key(settings: Settings) -> bytes:

@@ -1,7 +1,20 @@
-"""Keeps every unit's retained access list in step with members and badges.
+"""Access lists v2: keeps each centre's signed, retained list in step with members and badges.
 
-Changes only mark units dirty; one thread recomputes and publishes, so a burst of API
-calls (a batch enrolment) becomes one list per unit, not one per call.
+One list per centre (docs/protocol.md, "Access lists"). A change only marks centres dirty;
+one worker waits for marks, lets a burst settle (``COALESCE_S``), then for each dirty centre
+compiles its entries and diffs them with what was last published:
+
+- nothing changed: nothing is published;
+- a few changes: a cumulative ``ListDelta(base=S, version=V')`` over snapshot S, retained
+  on ``list/delta``;
+- no snapshot yet, or more than ``MAX_DELTA_ENTRIES`` changes since S: a new snapshot S':
+  its segments (retained), then empty retained payloads over the old snapshot's extra
+  segments, then the ``ListHead``, then the empty delta ``(base=S', version=S')``.
+
+What is published is stored first (``list_state``), so a restart diffs against it and
+republishes nothing that did not change; versions are ``max(previous + 1, now in ms)`` and
+never go back. ``republish`` (on a broker reconnect: retained copies may be gone) sends the
+stored state again with the same versions. A unit's reconnect or status publishes nothing.
 """
 
 from __future__ import annotations
@@ -10,67 +23,260 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from protocol.messages import AccessList, encode
+from protocol import topics
+from protocol.lists import MAX_DELTA_ENTRIES, cut_snapshot, diff
+from protocol.messages import ListDelta, ListEntry
+from protocol.signing import Signer
+from protocol.workers import Worker
 from server.store import Store
+from server.store.records import CentreListState
 
 log = logging.getLogger(__name__)
 
+COALESCE_S = 0.05
+RETRY_S = 1.0
 
-class AccessListPublisher(threading.Thread):
-    """The thread that recomputes and publishes the access lists of units marked dirty."""
 
-    def __init__(self, store: Store, publish: Callable[[str, bytes], bool]) -> None:
-        super().__init__(name="access-lists", daemon=True)
+class PublishCentre(Protocol):
+    """``Bridge.publish`` on a centre's topic: False when the broker is away."""
+
+    def __call__(
+        self, spec: topics.TopicSpec, owner: str, payload: bytes, *, index: int | None = None
+    ) -> bool: ...
+
+
+class ListNotPublished(Exception):
+    """The broker took not every message of a centre's list; it is sent again later."""
+
+
+class AccessListPublisher(Worker):
+    """The worker that compiles, diffs, signs and publishes the centres' access lists."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        publish: PublishCentre,
+        *,
+        coalesce_s: float = COALESCE_S,
+        retry_s: float = RETRY_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__("list-publisher", self._step)
         self.store = store
+        self.signer = signer
         self._publish = publish
-        self._dirty: set[str] = set()
-        self._all = False
+        self._coalesce_s = coalesce_s
+        self._retry_s = retry_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self.published: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._all = False
+        self._republish_all = False
+        # Centres whose stored state the broker may not hold entirely (a publish failed),
+        # with the segment count of the snapshot published before it, to clear.
+        self._unpublished: dict[str, int] = {}
+        self._states: dict[str, CentreListState] = {}
+        self._indexes: dict[str, dict[bytes, ListEntry]] = {}  # snapshot entries by badge
+        self.snapshots = 0
+        self.deltas = 0
+        self.republished = 0
+        self.messages = 0
 
-    def invalidate(self, device_ids: Iterable[str] | None = None) -> None:
-        """Republish the lists of these units (all units when None)."""
+    # -- what other threads call ---------------------------------------------------------------
+
+    def invalidate(self, centre_ids: Iterable[str] | None = None) -> None:
+        """Recompile these centres' lists (every centre when None); returns at once."""
         with self._lock:
-            if device_ids is None:
+            if centre_ids is None:
                 self._all = True
             else:
-                self._dirty.update(device_ids)
+                self._dirty.update(centre_ids)
         self._wake.set()
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def republish(self) -> None:
+        """Send every centre's stored list again, same versions (after a broker reconnect)."""
+        with self._lock:
+            self._republish_all = True
         self._wake.set()
-        self.join(timeout=5)
 
-    def run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(5.0)
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        self._wake.set()
+        super().stop(timeout)
+
+    def state(self, centre_id: str) -> CentreListState | None:
+        """The centre's list as last published (or being published)."""
+        state = self._states.get(centre_id)
+        return state if state is not None else self.store.list_state(centre_id)
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        self._wake.wait(self._retry_s if self._unpublished else None)
+        if self.stopping.is_set():
+            return
+        self.stopping.wait(self._coalesce_s)  # let a burst of changes settle
+        with self._lock:
             self._wake.clear()
-            with self._lock:
-                every, dirty = self._all, self._dirty
-                self._all, self._dirty = False, set()
-            if every:
-                dirty |= {d["device_id"] for d in self.store.devices()}
-            failed = {device_id for device_id in sorted(dirty) if not self._publish_one(device_id)}
-            if failed:
-                with self._lock:
-                    self._dirty |= failed  # retried on the next wake (or within 5 s)
-
-    def _publish_one(self, device_id: str) -> bool:
+            every, dirty, again = self._all, self._dirty, self._republish_all
+            self._all, self._dirty, self._republish_all = False, set(), False
+        if every:
+            dirty |= {c["id"] for c in self.store.centres()}
+        todo = sorted(dirty)
         try:
-            centre_id = self.store.device(device_id)["centre_id"]
-            now = time.time()
-            grants = self.store.grants_for_centre(centre_id, now)
-            version = self.store.next_list_version(device_id, len(grants), now)
-            payload = encode(AccessList(version, now, centre_id, grants))
-            if not self._publish(device_id, payload):
-                return False
+            while todo:
+                self._refresh(todo[0])
+                todo.pop(0)
         except Exception:
-            log.exception("access list for %s not published", device_id)
-            return False
-        log.info("access list v%d for %s: %d badges", version, device_id, len(grants))
-        self.published[device_id] = version
-        return True
+            with self._lock:
+                self._dirty.update(todo)  # tried again after the worker's back-off
+                self._republish_all |= again
+            raise
+        if again:
+            for centre_id in self.store.list_state_centres():
+                self._unpublished.setdefault(centre_id, 0)
+        for centre_id in sorted(self._unpublished):
+            self._send_again(centre_id)
+
+    def _refresh(self, centre_id: str) -> None:
+        now = self._clock()
+        entries = self.store.list_entries(centre_id, now)
+        state = self._load(centre_id)
+        if state is None:
+            self._cut_snapshot(centre_id, entries, None, now)
+            return
+        upsert, remove = diff(self._indexes[centre_id], entries)
+        upsert.sort(key=_by_badge)
+        remove.sort()
+        if upsert == sorted(state.upsert, key=_by_badge) and remove == sorted(state.remove):
+            return  # what the units hold already
+        if len(upsert) + len(remove) > MAX_DELTA_ENTRIES:
+            self._cut_snapshot(centre_id, entries, state, now)
+            return
+        version = max(state.version + 1, int(now * 1000))
+        new = CentreListState(
+            centre_id=centre_id,
+            snapshot_version=state.snapshot_version,
+            snapshot_issued_at=state.snapshot_issued_at,
+            snapshot=state.snapshot,
+            version=version,
+            issued_at=now,
+            upsert=upsert,
+            remove=remove,
+        )
+        self.store.save_list_state(new, snapshot=False)
+        self._states[centre_id] = new
+        self.deltas += 1
+        log.info(
+            "list of %s: delta v%d over v%d (+%d -%d)",
+            centre_id,
+            version,
+            state.snapshot_version,
+            len(upsert),
+            len(remove),
+        )
+        try:
+            self._send(topics.LIST_DELTA, centre_id, self._delta(new))
+        except ListNotPublished:
+            self._unpublished.setdefault(centre_id, 0)
+
+    def _cut_snapshot(
+        self,
+        centre_id: str,
+        entries: dict[bytes, ListEntry],
+        previous: CentreListState | None,
+        now: float,
+    ) -> None:
+        version = max(previous.version + 1 if previous else 1, int(now * 1000))
+        snapshot = [entries[badge] for badge in sorted(entries)]
+        new = CentreListState(
+            centre_id=centre_id,
+            snapshot_version=version,
+            snapshot_issued_at=now,
+            snapshot=snapshot,
+            version=version,
+            issued_at=now,
+        )
+        self.store.save_list_state(new, snapshot=True)
+        self._states[centre_id] = new
+        self._indexes[centre_id] = dict(zip(sorted(entries), snapshot, strict=True))
+        self.snapshots += 1
+        old_segments = previous.segments if previous else 0
+        log.info(
+            "list of %s: snapshot v%d, %d badges in %d segments",
+            centre_id,
+            version,
+            len(snapshot),
+            new.segments,
+        )
+        try:
+            self._send_state(new, clear_from=old_segments)
+        except ListNotPublished:
+            self._unpublished[centre_id] = max(old_segments, self._unpublished.get(centre_id, 0))
+
+    def _send_again(self, centre_id: str) -> None:
+        state = self._load(centre_id)
+        if state is None:
+            self._unpublished.pop(centre_id, None)
+            return
+        try:
+            self._send_state(state, clear_from=self._unpublished.get(centre_id, 0))
+        except ListNotPublished:
+            log.warning("list of %s not on the broker yet; again soon", centre_id)
+            return
+        self._unpublished.pop(centre_id, None)
+        self.republished += 1
+        log.info("list of %s sent again: v%d", centre_id, state.version)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _send_state(self, state: CentreListState, *, clear_from: int) -> None:
+        """Segments, then clears of the old extra segments, then the head, then the delta."""
+        head, segments = cut_snapshot(
+            state.centre_id, state.snapshot_version, state.snapshot, state.snapshot_issued_at
+        )
+        for segment in segments:
+            self._send(
+                topics.LIST_SEGMENT, state.centre_id, self.signer.sign(segment), segment.index
+            )
+        for index in range(len(segments), clear_from):
+            self._send(topics.LIST_SEGMENT, state.centre_id, b"", index)
+        self._send(topics.LIST_HEAD, state.centre_id, self.signer.sign(head))
+        self._send(topics.LIST_DELTA, state.centre_id, self._delta(state))
+
+    def _delta(self, state: CentreListState) -> bytes:
+        return self.signer.sign(
+            ListDelta(
+                centre=state.centre_id,
+                base=state.snapshot_version,
+                version=state.version,
+                upsert=state.upsert,
+                remove=state.remove,
+                issued_at=state.issued_at,
+            )
+        )
+
+    def _send(
+        self, spec: topics.TopicSpec, centre_id: str, payload: bytes, index: int | None = None
+    ) -> None:
+        if not self._publish(spec, centre_id, payload, index=index):
+            raise ListNotPublished(f"{topics.topic(spec, centre_id, index)}: broker away")
+        self.messages += 1
+
+    def _load(self, centre_id: str) -> CentreListState | None:
+        state = self._states.get(centre_id)
+        if state is None:
+            state = self.store.list_state(centre_id)
+            if state is None:
+                return None
+            self._states[centre_id] = state
+            self._indexes[centre_id] = {entry.badge: entry for entry in state.snapshot}
+        return state
+
+
+def _by_badge(entry: ListEntry) -> bytes:
+    return entry.badge

@@ -44,8 +44,10 @@ def list_centres(store: StoreDep) -> list[dict]:
 
 
 @router.post("/api/centres", status_code=201)
-def create_centre(body: CentreCreate, store: StoreDep) -> dict:
-    return store.create_centre(body.id, body.name, body.commune)
+def create_centre(body: CentreCreate, runtime: RuntimeDep) -> dict:
+    centre = runtime.store.create_centre(body.id, body.name, body.commune)
+    runtime.access_changed([body.id])  # its first (empty) list, for its units to find
+    return centre
 
 
 @router.get("/api/centres/{centre_id}")
@@ -70,7 +72,7 @@ def assign_device(device_id: str, body: DeviceAssign, runtime: RuntimeDep) -> di
     except topics.TopicError as exc:
         raise HTTPException(422, f"device_id: {exc}") from None
     device = runtime.store.assign_device(device_id, body.centre_id)
-    runtime.bridge.lists.invalidate([body.centre_id])
+    runtime.access_changed([body.centre_id])
     return device
 
 

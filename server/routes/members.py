@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 
 from protocol.badges import badge_hash, parse_uid
+from server.domain.lists import touched_centres
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["members and badges"])
@@ -68,7 +69,7 @@ def list_members(
 @router.post("/api/members", status_code=201)
 def create_member(body: MemberCreate, runtime: RuntimeDep) -> dict:
     member = runtime.store.create_member(body.model_dump())
-    runtime.access_changed()
+    runtime.access_changed(touched_centres(member["centres"]))
     return member
 
 
@@ -79,8 +80,9 @@ def get_member(member_id: int, store: StoreDep) -> dict:
 
 @router.patch("/api/members/{member_id}")
 def update_member(member_id: int, body: MemberUpdate, runtime: RuntimeDep) -> dict:
+    before = runtime.store.member(member_id)
     member = runtime.store.update_member(member_id, body.model_dump(exclude_unset=True))
-    runtime.access_changed()
+    runtime.access_changed(touched_centres(before["centres"], member["centres"]))
     return member
 
 
@@ -94,14 +96,15 @@ def enrol_badge(member_id: int, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
     else:
         hashed = body.badge_hash  # type: ignore[assignment]
     badge = runtime.store.enrol_badge(member_id, hashed, body.label)
-    runtime.access_changed()
+    runtime.access_changed(touched_centres(runtime.store.member(member_id)["centres"]))
     return badge
 
 
 @router.post("/api/badges/{badge_id}/revoke")
 def revoke_badge(badge_id: int, runtime: RuntimeDep) -> dict:
     badge = runtime.store.revoke_badge(badge_id)
-    runtime.access_changed()
+    member = runtime.store.member(badge["member_id"])
+    runtime.access_changed(touched_centres(member["centres"]))
     return badge
 
 
