@@ -112,23 +112,35 @@ def list_state_centres(db: Database) -> list[str]:
 
 
 def save_list_state(db: Database, state: CentreListState, *, snapshot: bool, now: float) -> None:
-    """Store ``state``; the snapshot blob is written only when ``snapshot`` is new."""
-    row: dict[str, Any] = {
-        "centre_id": state.centre_id,
-        "snapshot_version": state.snapshot_version,
-        "snapshot_issued_at": state.snapshot_issued_at,
-        "segments": state.segments,
-        "entries": len(state.snapshot),
-        "version": state.version,
-        "issued_at": state.issued_at,
-        "delta": _encoder.encode(_Delta(state.upsert, state.remove)),
-        "updated_at": now,
-    }
-    if snapshot:
-        row["snapshot"] = _encoder.encode(state.snapshot)
-    elif not db["list_state"].count_where("centre_id = ?", [state.centre_id]):
-        raise NotFound(f"no list snapshot for centre {state.centre_id!r} to add a delta to")
-    db["list_state"].upsert(row, pk="centre_id")
+    """Store ``state``: the whole row for a new snapshot, only the delta's columns else."""
+    delta = _encoder.encode(_Delta(state.upsert, state.remove))
+    if not snapshot:
+        cursor = db.execute(
+            "UPDATE list_state SET version = ?, issued_at = ?, delta = ?, updated_at = ?"
+            " WHERE centre_id = ? AND snapshot_version = ?",
+            [state.version, state.issued_at, delta, now, state.centre_id, state.snapshot_version],
+        )
+        if cursor.rowcount != 1:
+            raise NotFound(
+                f"no list snapshot v{state.snapshot_version} of centre {state.centre_id!r}"
+            )
+        return
+    db["list_state"].insert(
+        {
+            "centre_id": state.centre_id,
+            "snapshot_version": state.snapshot_version,
+            "snapshot_issued_at": state.snapshot_issued_at,
+            "segments": state.segments,
+            "entries": len(state.snapshot),
+            "snapshot": _encoder.encode(state.snapshot),
+            "version": state.version,
+            "issued_at": state.issued_at,
+            "delta": delta,
+            "updated_at": now,
+        },
+        pk="centre_id",
+        replace=True,
+    )
 
 
 # -- bulk import ------------------------------------------------------------------------------
