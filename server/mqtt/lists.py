@@ -1,8 +1,9 @@
 """Access lists v2: keeps each centre's signed, retained list in step with members and badges.
 
 One list per centre (docs/protocol.md, "Access lists"). A change only marks centres dirty;
-one worker waits for marks, lets a burst settle (``COALESCE_S``), then for each dirty centre
-compiles its entries and diffs them with what was last published:
+one worker waits for marks, lets a burst settle (``COALESCE_S`` without a new mark, at most
+``MAX_COALESCE_S``), then for each dirty centre compiles its entries and diffs them with
+what was last published:
 
 - nothing changed: nothing is published;
 - a few changes: a cumulative ``ListDelta(base=S, version=V')`` over snapshot S, retained
@@ -22,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from protocol import topics
@@ -35,7 +37,8 @@ from server.store.records import CentreListState
 
 log = logging.getLogger(__name__)
 
-COALESCE_S = 0.05
+COALESCE_S = 0.05  # quiet time that ends a burst of changes
+MAX_COALESCE_S = 1.0  # a steady stream of changes still publishes this often
 RETRY_S = 1.0
 
 
@@ -120,7 +123,7 @@ class AccessListPublisher(Worker):
         self._wake.wait(self._retry_s if self._unpublished else None)
         if self.stopping.is_set():
             return
-        self.stopping.wait(self._coalesce_s)  # let a burst of changes settle
+        self._settle()
         with self._lock:
             self._wake.clear()
             every, dirty, again = self._all, self._dirty, self._republish_all
@@ -136,6 +139,7 @@ class AccessListPublisher(Worker):
             with self._lock:
                 self._dirty.update(todo)  # tried again after the worker's back-off
                 self._republish_all |= again
+            self._wake.set()
             raise
         if again:
             for centre_id in self.store.list_state_centres():
@@ -143,6 +147,16 @@ class AccessListPublisher(Worker):
         for centre_id in sorted(self._unpublished):
             self._send_again(centre_id)
         self.passes += 1
+
+    def _settle(self) -> None:
+        """Let a burst of changes end: until ``coalesce_s`` pass without a new one (an API
+        call each ~10 ms makes one list), but never longer than ``MAX_COALESCE_S``."""
+        deadline = time.monotonic() + MAX_COALESCE_S
+        while not self.stopping.is_set():
+            self._wake.clear()
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._wake.wait(min(self._coalesce_s, left)):
+                return
 
     def _refresh(self, centre_id: str) -> None:
         now = self._clock()
@@ -181,10 +195,8 @@ class AccessListPublisher(Worker):
             len(upsert),
             len(remove),
         )
-        try:
+        with self._sending(centre_id, clear_from=0):
             self._send(topics.LIST_DELTA, centre_id, self._delta(new))
-        except ListNotPublished:
-            self._unpublished.setdefault(centre_id, 0)
 
     def _cut_snapshot(
         self,
@@ -215,10 +227,8 @@ class AccessListPublisher(Worker):
             len(snapshot),
             new.segments,
         )
-        try:
+        with self._sending(centre_id, clear_from=old_segments):
             self._send_state(new, clear_from=old_segments)
-        except ListNotPublished:
-            self._unpublished[centre_id] = max(old_segments, self._unpublished.get(centre_id, 0))
 
     def _send_again(self, centre_id: str) -> None:
         state = self._load(centre_id)
@@ -235,6 +245,19 @@ class AccessListPublisher(Worker):
         log.info("list of %s sent again: v%d", centre_id, state.version)
 
     # -- publishing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _sending(self, centre_id: str, *, clear_from: int) -> Iterator[None]:
+        """The state is stored: if the broker did not take all of it, send it all again
+        later (the compile would find nothing new to publish). A broker away is expected;
+        anything else is an error for the worker to count."""
+        try:
+            yield
+        except Exception as exc:
+            previous = self._unpublished.get(centre_id, 0)
+            self._unpublished[centre_id] = max(previous, clear_from)
+            if not isinstance(exc, ListNotPublished):
+                raise
 
     def _send_state(self, state: CentreListState, *, clear_from: int) -> None:
         """Segments, then clears of the old extra segments, then the head, then the delta."""

@@ -1,171 +1,423 @@
-"""Each unit's retained access list follows members and badges, on a real broker."""
+"""The access-list publisher, against a retained-message recorder: each centre's signed
+list, opened as a unit would, follows members and badges with as few publishes as it can."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from fastapi.testclient import TestClient
 
-from edge.agent import EdgeAgent
+from edge.access import LocalAccess
 from protocol import topics
-from protocol.badges import badge_hash
-from protocol.messages import AccessList, decode
-from protocol.mqtt import make_client
-from server.broker import LocalBroker
+from protocol.errors import ProtocolError
+from protocol.lists import MAX_DELTA_ENTRIES, SEGMENT_ENTRIES, index_segments
+from protocol.messages import ACTIVE, REVOKED, ListDelta, ListHead, ListSegment
+from protocol.signing import Signer, Verifier
+from server.mqtt.lists import AccessListPublisher
+from server.store import Store
 from tests.conftest import wait_until
 
+NOW = 1_750_000_000.0
 
-class ListWatcher:
-    """A bystander subscribed to one unit's access-list topic."""
 
-    def __init__(self, port: int, device_id: str) -> None:
-        self.lists: list[AccessList] = []
-        self.retained: list[bool] = []
-        self._subscribed = threading.Event()
+class Broker:
+    """Keeps what a broker would retain, and every publish in order."""
+
+    def __init__(self) -> None:
+        self.retained: dict[str, bytes] = {}
+        self.log: list[tuple[str, bytes]] = []
+        self.away = False
+        self.fail: Exception | None = None
         self._lock = threading.Lock()
-        self._topic = topics.topic(topics.ACCESS_LIST, device_id)
-        self._client, props = make_client(f"watcher-{uuid.uuid4().hex[:8]}", session_expiry_s=0)
-        self._client.on_connect = lambda c, *_: c.subscribe(self._topic, qos=1)
-        self._client.on_subscribe = lambda *_: self._subscribed.set()
-        self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", port, clean_start=True, properties=props)
-        self._client.loop_start()
-        assert self._subscribed.wait(10), "the watcher could not subscribe"
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def publish(
+        self, spec: topics.TopicSpec, owner: str, payload: bytes, *, index: int | None = None
+    ) -> bool:
+        if self.fail is not None:
+            exc, self.fail = self.fail, None
+            raise exc
+        if self.away:
+            return False
+        assert spec.retain
+        name = topics.topic(spec, owner, index)
         with self._lock:
-            self.lists.append(decode(AccessList, msg.payload))
-            self.retained.append(bool(msg.retain))
+            self.log.append((name, payload))
+            if payload:
+                self.retained[name] = payload
+            else:
+                self.retained.pop(name, None)
+        return True
 
-    def latest(self) -> AccessList | None:
+    def topics_sent(self) -> list[str]:
         with self._lock:
-            return self.lists[-1] if self.lists else None
+            return [name for name, _ in self.log]
 
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    def forget(self) -> None:
+        """A broker restart without persistence."""
+        with self._lock:
+            self.retained.clear()
+
+
+class Unit:
+    """What a unit of ``centre`` makes of the retained messages: everything opened, verified."""
+
+    def __init__(self, verifier: Verifier, broker: Broker, centre: str) -> None:
+        self.verifier, self.broker, self.centre = verifier, broker, centre
+
+    def head(self) -> ListHead | None:
+        raw = self.broker.retained.get(topics.topic(topics.LIST_HEAD, self.centre))
+        return None if raw is None else self.verifier.open(ListHead, raw)
+
+    def delta(self) -> ListDelta | None:
+        raw = self.broker.retained.get(topics.topic(topics.LIST_DELTA, self.centre))
+        return None if raw is None else self.verifier.open(ListDelta, raw)
+
+    def segments(self) -> dict[int, ListSegment]:
+        prefix = topics.topic(topics.LIST_SEGMENT, self.centre, 0)[:-1]
+        return {
+            int(name[len(prefix) :]): self.verifier.open(ListSegment, raw)
+            for name, raw in list(self.broker.retained.items())
+            if name.startswith(prefix)
+        }
+
+    def access(self) -> LocalAccess:
+        """Install the retained snapshot and apply the retained delta, as the edge does."""
+        head = self.head()
+        assert head is not None
+        segments = self.segments()
+        assert sorted(segments) == list(range(head.segments))
+        assert all(s.version == head.version for s in segments.values())
+        access = LocalAccess()
+        access.install(head.version, index_segments(segments.values()))
+        delta = self.delta()
+        assert delta is not None and delta.base == head.version
+        access.apply(delta)
+        return access
 
 
 @pytest.fixture
-def watch(broker: LocalBroker) -> Iterator[Callable[[str], ListWatcher]]:
-    watchers: list[ListWatcher] = []
+def signer() -> Signer:
+    return Signer.generate()
 
-    def make(device_id: str) -> ListWatcher:
-        watchers.append(ListWatcher(broker.port, device_id))
-        return watchers[-1]
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "t.db")
+    s.create_centre("boitron", "Boitron")
+    s.create_centre("belleme", "Bellême")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def broker() -> Broker:  # shadows the real broker fixture: no mosquitto here
+    return Broker()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_publisher(
+    store: Store, signer: Signer, broker: Broker, clock: Clock
+) -> Iterator[Callable[..., AccessListPublisher]]:
+    started: list[AccessListPublisher] = []
+
+    def make(on: Store | None = None, **options: object) -> AccessListPublisher:
+        publisher = AccessListPublisher(
+            on or store, signer, broker.publish, clock=clock, retry_s=0.1, **options
+        )
+        publisher.start()
+        started.append(publisher)
+        return publisher
 
     yield make
-    for watcher in watchers:
-        watcher.close()
+    for publisher in started:
+        publisher.stop()
 
 
-def record_lists(agent: EdgeAgent) -> list[int]:
-    """Every list version the (not yet started) unit receives, installed or not."""
-    seen: list[int] = []
-    install = agent._install_list
-
-    def recording(access_list: AccessList) -> None:
-        seen.append(access_list.version)
-        install(access_list)
-
-    agent._install_list = recording  # type: ignore[method-assign]
-    return seen
+@pytest.fixture
+def unit(signer: Signer, broker: Broker) -> Callable[[str], Unit]:
+    verifier = Verifier([signer.public_hex])
+    return lambda centre: Unit(verifier, broker, centre)
 
 
-def enrol(client: TestClient, name: str, uid: bytes, **fields: object) -> int:
-    member = client.post("/api/members", json={"name": name, **fields})
-    assert member.status_code == 201, member.text
-    badge = client.post(f"/api/members/{member.json()['id']}/badges", json={"uid": uid.hex()})
-    assert badge.status_code == 201, badge.text
-    return member.json()["id"]
+def settle(publisher: AccessListPublisher, action: Callable[[], object] | None = None) -> None:
+    """Run ``action`` (an invalidation) and wait until the worker made a full pass after it."""
+    before = publisher.passes
+    if action is not None:
+        action()
+    wait_until(lambda: publisher.passes > before, what="a publisher pass")
 
 
-def hashes(access_list: AccessList | None) -> set[str]:
-    return set() if access_list is None else {g.badge_hash for g in access_list.grants}
+def enrol(store: Store, badge: str, **fields: object) -> dict:
+    member = store.create_member({"name": "x", **fields})
+    store.enrol_badge(member["id"], badge)
+    return store.member(member["id"])
 
 
-def test_an_assigned_unit_gets_its_retained_list(
-    server: TestClient, make_unit: Callable[..., EdgeAgent], watch: Callable[[str], ListWatcher]
+A, B, C = "aa" * 32, "bb" * 32, "cc" * 32
+
+
+def test_first_pass_cuts_a_snapshot_per_centre(
+    store: Store, broker: Broker, make_publisher: Callable[..., AccessListPublisher], unit
 ) -> None:
-    unit = make_unit()
-    wait_until(lambda: unit.access.access_list is not None, what="boitron-01's list")
-    assert unit.access.access_list is not None and unit.access.access_list.centre == "boitron"
+    enrol(store, A)
+    enrol(store, B, centres=["belleme"])
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(None))
 
-    early = watch("boitron-02")  # listening before the unit is assigned
-    assert early.lists == []
-    assigned = server.put("/api/devices/boitron-02", json={"centre_id": "boitron"})
-    assert assigned.status_code == 200, assigned.text
-    first = wait_until(early.latest, what="boitron-02's list")
-    assert first.centre == "boitron" and first.grants == []
+    head = unit("boitron").head()
+    assert head is not None and head.entries == 1 and head.segments == 1
+    assert head.version == int(NOW * 1000)
+    delta = unit("boitron").delta()
+    assert delta is not None and (delta.base, delta.version) == (head.version, head.version)
+    assert delta.upsert == [] and delta.remove == []
+    boitron = unit("boitron").access()
+    assert boitron.decide(A, NOW).granted and boitron.decide(B, NOW).reason == "unknown_card"
+    belleme = unit("belleme").access()
+    assert belleme.decide(A, NOW).granted and belleme.decide(B, NOW).granted
+    # Segments before the head, the head before the delta.
+    sent = broker.topics_sent()
+    boitron_topics = [t for t in sent if "/boitron/" in t]
+    assert boitron_topics == [
+        topics.topic(topics.LIST_SEGMENT, "boitron", 0),
+        topics.topic(topics.LIST_HEAD, "boitron"),
+        topics.topic(topics.LIST_DELTA, "boitron"),
+    ]
 
-    late = watch("boitron-02")  # a unit arriving later finds the list kept on the broker
-    wait_until(late.latest, what="the retained list")
-    assert late.retained[0] is True
-    assert late.lists[0].version == early.latest().version  # type: ignore[union-attr]
 
-
-def test_a_member_of_another_centre_is_not_in_the_list(
-    server: TestClient, make_unit: Callable[..., EdgeAgent], badge_key: bytes
+def test_a_list_signed_by_another_key_is_refused(
+    store: Store, make_publisher: Callable[..., AccessListPublisher], broker: Broker
 ) -> None:
-    assert server.post("/api/centres", json={"id": "belleme", "name": "Bellême"}).status_code == 201
-    unit = make_unit()
-    elsewhere = bytes.fromhex("0b0b0b0b")
-    everywhere = bytes.fromhex("0e0e0e0e")
-    here_too = bytes.fromhex("0c0c0c0c")
-    enrol(server, "Bellême only", elsewhere, centres=["belleme"])
-    enrol(server, "Both", here_too, centres=["belleme", "boitron"])
-    enrol(server, "Everywhere", everywhere)  # enrolled last: its list saw the others
-
-    wanted = {badge_hash(badge_key, everywhere), badge_hash(badge_key, here_too)}
-    wait_until(lambda: wanted <= hashes(unit.access.access_list), what="the new list")
-    assert badge_hash(badge_key, elsewhere) not in hashes(unit.access.access_list)
-    assert len(hashes(unit.access.access_list)) == 2
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    stranger = Unit(Verifier([Signer.generate().public_hex]), broker, "boitron")
+    with pytest.raises(ProtocolError) as refused:
+        stranger.head()
+    assert refused.value.reason == "unknown_key"
 
 
-def test_a_burst_of_enrolments_ends_in_one_complete_list(
-    server: TestClient, make_unit: Callable[..., EdgeAgent], badge_key: bytes
+def test_changes_travel_as_one_cumulative_delta_over_the_snapshot(
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
 ) -> None:
-    unit = make_unit(start=False)
-    seen = record_lists(unit)
-    unit.start()
-    wait_until(lambda: seen, what="the first list")
+    alice = enrol(store, A)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    snapshot = unit("boitron").head().version  # type: ignore[union-attr]
 
-    member = server.post("/api/members", json={"name": "Équipe"}).json()
-    uids = [bytes([4, 0xB0, i, 0x5E]) for i in range(20)]
-    for uid in uids:
-        badge = server.post(f"/api/members/{member['id']}/badges", json={"uid": uid.hex()})
-        assert badge.status_code == 201, badge.text
+    clock.now += 1
+    enrol(store, B, centres=["boitron"])
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    first = unit("boitron").delta()
+    assert first is not None and first.base == snapshot and first.version == snapshot + 1000
+    assert [e.badge.hex() for e in first.upsert] == [B]
 
-    wanted = {badge_hash(badge_key, uid) for uid in uids}
-    wait_until(lambda: hashes(unit.access.access_list) == wanted, what="a list with all 20")
-    versions = list(seen)
-    assert all(a < b for a, b in zip(versions, versions[1:], strict=False)), versions
-    assert unit.access.version in versions
+    clock.now += 1
+    store.revoke_badge(alice["badges"][0]["id"])
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    second = unit("boitron").delta()
+    assert second is not None and second.base == snapshot and second.version > first.version
+    assert {(e.badge.hex(), e.state) for e in second.upsert} == {(A, REVOKED), (B, ACTIVE)}
+    assert unit("boitron").head().version == snapshot  # type: ignore[union-attr]
+    assert publisher.snapshots == 1 and publisher.deltas == 2
+    access = unit("boitron").access()
+    assert access.decide(A, clock.now).reason == "revoked"
+    assert access.decide(B, clock.now).granted
+
+    # The clock stepped back: versions still go forward.
+    clock.now -= 3600
+    enrol(store, C)
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    third = unit("boitron").delta()
+    assert third is not None and third.version == second.version + 1
 
 
-def test_a_unit_connecting_later_gets_the_published_list(
-    server: TestClient,
-    make_unit: Callable[..., EdgeAgent],
-    watch: Callable[[str], ListWatcher],
-    badge_key: bytes,
+def test_a_burst_of_changes_is_one_or_two_publishes(
+    store: Store, broker: Broker, make_publisher: Callable[..., AccessListPublisher], unit
 ) -> None:
-    alice = bytes.fromhex("04a1b2c3")
-    watcher = watch("boitron-01")
-    enrol(server, "Alice", alice)
-    hashed = badge_hash(badge_key, alice)
-    published = wait_until(
-        lambda: (latest := watcher.latest()) is not None and hashed in hashes(latest) and latest,
-        what="the list with Alice on the broker",
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    before = len(broker.log)
+    hashes = [f"{n:064x}" for n in range(1, 51)]
+    member = store.create_member({"name": "Équipe"})
+    for badge in hashes:
+        store.enrol_badge(member["id"], badge)
+        publisher.invalidate(["boitron"])  # as each API call does
+    wait_until(
+        lambda: (d := unit("boitron").delta()) is not None and len(d.upsert) == 50,
+        what="all 50 badges in the delta",
     )
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))  # nothing more to send
+    assert 1 <= len(broker.log) - before <= 2, broker.topics_sent()[before:]
+    access = unit("boitron").access()
+    assert all(access.decide(badge, NOW).granted for badge in hashes)
 
-    unit = make_unit(start=False)  # installed after the list went out
-    seen = record_lists(unit)
-    unit.start()
-    wait_until(lambda: hashed in hashes(unit.access.access_list), what="the unit to know Alice")
-    versions = list(seen)
-    assert versions[0] == published.version  # the retained copy, before any republish
-    assert all(a < b for a, b in zip(versions, versions[1:], strict=False)), versions
+
+def test_nothing_changed_publishes_nothing(
+    store: Store, broker: Broker, make_publisher: Callable[..., AccessListPublisher]
+) -> None:
+    enrol(store, A)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(None))
+    before = len(broker.log)
+    settle(publisher, lambda: publisher.invalidate(None))
+    store.create_member({"name": "No badge yet"})
+    settle(publisher, lambda: publisher.invalidate(["boitron", "belleme"]))
+    assert len(broker.log) == before
+
+
+def test_a_change_for_one_centre_leaves_the_other_alone(
+    store: Store, broker: Broker, make_publisher: Callable[..., AccessListPublisher]
+) -> None:
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(None))
+    before = len(broker.log)
+    enrol(store, A, centres=["boitron"])
+    # Even when told to look at every centre, only boitron's list changed.
+    settle(publisher, lambda: publisher.invalidate(None))
+    assert broker.topics_sent()[before:] == [topics.topic(topics.LIST_DELTA, "boitron")]
+
+
+def test_a_restart_republishes_the_same_versions_and_nothing_new(
+    tmp_path: Path,
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+) -> None:
+    enrol(store, A)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(None))
+    clock.now += 5
+    enrol(store, B)
+    settle(publisher, lambda: publisher.invalidate(None))
+    published = dict(broker.retained)
+    publisher.stop()
+    store.close()
+
+    clock.now += 60
+    again = Store(tmp_path / "t.db")
+    try:
+        restarted = make_publisher(again)
+        before = len(broker.log)
+        settle(restarted, lambda: restarted.invalidate(None))
+        assert len(broker.log) == before  # nothing changed while it was down
+
+        broker.forget()  # the broker restarted and lost its retained messages
+        settle(restarted, restarted.republish)
+        assert broker.retained == published  # same versions, same signed bytes
+        assert restarted.snapshots == restarted.deltas == 0
+        assert unit("boitron").access().decide(B, clock.now).granted
+    finally:
+        restarted.stop()
+        again.close()
+
+
+def test_past_max_delta_entries_a_new_snapshot_is_cut(
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+) -> None:
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    first = unit("boitron").head().version  # type: ignore[union-attr]
+    clock.now += 1
+    store.import_members(
+        {"name": f"M{n}", "badge_hash": f"{n:064x}"} for n in range(1, MAX_DELTA_ENTRIES + 2)
+    )
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    head = unit("boitron").head()
+    assert head is not None and head.version > first and head.entries == MAX_DELTA_ENTRIES + 1
+    delta = unit("boitron").delta()
+    assert delta is not None and (delta.base, delta.version) == (head.version, head.version)
+    assert len(unit("boitron").access()) == MAX_DELTA_ENTRIES + 1
+
+
+def test_a_smaller_snapshot_clears_the_old_extra_segments(
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+) -> None:
+    many = SEGMENT_ENTRIES + 500
+    store.import_members(
+        {"name": f"M{n}", "badge_hash": f"{n:064x}", "valid_until": NOW + 60}
+        for n in range(1, many + 1)
+    )
+    enrol(store, A)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    assert unit("boitron").head().segments == 2  # type: ignore[union-attr]
+    assert sorted(unit("boitron").segments()) == [0, 1]
+
+    clock.now += 120  # every imported member expired: left out of the list
+    before = len(broker.log)
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    head = unit("boitron").head()
+    assert head is not None and head.segments == 1 and head.entries == 1
+    assert sorted(unit("boitron").segments()) == [0]
+    # New segments first, then the old extra one cleared, then the head, then the delta.
+    assert [(name, bool(payload)) for name, payload in broker.log[before:]] == [
+        (topics.topic(topics.LIST_SEGMENT, "boitron", 0), True),
+        (topics.topic(topics.LIST_SEGMENT, "boitron", 1), False),
+        (topics.topic(topics.LIST_HEAD, "boitron"), True),
+        (topics.topic(topics.LIST_DELTA, "boitron"), True),
+    ]
+    assert unit("boitron").access().decide(A, clock.now).granted
+
+
+def test_the_worker_survives_a_failing_publish(
+    store: Store, broker: Broker, make_publisher: Callable[..., AccessListPublisher], unit
+) -> None:
+    enrol(store, A)
+    broker.fail = RuntimeError("paho blew up")
+    publisher = make_publisher()
+    publisher.invalidate(["boitron"])
+    wait_until(lambda: publisher.errors == 1, what="the error counted")
+    wait_until(lambda: unit("boitron").head() is not None, what="the list after the back-off")
+    assert publisher.is_alive() and "paho blew up" in (publisher.last_error or "")
+    assert unit("boitron").access().decide(A, NOW).granted
+
+
+def test_a_list_made_while_the_broker_is_away_goes_out_when_it_is_back(
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+) -> None:
+    alice = enrol(store, A)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    broker.away = True
+    clock.now += 1
+    store.revoke_badge(alice["badges"][0]["id"])
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    assert unit("boitron").access().decide(A, clock.now).granted  # not there yet
+    broker.away = False
+    wait_until(
+        lambda: unit("boitron").access().decide(A, clock.now).reason == "revoked",
+        what="the revocation once the broker is back",
+    )
+    assert publisher.errors == 0
