@@ -21,7 +21,7 @@ from edge.hardware.fakes import FakeCardReader
 from edge.hardware.simchip import SimulatedMfrc522, install
 from protocol import topics
 from protocol.badges import badge_hash
-from protocol.messages import Command, Event, encode
+from protocol.messages import ACTIVE, Command, Event, encode
 from server.broker import LocalBroker
 from tests.conftest import RELAY_PIN, wait_until
 
@@ -44,9 +44,8 @@ def wait_for_list_with(agent: EdgeAgent, key: bytes, uid: bytes, present: bool =
     hashed = badge_hash(key, uid)
 
     def listed() -> bool:
-        access_list = agent.access.access_list
-        found = access_list is not None and any(g.badge_hash == hashed for g in access_list.grants)
-        return found == present
+        entry = agent.access.entry(hashed)
+        return (entry is not None and entry.state == ACTIVE) == present
 
     wait_until(listed, what="the unit's access list to follow the change")
 

@@ -20,12 +20,7 @@ def test_occupancy_stream_pushes_the_new_count(
     server.post(f"/api/members/{member['id']}/badges", json={"uid": uid.hex()})
     unit = make_unit()
     hashed = badge_hash(badge_key, uid)
-    wait_until(
-        lambda: (
-            unit.access.access_list
-            and any(g.badge_hash == hashed for g in unit.access.access_list.grants)
-        )
-    )
+    wait_until(lambda: unit.access.entry(hashed) is not None, what="the list with Alice")
 
     with server.stream("GET", "/api/occupancy/stream") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
