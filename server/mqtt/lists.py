@@ -76,8 +76,11 @@ class AccessListPublisher(Worker):
         self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._wake.set()
         self._dirty: set[str] = set()
-        self._all = False
+        # The first pass compiles every centre: a change made while the server was down
+        # (an import, a restored database) goes out; an unchanged list is not sent again.
+        self._all = True
         self._republish_all = False
         # Centres whose stored state the broker may not hold entirely (a publish failed),
         # with the segment count of the snapshot published before it, to clear.

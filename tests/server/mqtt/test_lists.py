@@ -236,7 +236,7 @@ def test_changes_travel_as_one_cumulative_delta_over_the_snapshot(
     assert second is not None and second.base == snapshot and second.version > first.version
     assert {(e.badge.hex(), e.state) for e in second.upsert} == {(A, REVOKED), (B, ACTIVE)}
     assert unit("boitron").head().version == snapshot  # type: ignore[union-attr]
-    assert publisher.snapshots == 1 and publisher.deltas == 2
+    assert publisher.snapshots == 2 and publisher.deltas == 2  # the first pass: both centres
     access = unit("boitron").access()
     assert access.decide(A, clock.now).reason == "revoked"
     assert access.decide(B, clock.now).granted
@@ -421,3 +421,21 @@ def test_a_list_made_while_the_broker_is_away_goes_out_when_it_is_back(
         what="the revocation once the broker is back",
     )
     assert publisher.errors == 0
+
+
+def test_a_change_made_while_the_server_was_down_goes_out_at_start(
+    store: Store,
+    broker: Broker,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+) -> None:
+    first = make_publisher()
+    settle(first, lambda: first.invalidate(None))
+    first.stop()
+    clock.now += 1
+    store.import_members([{"name": "Imported", "badge_hash": A}])  # no invalidation: down
+    make_publisher()  # its first pass compiles every centre
+    wait_until(
+        lambda: unit("boitron").access().decide(A, clock.now).granted, what="the imported card"
+    )
