@@ -95,7 +95,7 @@ class Acker:
     def __init__(self, signer: Signer, publish: Publish) -> None:
         self._signer = signer
         self._publish = publish
-        self._queue: queue.Queue[tuple[str, str, list[int], list[Rejected]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str, list[int], list[Rejected]] | None] = queue.Queue()
         self.sent = 0
         self.worker = Worker("acker", self._step)
 
@@ -112,6 +112,8 @@ class Acker:
         self.worker.start()
 
     def stop(self) -> None:
+        self.worker.stopping.set()
+        self._queue.put(None)  # wakes the step at once
         self.worker.stop()
         self._step(wait=False)  # what was committed last still gets its ack if we can
 
@@ -127,7 +129,10 @@ class Acker:
                 break
         acked: dict[tuple[str, str], set[int]] = {}
         refused: dict[tuple[str, str], dict[int, str]] = {}
-        for device_id, epoch, seqs, rejected in items:
+        for item in items:
+            if item is None:
+                continue
+            device_id, epoch, seqs, rejected = item
             acked.setdefault((device_id, epoch), set()).update(seqs)
             target = refused.setdefault((device_id, epoch), {})
             for r in rejected:
@@ -175,7 +180,7 @@ class Handlers:
         self._publish = publish
         self.rejections = rejections or Rejections()
         self.acker = Acker(signer, publish)
-        self._queue: queue.Queue[tuple[topics.TopicSpec, str, bytes, bool]] = queue.Queue()
+        self._queue: queue.Queue[tuple[topics.TopicSpec, str, bytes, bool] | None] = queue.Queue()
         self._pending: dict[str, PendingCommand] = {}
         self._pending_lock = threading.Lock()
         self.handled = 0
@@ -199,6 +204,8 @@ class Handlers:
         self.worker.start()
 
     def stop(self) -> None:
+        self.worker.stopping.set()
+        self._queue.put(None)  # wakes the step at once
         self.worker.stop()
         self.acker.stop()
 
@@ -215,10 +222,11 @@ class Handlers:
 
     def _step(self) -> None:
         try:
-            spec, owner, payload, retain = self._queue.get(timeout=WAIT_S)
+            item = self._queue.get(timeout=WAIT_S)
         except queue.Empty:
             return
-        self.handle(spec, owner, payload, retain)
+        if item is not None:
+            self.handle(*item)
 
     def handle(self, spec: topics.TopicSpec, owner: str, payload: bytes, retain: bool) -> None:
         """Decode and act on one message; a contract breach is counted and logged."""
