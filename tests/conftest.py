@@ -143,10 +143,15 @@ hold_seconds = 1
 def make_unit(
     tmp_path: Path, broker: LocalBroker, key_file: Path, server_key: str
 ) -> Iterator[Callable[..., EdgeAgent]]:
-    """Builds and starts a real edge agent on MockFactory pins; stops it after the test."""
+    """Builds and starts a real edge agent on MockFactory pins; stops it after the test.
+
+    Its clock counts as NTP-synchronised (as on a unit in the field) unless
+    ``clock_synced=False``: the server never moves presence on an unsynchronised event,
+    and whether the test machine runs NTP must not decide a test.
+    """
     agents: list[EdgeAgent] = []
 
-    def make(reader: str = "fake", *, start: bool = True) -> EdgeAgent:
+    def make(reader: str = "fake", *, start: bool = True, clock_synced: bool = True) -> EdgeAgent:
         conf = tmp_path / f"unit-{len(agents)}.toml"
         conf.write_text(
             unit_toml(
@@ -160,7 +165,7 @@ def make_unit(
         cfg = edge_config.load(conf)
         factory = MockFactory()
         factory.pin(CONTACT_PIN).drive_low()  # the door is shut
-        agent = EdgeAgent(cfg, build(cfg, pin_factory=factory))
+        agent = EdgeAgent(cfg, build(cfg, pin_factory=factory), synced=lambda: clock_synced)
         agents.append(agent)
         if start:
             agent.start()

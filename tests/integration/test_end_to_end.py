@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -200,29 +201,30 @@ def test_malformed_and_wrong_version_payloads_are_rejected_and_the_service_goes_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     unit = make_unit()
-    wait_until(lambda: unit.access.version is not None, what="the first access list")
+    wait_until(
+        lambda: server.get("/api/devices/boitron-01").json().get("state") == "online",
+        what="the unit subscribed and online",
+    )
     rogue = connected_client(broker)
     try:
         good = unit.badge("entree", STRANGER)
-        wrong_version = encode(good).replace(b'"v":1', b'"v":2')
+        wrong_version = encode(good).replace(b'"v":2', b'"v":1')
         with caplog.at_level(logging.WARNING):
             for payload in (b"{not json", wrong_version):
                 rogue.publish(
                     topics.topic(topics.EVENT, "boitron-01"), payload, qos=1
                 ).wait_for_publish(5)
             rogue.publish(
-                topics.topic(topics.ACK, "boitron-01"), b'{"v":1,"seqs":"all"}', qos=1
+                topics.topic(topics.ACK, "boitron-01"), b'{"v":2,"seqs":"all"}', qos=1
             ).wait_for_publish(5)
-            stats = wait_until(
-                lambda: runtime(server).bridge.stats()["rejected"] >= 2 or None,
+            wait_until(
+                lambda: runtime(server).bridge.stats()["rejected"] >= 2,
                 what="the server to reject both payloads",
             )
-            wait_until(lambda: unit.rejected_messages == 1, what="the unit to reject the ack")
-        assert stats is not None
+            wait_until(lambda: unit.rejected["unsigned"] == 1, what="the unit to refuse the ack")
+        assert runtime(server).bridge.rejected == {"malformed": 1, "bad_version": 1}
         reasons = " ".join(r.getMessage() for r in caplog.records)
-        assert "not JSON" in reasons
-        assert "v: schema version 2 is not supported" in reasons
-        assert "seqs: expected a list" in reasons
+        assert "v: schema version 1 is not supported" in reasons
 
         # Both sides still serve: a new badge is decided, stored and acknowledged.
         after = unit.badge("entree", STRANGER)
@@ -243,8 +245,9 @@ def test_an_event_claiming_another_unit_is_rejected(
     rogue = connected_client(broker)
     try:
         forged = Event(
-            event_id="x",
+            event_id=str(uuid.uuid4()),
             device_id="other-01",
+            epoch="0" * 32,
             seq=1,
             kind="room",
             ts=1.0,
@@ -257,6 +260,7 @@ def test_an_event_claiming_another_unit_is_rejected(
         ).wait_for_publish(5)
         stats = wait_until(lambda: runtime(server).bridge.stats()["rejected"] or None)
         assert stats == 1
+        assert runtime(server).bridge.rejected == {"device_mismatch": 1}
         assert server.get("/api/events").json()["total"] == 0
     finally:
         rogue.loop_stop()
@@ -283,29 +287,48 @@ def test_remote_unlock_opens_the_door_for_its_window_and_is_recorded(
     server: TestClient, make_unit: Callable[..., EdgeAgent]
 ) -> None:
     unit = make_unit()
-    wait_until(lambda: server.get("/api/devices/boitron-01").json().get("doors"))
+    wait_until(lambda: server.get("/api/devices/boitron-01").json().get("state") == "online")
     response = server.post("/api/devices/boitron-01/unlock", json={"door": "entree"})
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "executed"
     lock = unit.hardware.locks["entree"]
-    wait_until(lambda: lock.is_unlocked, what="the remote unlock")
     wait_until(lambda: not lock.is_unlocked, what="the timer to relock")
+    assert relay_history(unit) == [False, True, False]
     events = wait_until(
         lambda: server.get("/api/events", params={"kind": "unlock"}).json()["items"]
     )
     assert (events[0]["door"], events[0]["reason"]) == ("entree", "remote")
 
 
-def test_an_expired_unlock_command_is_ignored(
+def test_an_expired_unlock_command_is_refused_and_the_refusal_recorded(
     server: TestClient,
-    broker: LocalBroker,
     make_unit: Callable[..., EdgeAgent],
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     unit = make_unit()
-    wait_until(lambda: unit.link.connected.is_set())
-    stale = Command("cmd-1", "unlock", "entree", expires_at=time.time() - 60, ts=time.time() - 70)
-    with caplog.at_level(logging.WARNING):
-        runtime(server).bridge.publish(topics.COMMAND, "boitron-01", encode(stale))
-        wait_until(lambda: "ignored expired command cmd-1" in caplog.text)
+    wait_until(
+        lambda: server.get("/api/devices/boitron-01").json().get("state") == "online",
+        what="the unit subscribed and online",
+    )
+    now = time.time()
+    stale = Command(
+        command_id=str(uuid.uuid4()),
+        device_id="boitron-01",
+        action="unlock",
+        door="entree",
+        issued_at=now - 70,
+        expires_at=now - 60,
+    )
+    rt = runtime(server)
+    rt.store.create_command(stale)
+    assert rt.bridge.send_command(stale)
+    command = wait_until(
+        lambda: (
+            server.get(f"/api/commands/{stale.command_id}").json().get("result")
+            and (server.get(f"/api/commands/{stale.command_id}").json())
+        ),
+        what="the unit's refusal recorded",
+    )
+    assert (command["result"], command["result_reason"]) == ("refused", "expired")
+    assert unit.rejected["expired"] == 1
     assert relay_history(unit) == [False]
     assert server.get("/api/events", params={"kind": "unlock"}).json()["total"] == 0

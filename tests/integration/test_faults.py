@@ -55,10 +55,17 @@ def test_a_unit_going_offline_makes_its_rooms_unknown(
 
 
 def test_events_made_while_the_server_is_down_arrive_when_it_is_back(
-    broker: LocalBroker, tmp_path: Path, key_file: Path, make_unit: Callable[..., EdgeAgent]
+    broker: LocalBroker,
+    tmp_path: Path,
+    key_file: Path,
+    signing_key_file: Path,
+    make_unit: Callable[..., EdgeAgent],
 ) -> None:
     settings = Settings(
-        data_dir=tmp_path / "server", badge_key_file=key_file, mqtt_port=broker.port
+        data_dir=tmp_path / "server",
+        badge_key_file=key_file,
+        signing_key_file=signing_key_file,
+        mqtt_port=broker.port,
     )
     with TestClient(create_app(settings)) as client:
         client.post("/api/centres", json={"id": "boitron", "name": "Boitron"})
