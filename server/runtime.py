@@ -41,9 +41,15 @@ class Runtime:
         self.bridge.stop()
         self.store.close()
 
-    def access_changed(self, centre_ids: Iterable[str] | None) -> None:
-        """Members or badges changed: these centres' lists follow (None: every centre)."""
-        self.bridge.lists.invalidate(centre_ids)
+    def access_changed(
+        self, centre_ids: Iterable[str] | None, member_ids: Iterable[int] | None = None
+    ) -> None:
+        """Members or badges changed: these centres' lists follow (None: every centre).
+
+        ``member_ids`` names the members whose badges changed, when only they did: their
+        centres' lists are then updated for them alone, not recompiled whole.
+        """
+        self.bridge.lists.invalidate(centre_ids, member_ids)
 
 
 def read_badge_key(settings: Settings) -> bytes:

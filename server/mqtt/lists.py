@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from protocol import topics
-from protocol.lists import MAX_DELTA_ENTRIES, cut_snapshot, diff
+from protocol.lists import MAX_DELTA_ENTRIES, cumulative_changes, cut_snapshot, diff
 from protocol.messages import ListDelta, ListEntry
 from protocol.signing import Signer
 from protocol.workers import Worker
@@ -77,7 +77,9 @@ class AccessListPublisher(Worker):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._wake.set()
-        self._dirty: set[str] = set()
+        # Centre -> the members whose entries to refresh; None: recompile the whole centre.
+        self._dirty: dict[str, set[int] | None] = {}
+        self._all_members: set[int] = set()  # members of every centre to refresh
         # The first pass compiles every centre: a change made while the server was down
         # (an import, a restored database) goes out; an unchanged list is not sent again.
         self._all = True
@@ -86,7 +88,8 @@ class AccessListPublisher(Worker):
         # with the segment count of the snapshot published before it, to clear.
         self._unpublished: dict[str, int] = {}
         self._states: dict[str, CentreListState] = {}
-        self._indexes: dict[str, dict[bytes, ListEntry]] = {}  # snapshot entries by badge
+        # Each centre's entries as the units hold them: the snapshot with the delta applied.
+        self._current: dict[str, dict[bytes, ListEntry]] = {}
         self.snapshots = 0
         self.deltas = 0
         self.republished = 0
@@ -95,13 +98,23 @@ class AccessListPublisher(Worker):
 
     # -- what other threads call ---------------------------------------------------------------
 
-    def invalidate(self, centre_ids: Iterable[str] | None = None) -> None:
-        """Recompile these centres' lists (every centre when None); returns at once."""
+    def invalidate(
+        self, centre_ids: Iterable[str] | None = None, member_ids: Iterable[int] | None = None
+    ) -> None:
+        """Bring these centres' lists up to date (every centre when None); returns at once.
+
+        With ``member_ids``, only those members' badges changed: their entries alone are
+        compiled again. Without, the whole centre is.
+        """
+        members = None if member_ids is None else set(member_ids)
         with self._lock:
-            if centre_ids is None:
+            if centre_ids is None and members is None:
                 self._all = True
+            elif centre_ids is None:
+                self._all_members |= members  # type: ignore[arg-type]
             else:
-                self._dirty.update(centre_ids)
+                for centre_id in centre_ids:
+                    _merge(self._dirty, centre_id, members)
         self._wake.set()
 
     def republish(self) -> None:
@@ -130,17 +143,21 @@ class AccessListPublisher(Worker):
         with self._lock:
             self._wake.clear()
             every, dirty, again = self._all, self._dirty, self._republish_all
-            self._all, self._dirty, self._republish_all = False, set(), False
-        if every:
-            dirty |= {c["id"] for c in self.store.centres()}
+            all_members = self._all_members
+            self._all, self._dirty, self._republish_all = False, {}, False
+            self._all_members = set()
+        if every or all_members:
+            for centre in self.store.centres():
+                _merge(dirty, centre["id"], None if every else all_members)
         todo = sorted(dirty)
         try:
             while todo:
-                self._refresh(todo[0])
+                self._refresh(todo[0], dirty[todo[0]])
                 todo.pop(0)
         except Exception:
             with self._lock:
-                self._dirty.update(todo)  # tried again after the worker's back-off
+                for centre_id in todo:  # tried again after the worker's back-off
+                    _merge(self._dirty, centre_id, dirty[centre_id])
                 self._republish_all |= again
             self._wake.set()
             raise
@@ -161,21 +178,54 @@ class AccessListPublisher(Worker):
             if left <= 0 or not self._wake.wait(min(self._coalesce_s, left)):
                 return
 
-    def _refresh(self, centre_id: str) -> None:
+    def _refresh(self, centre_id: str, members: set[int] | None) -> None:
         now = self._clock()
-        entries = self.store.list_entries(centre_id, now)
         state = self._load(centre_id)
-        if state is None:
-            self._cut_snapshot(centre_id, entries, None, now)
-            return
-        upsert, remove = diff(self._indexes[centre_id], entries)
-        upsert.sort(key=_by_badge)
-        remove.sort()
-        if upsert == sorted(state.upsert, key=_by_badge) and remove == sorted(state.remove):
+        if state is None or members is None:
+            entries = self.store.list_entries(centre_id, now)
+            if state is None:
+                self._cut_snapshot(centre_id, entries, None, now)
+                return
+            current = self._current[centre_id]
+            changed_up, changed_out = diff(current, entries)
+            changed = {e.badge for e in changed_up} | set(changed_out)
+        else:
+            fresh, held = self.store.member_list_entries(centre_id, members, now)
+            current = self._current[centre_id]
+            # Badges these members held before, and every badge they hold now.
+            scope = held | {b for b, e in current.items() if e.member_id in members}
+            changed = {b for b in scope if current.get(b) != fresh.get(b)}
+            entries = current
+            for badge in changed:
+                if badge in fresh:
+                    entries[badge] = fresh[badge]
+                else:
+                    entries.pop(badge, None)
+        if not changed:
             return  # what the units hold already
-        if len(upsert) + len(remove) > MAX_DELTA_ENTRIES:
+        try:
+            self._publish_changes(centre_id, state, entries, changed, now)
+        except Exception:
+            # The cached list may now be ahead of the stored one: read it again next pass.
+            self._states.pop(centre_id, None)
+            self._current.pop(centre_id, None)
+            raise
+
+    def _publish_changes(
+        self,
+        centre_id: str,
+        state: CentreListState,
+        entries: dict[bytes, ListEntry],
+        changed: set[bytes],
+        now: float,
+    ) -> None:
+        """A cumulative delta naming every badge touched since the snapshot, or a snapshot."""
+        touched = changed | {e.badge for e in state.upsert} | set(state.remove)
+        if len(touched) > MAX_DELTA_ENTRIES:
             self._cut_snapshot(centre_id, entries, state, now)
             return
+        self._current[centre_id] = entries
+        upsert, remove = cumulative_changes(entries, touched)
         version = max(state.version + 1, int(now * 1000))
         new = CentreListState(
             centre_id=centre_id,
@@ -220,7 +270,7 @@ class AccessListPublisher(Worker):
         )
         self.store.save_list_state(new, snapshot=True)
         self._states[centre_id] = new
-        self._indexes[centre_id] = dict(zip(sorted(entries), snapshot, strict=True))
+        self._current[centre_id] = dict(zip(sorted(entries), snapshot, strict=True))
         self.snapshots += 1
         old_segments = previous.segments if previous else 0
         log.info(
@@ -302,9 +352,18 @@ class AccessListPublisher(Worker):
             if state is None:
                 return None
             self._states[centre_id] = state
-            self._indexes[centre_id] = {entry.badge: entry for entry in state.snapshot}
+            current = {entry.badge: entry for entry in state.snapshot}
+            for entry in state.upsert:
+                current[entry.badge] = entry
+            for badge in state.remove:
+                current.pop(badge, None)
+            self._current[centre_id] = current
         return state
 
 
-def _by_badge(entry: ListEntry) -> bytes:
-    return entry.badge
+def _merge(dirty: dict[str, set[int] | None], centre_id: str, members: set[int] | None) -> None:
+    """Mark ``centre_id`` dirty for ``members`` (None: the whole centre, which covers all)."""
+    if members is None or (centre_id in dirty and dirty[centre_id] is None):
+        dirty[centre_id] = None
+    else:
+        dirty.setdefault(centre_id, set()).update(members)  # type: ignore[union-attr]

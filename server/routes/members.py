@@ -69,7 +69,7 @@ def list_members(
 @router.post("/api/members", status_code=201)
 def create_member(body: MemberCreate, runtime: RuntimeDep) -> dict:
     member = runtime.store.create_member(body.model_dump())
-    runtime.access_changed(touched_centres(member["centres"]))
+    runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
     return member
 
 
@@ -82,7 +82,7 @@ def get_member(member_id: int, store: StoreDep) -> dict:
 def update_member(member_id: int, body: MemberUpdate, runtime: RuntimeDep) -> dict:
     before = runtime.store.member(member_id)
     member = runtime.store.update_member(member_id, body.model_dump(exclude_unset=True))
-    runtime.access_changed(touched_centres(before["centres"], member["centres"]))
+    runtime.access_changed(touched_centres(before["centres"], member["centres"]), [member_id])
     return member
 
 
@@ -96,7 +96,7 @@ def enrol_badge(member_id: int, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
     else:
         hashed = body.badge_hash  # type: ignore[assignment]
     badge = runtime.store.enrol_badge(member_id, hashed, body.label)
-    runtime.access_changed(touched_centres(runtime.store.member(member_id)["centres"]))
+    runtime.access_changed(touched_centres(runtime.store.member(member_id)["centres"]), [member_id])
     return badge
 
 
@@ -104,7 +104,7 @@ def enrol_badge(member_id: int, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
 def revoke_badge(badge_id: int, runtime: RuntimeDep) -> dict:
     badge = runtime.store.revoke_badge(badge_id)
     member = runtime.store.member(badge["member_id"])
-    runtime.access_changed(touched_centres(member["centres"]))
+    runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
     return badge
 
 

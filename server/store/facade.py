@@ -182,6 +182,12 @@ class Store:
         """The entries ``centre_id``'s access list should hold now, by badge."""
         return access.list_entries(self.db, centre_id, now)
 
+    def member_list_entries(
+        self, centre_id: str, member_ids: Iterable[int], now: float
+    ) -> tuple[dict[bytes, ListEntry], set[bytes]]:
+        """(these members' entries in the centre's list, every badge they hold)."""
+        return access.member_entries(self.db, centre_id, member_ids, now)
+
     def list_state(self, centre_id: str) -> CentreListState | None:
         """The centre's list as last published; None before its first snapshot."""
         return access.list_state(self.db, centre_id)

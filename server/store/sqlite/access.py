@@ -64,6 +64,29 @@ def badge_rows_for_centre(db: Database, centre_id: str, now: float) -> list[tupl
     return db.execute(_CENTRE_ROWS, [now, centre_id]).fetchall()
 
 
+_MEMBER_ROWS = (
+    "SELECT b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from, m.valid_until, m.centres"
+    " FROM members m JOIN badges b ON b.member_id = m.id WHERE m.id IN ({})"
+)
+
+
+def member_entries(
+    db: Database, centre_id: str, member_ids: Iterable[int], now: float
+) -> tuple[dict[bytes, ListEntry], set[bytes]]:
+    """(the entries of these members in ``centre_id``'s list, every badge they hold).
+
+    A revocation touches one member: compiling their few badges instead of the whole
+    centre keeps it within milliseconds at 250,000 badges.
+    """
+    ids = sorted(set(member_ids))
+    rows: list[tuple] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        rows += db.execute(_MEMBER_ROWS.format(",".join("?" * len(chunk))), chunk).fetchall()
+    held = {bytes.fromhex(r[0]) for r in rows}
+    return compile_entries(centre_id, rows, now, centres_of=members.centres_of), held
+
+
 def list_entries(db: Database, centre_id: str, now: float) -> dict[bytes, ListEntry]:
     """The entries of ``centre_id``'s list now (``server.domain.lists.compile_entries``)."""
     rows = badge_rows_for_centre(db, centre_id, now)

@@ -439,3 +439,60 @@ def test_a_change_made_while_the_server_was_down_goes_out_at_start(
     wait_until(
         lambda: unit("boitron").access().decide(A, clock.now).granted, what="the imported card"
     )
+
+
+def test_a_unit_that_applied_an_earlier_delta_follows_a_change_undone_since(
+    store: Store,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+) -> None:
+    """A member suspended then reactivated, a member moved in then out: a unit that applied
+    the delta in between must end where the server is, not where the snapshot was."""
+    alice = enrol(store, A)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    door = unit("boitron").access()  # holds the snapshot, applies every delta in turn
+
+    clock.now += 1
+    store.update_member(alice["id"], {"active": False})
+    bob = enrol(store, B, centres=["boitron"])
+    settle(publisher, lambda: publisher.invalidate(["boitron"], [alice["id"], bob["id"]]))
+    assert door.apply(unit("boitron").delta())  # type: ignore[arg-type]
+    assert door.decide(A, clock.now).reason == "revoked"
+    assert door.decide(B, clock.now).granted
+
+    clock.now += 1
+    store.update_member(alice["id"], {"active": True})
+    store.update_member(bob["id"], {"centres": ["belleme"]})
+    settle(publisher, lambda: publisher.invalidate(["boitron"], [alice["id"], bob["id"]]))
+    assert door.apply(unit("boitron").delta())  # type: ignore[arg-type]
+    assert door.decide(A, clock.now).granted
+    assert door.decide(B, clock.now).reason == "unknown_card"
+    fresh = unit("boitron").access()  # and a unit that only saw the snapshot agrees
+    assert fresh.decide(A, clock.now).granted
+    assert fresh.decide(B, clock.now).reason == "unknown_card"
+
+
+def test_a_change_of_one_member_does_not_recompile_the_centre(
+    store: Store,
+    clock: Clock,
+    make_publisher: Callable[..., AccessListPublisher],
+    unit,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = enrol(store, A)
+    enrol(store, B)
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    compiled: list[str] = []
+    whole = store.list_entries
+    monkeypatch.setattr(store, "list_entries", lambda c, now: compiled.append(c) or whole(c, now))
+
+    clock.now += 1
+    store.revoke_badge(alice["badges"][0]["id"])
+    settle(publisher, lambda: publisher.invalidate(["boitron"], [alice["id"]]))
+    assert compiled == []
+    delta = unit("boitron").delta()
+    assert delta is not None and [(e.badge.hex(), e.state) for e in delta.upsert] == [(A, REVOKED)]
+    assert unit("boitron").access().decide(B, clock.now).granted
