@@ -73,7 +73,12 @@ def serve(cfg: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
         cfg = replace(cfg, pin_factory="mock")
         members = [parse_uid(u) for u in json.loads(args.members.read_text())]
     hardware = build(cfg)
-    agent = EdgeAgent(cfg, hardware)
+    if args.command == "simulate":
+        # A simulated unit runs on the server's machine and reads the server's own clock:
+        # its time is the server's by construction, NTP or not (a container often has none).
+        agent = EdgeAgent(cfg, hardware, synced=lambda: True)
+    else:
+        agent = EdgeAgent(cfg, hardware)
     if args.command == "simulate":
         scenario = Scenario(agent, members, day_seconds=args.day_seconds, seed=args.seed)
     stop = threading.Event()
