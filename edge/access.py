@@ -9,10 +9,11 @@ not know is for the server to decide.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from protocol.lists import apply_delta
-from protocol.messages import ACTIVE, ListDelta, ListEntry
+from protocol.messages import ACTIVE, ListDelta, ListEntry, ListSegment
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,56 @@ def _key(badge: bytes | str) -> bytes:
     return bytes.fromhex(badge) if isinstance(badge, str) else badge
 
 
+class Snapshot:
+    """A snapshot's entries kept as the server cut them: one small dict per segment.
+
+    The server cuts a snapshot in badge order, so a badge's segment is found by bisection
+    on each segment's first badge. Building one dict of 250,000 entries instead holds the
+    interpreter lock for tens of milliseconds while it resizes, and a card at the door
+    would wait that long. Segments that overlap (not cut in order) are merged into one.
+    """
+
+    def __init__(self, parts: Sequence[dict[bytes, ListEntry]] = ()) -> None:
+        parts = [p for p in parts if p]
+        bounds = [(min(p), max(p)) for p in parts]
+        order = sorted(range(len(parts)), key=lambda i: bounds[i][0])
+        ordered = all(bounds[order[k]][1] < bounds[order[k + 1]][0] for k in range(len(order) - 1))
+        if ordered:
+            self._parts = [parts[i] for i in order]
+        else:
+            merged: dict[bytes, ListEntry] = {}
+            for part in parts:
+                merged.update(part)
+            self._parts = [merged] if merged else []
+        self._firsts = [min(p) for p in self._parts]
+        self._count = sum(len(p) for p in self._parts)
+
+    def get(self, badge: bytes) -> ListEntry | None:
+        i = bisect_right(self._firsts, badge) - 1
+        return self._parts[i].get(badge) if i >= 0 else None
+
+    def __len__(self) -> int:
+        return self._count
+
+
+def segment_parts(segments: Iterable[ListSegment]) -> list[dict[bytes, ListEntry]]:
+    """One dict per segment, for ``Snapshot``."""
+    return [{entry.badge: entry for entry in segment.entries} for segment in segments]
+
+
 class LocalAccess:
     """The installed snapshot + delta of the centre's list, and entries learnt online.
 
-    Installs swap the whole index under a lock, so a decision sees the old list or the new
-    one, never half of each.
+    Installs swap the whole snapshot under a lock, so a decision sees the old list or the
+    new one, never half of each. A delta is kept beside the snapshot (badge -> its entry,
+    or None when it left the list) and applied in O(delta): a cumulative delta names every
+    badge touched since the snapshot, so it is exact over any earlier delta too.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._index: dict[bytes, ListEntry] = {}
+        self._snapshot = Snapshot()
+        self._changes: dict[bytes, ListEntry | None] = {}
         self._learnt: dict[bytes, ListEntry] = {}
         self.snapshot_version: int | None = None
         self.delta_version: int | None = None
@@ -51,12 +92,26 @@ class LocalAccess:
         return self.delta_version if self.delta_version is not None else self.snapshot_version
 
     def __len__(self) -> int:
-        return len(self._index)
-
-    def install(self, version: int, index: dict[bytes, ListEntry]) -> None:
-        """Replace the whole list by snapshot ``version`` (learnt entries are forgotten)."""
         with self._lock:
-            self._index = index
+            count = len(self._snapshot)
+            for badge, entry in self._changes.items():
+                listed = self._snapshot.get(badge) is not None
+                count += (entry is not None) - listed
+            return count
+
+    def install(
+        self,
+        version: int,
+        index: dict[bytes, ListEntry] | Sequence[dict[bytes, ListEntry]],
+    ) -> None:
+        """Replace the whole list by snapshot ``version`` (learnt entries are forgotten).
+
+        ``index`` is one dict, or one per segment (``segment_parts``).
+        """
+        snapshot = Snapshot([index] if isinstance(index, dict) else index)
+        with self._lock:
+            self._snapshot = snapshot
+            self._changes = {}
             self._learnt = {}
             self.snapshot_version = version
             self.delta_version = None
@@ -68,10 +123,10 @@ class LocalAccess:
                 return False
             if self.delta_version is not None and delta.version <= self.delta_version:
                 return False
-            # In place, in O(delta): a cumulative delta names every badge touched since the
-            # snapshot, so applying it over an earlier delta of the same snapshot is exact,
-            # and a decision never waits for a copy of a 250,000-badge index.
-            apply_delta(self._index, delta)
+            for entry in delta.upsert:
+                self._changes[entry.badge] = entry
+            for badge in delta.remove:
+                self._changes[badge] = None
             self.delta_version = delta.version
             return True
 
@@ -83,7 +138,8 @@ class LocalAccess:
     def entry(self, badge: bytes | str) -> ListEntry | None:
         key = _key(badge)
         with self._lock:
-            return self._index.get(key) or self._learnt.get(key)
+            listed = self._changes[key] if key in self._changes else self._snapshot.get(key)
+            return listed or self._learnt.get(key)
 
     def decide(self, badge: bytes | str, now: float) -> Decision:
         """``now`` is the trusted time (``edge.clock.TrustedClock.now``)."""

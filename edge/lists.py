@@ -22,11 +22,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge.access import LocalAccess
+from edge.access import LocalAccess, segment_parts
 from edge.outbox import Outbox
 from protocol import topics
 from protocol.errors import ProtocolError
-from protocol.lists import index_segments
 from protocol.messages import ListDelta, ListHead, ListSegment
 from protocol.signing import Verifier
 
@@ -89,7 +88,7 @@ class ListSync:
         if not complete:
             log.error("saved access list is incomplete; waiting for the server's")
             return False
-        self.access.install(first.version, index_segments(segments))
+        self.access.install(first.version, segment_parts(segments))
         if raw_delta is not None:
             try:
                 delta = self._open(ListDelta, raw_delta)
@@ -154,11 +153,10 @@ class ListSync:
 
     def _install(self, head: ListHead) -> None:
         parts = [self._collected[i] for i in range(head.segments)]
-        index = index_segments(segment for segment, _ in parts)
-        self.access.install(head.version, index)
+        self.access.install(head.version, segment_parts(segment for segment, _ in parts))
         self.outbox.save_snapshot([raw for _, raw in parts])
         self._stop_fetching()
-        log.info("access list v%d installed (%d badges)", head.version, len(index))
+        log.info("access list v%d installed (%d badges)", head.version, len(self.access))
         if self._delta is not None and self._delta[0].base == head.version:
             self._apply(*self._delta)
         self._on_installed()

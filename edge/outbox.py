@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS commands_seen (
     command_id TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
+"""
+
+# The access list lives in a file of its own: saving a 13 MB snapshot must not hold the
+# outbox's write lock while a badge at the door waits to record its event.
+LIST_SCHEMA = """
 CREATE TABLE IF NOT EXISTS access_list (
     kind TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -101,6 +106,9 @@ class Outbox:
         if "next_attempt_at" not in columns:  # a v1 file
             self._db.execute("ALTER TABLE outbox ADD COLUMN next_attempt_at REAL")
         self._lock = threading.Lock()
+        self._lists = ListCache(
+            ":memory:" if str(path) == ":memory:" else Path(path).with_name("lists.db")
+        )
         self.epoch = self._meta("epoch")
         if self.epoch is None:
             self.epoch = secrets.token_hex(16)
@@ -118,6 +126,7 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._lists.close()
 
     # -- events ---------------------------------------------------------------------------
 
@@ -271,6 +280,43 @@ class Outbox:
 
     def save_snapshot(self, segments: list[bytes]) -> None:
         """The raw signed segments of a newly installed snapshot (the old delta goes)."""
+        self._lists.save_snapshot(segments)
+
+    def save_delta(self, payload: bytes) -> None:
+        self._lists.save_delta(payload)
+
+    def load_list(self) -> tuple[list[bytes], bytes | None]:
+        """(raw segments in order, raw delta or None) as saved."""
+        return self._lists.load()
+
+    def inside_since(self, member_id: int) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT since FROM presence WHERE member_id = ?", (member_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def forget_presence_before(self, ts: float) -> None:
+        """Members inside since before ``ts`` are taken as gone (nobody badged out)."""
+        with self._lock:
+            self._db.execute("DELETE FROM presence WHERE since < ?", (ts,))
+
+
+class ListCache:
+    """The raw signed payloads of the installed access list, verified again at boot."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(LIST_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def save_snapshot(self, segments: list[bytes]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -291,8 +337,7 @@ class Outbox:
                 (payload,),
             )
 
-    def load_list(self) -> tuple[list[bytes], bytes | None]:
-        """(raw segments in order, raw delta or None) as saved."""
+    def load(self) -> tuple[list[bytes], bytes | None]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT kind, payload FROM access_list ORDER BY kind, idx"
@@ -300,15 +345,3 @@ class Outbox:
         segments = [bytes(p) for kind, p in rows if kind == "segment"]
         delta = next((bytes(p) for kind, p in rows if kind == "delta"), None)
         return segments, delta
-
-    def inside_since(self, member_id: int) -> float | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT since FROM presence WHERE member_id = ?", (member_id,)
-            ).fetchone()
-        return row[0] if row else None
-
-    def forget_presence_before(self, ts: float) -> None:
-        """Members inside since before ``ts`` are taken as gone (nobody badged out)."""
-        with self._lock:
-            self._db.execute("DELETE FROM presence WHERE since < ?", (ts,))

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from protocol.messages import ListDelta, ListEntry, ListHead, ListSegment
 
 # About 60 bytes an entry in MessagePack: a segment stays near 600 KB, under the 1 MiB cap.
-SEGMENT_ENTRIES = 10_000
+SEGMENT_ENTRIES = 2_000
 # Past this many changes since the snapshot, the server cuts a new snapshot instead.
 MAX_DELTA_ENTRIES = 2_000
 

@@ -213,7 +213,7 @@ class ServerStatus(_Message, kw_only=True):
 # --- server -> unit (signed bodies, MessagePack) -------------------------------------------
 
 
-class ListEntry(Struct, array_like=True, forbid_unknown_fields=True):
+class ListEntry(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     """One badge of an access list: [badge, member_id, state, valid_from, valid_until].
 
     ``badge`` is the 32 raw bytes of the badge hash; ``state`` is 0 active, 1 revoked,

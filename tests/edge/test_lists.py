@@ -13,7 +13,7 @@ from edge.agent import EdgeAgent
 from edge.lists import REFETCH_AFTER_S
 from protocol import topics
 from protocol.badges import badge_hash
-from protocol.lists import cut_snapshot
+from protocol.lists import SEGMENT_ENTRIES, cut_snapshot
 from protocol.messages import (
     REVOKED,
     SUSPENDED,
@@ -82,14 +82,15 @@ def test_segments_are_assembled_into_one_install(
     agent.lists._unsubscribe = unsubscribed.append  # type: ignore[method-assign]
     entries = [fake_entry(i) for i in range(25_000)] + [entry(badge_key, ALICE_UID, 77)]
     head, segments = cut_snapshot(CENTRE, 5, entries, NOW)
-    assert len(segments) == 3
+    assert len(segments) == -(-25_001 // SEGMENT_ENTRIES) > 2
 
     agent.handle(parsed(topics.LIST_HEAD), signer.sign(head))
     assert subscribed == [topics.segment_subscription(CENTRE)]
-    for segment in segments[:2]:
+    for segment in segments[:-1]:
         agent.handle(parsed(topics.LIST_SEGMENT, index=segment.index), signer.sign(segment))
         assert agent.access.version is None  # nothing installed until every segment is in
-    agent.handle(parsed(topics.LIST_SEGMENT, index=2), signer.sign(segments[2]))
+    last = segments[-1]
+    agent.handle(parsed(topics.LIST_SEGMENT, index=last.index), signer.sign(last))
 
     assert agent.access.version == 5
     assert len(agent.access) == 25_001

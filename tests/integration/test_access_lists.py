@@ -140,7 +140,7 @@ def test_25000_badges_install_in_segments_and_a_revocation_follows_in_seconds(
     wait_until(lambda: len(unit.access) == count, timeout=60, what="the 25,000-badge snapshot")
     installed = time.perf_counter() - t0
     head = rt.bridge.lists.state("boitron")
-    assert head is not None and head.segments == -(-count // SEGMENT_ENTRIES) == 3
+    assert head is not None and head.segments == -(-count // SEGMENT_ENTRIES)
     assert unit.badge("entree", uids[12_345]).granted is True
 
     victim = badge_hash(badge_key, uids[20_000])

@@ -1030,13 +1030,15 @@ def make_entries(n: int, salt: str = "") -> list[ListEntry]:
 def test_cut_snapshot_of_25000_entries_fits_the_payload_cap() -> None:
     entries = make_entries(25_000)
     head, segments = lists.cut_snapshot("boitron", VERSION, entries, TS)
+    count = -(-25_000 // lists.SEGMENT_ENTRIES)
     assert head == ListHead(
-        centre="boitron", version=VERSION, segments=3, entries=25_000, issued_at=TS
+        centre="boitron", version=VERSION, segments=count, entries=25_000, issued_at=TS
     )
-    assert [s.index for s in segments] == [0, 1, 2]
-    assert [len(s.entries) for s in segments] == [10_000, 10_000, 5_000]
+    assert [s.index for s in segments] == list(range(count))
+    sizes = [len(s.entries) for s in segments]
+    assert set(sizes[:-1]) == {lists.SEGMENT_ENTRIES} and sum(sizes) == 25_000
     for segment in segments:
-        assert (segment.centre, segment.version, segment.segments) == ("boitron", VERSION, 3)
+        assert (segment.centre, segment.version, segment.segments) == ("boitron", VERSION, count)
         payload = SIGNER.sign(segment)
         assert len(payload) < MAX_PAYLOAD_BYTES, f"segment {segment.index}: {len(payload)} B"
         assert VERIFIER.open(ListSegment, payload) == segment
@@ -1066,8 +1068,8 @@ def test_cut_snapshot_of_an_empty_list() -> None:
 
 
 def test_cut_snapshot_exactly_one_segment() -> None:
-    head, segments = lists.cut_snapshot("boitron", VERSION, make_entries(10_000), TS)
-    assert head.segments == 1 and len(segments[0].entries) == 10_000
+    head, segments = lists.cut_snapshot("boitron", VERSION, make_entries(lists.SEGMENT_ENTRIES), TS)
+    assert head.segments == 1 and len(segments[0].entries) == lists.SEGMENT_ENTRIES
 
 
 def test_diff_and_apply_delta() -> None:
