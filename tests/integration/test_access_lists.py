@@ -124,10 +124,10 @@ def test_a_change_for_one_centre_publishes_nothing_to_another(
         boitron.close()
 
 
-def test_25000_badges_install_in_segments_and_a_revocation_follows_in_seconds(
+def test_250000_badges_install_in_segments_and_a_revocation_follows_in_seconds(
     server: TestClient, make_unit: Callable[..., EdgeAgent], badge_key: bytes
 ) -> None:
-    count = 25_000
+    count = 250_000  # past the 54,000 badges where a v1 list stopped reaching the units
     uids = [(0x20000000 + i).to_bytes(4, "big") for i in range(count)]
     rt = runtime(server)
     rt.store.import_members(
@@ -137,19 +137,19 @@ def test_25000_badges_install_in_segments_and_a_revocation_follows_in_seconds(
     unit = make_unit()
     t0 = time.perf_counter()
     rt.access_changed(["boitron"])
-    wait_until(lambda: len(unit.access) == count, timeout=60, what="the 25,000-badge snapshot")
+    wait_until(lambda: len(unit.access) == count, timeout=60, what="the 250,000-badge snapshot")
     installed = time.perf_counter() - t0
     head = rt.bridge.lists.state("boitron")
     assert head is not None and head.segments == -(-count // SEGMENT_ENTRIES)
     assert unit.badge("entree", uids[12_345]).granted is True
 
-    victim = badge_hash(badge_key, uids[20_000])
+    victim = badge_hash(badge_key, uids[200_000])
     member = rt.store.member_by_badge_hash(victim)
     t0 = time.perf_counter()
     assert server.post(f"/api/badges/{member['badges'][0]['id']}/revoke").status_code == 200
-    wait_until(lambda: state_of(unit, victim) == REVOKED, timeout=5, what="the revocation")
+    wait_until(lambda: state_of(unit, victim) == REVOKED, timeout=30, what="the revocation")
     revoked = time.perf_counter() - t0
-    event = unit.badge("entree", uids[20_000])
+    event = unit.badge("entree", uids[200_000])
     assert event.granted is False and event.reason == "revoked"
-    print(f"25,000 badges installed in {installed:.2f} s; revoked at the unit in {revoked:.2f} s")
+    print(f"250,000 badges installed in {installed:.2f} s; revoked at the unit in {revoked:.2f} s")
     assert unit.access.snapshot_version == head.snapshot_version  # a delta, not a new snapshot
