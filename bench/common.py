@@ -7,6 +7,7 @@ their ratio, so results from different machines compare; ``Results`` also writes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import threading
@@ -112,6 +113,11 @@ class Results:
         }
 
     def write(self, path: Path = RESULTS_PATH) -> None:
+        """Update the file: figures of groups not run this time are kept as they were."""
+        figures: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            figures = json.loads(path.read_text()).get("figures", {})
+        figures.update(self.figures)
         doc = {
             "machine": {
                 "python": platform.python_version(),
@@ -119,7 +125,7 @@ class Results:
                 "processor": platform.processor() or None,
             },
             "ran_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "figures": self.figures,
+            "figures": figures,
         }
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwrote {path}")
