@@ -10,6 +10,17 @@ from pydantic import BaseModel, Field
 from protocol import topics
 from protocol.messages import Command
 from server.errors import error_response
+from server.routes import models
+from server.routes.params import (
+    CentreFilter,
+    CentreId,
+    CentreIdPath,
+    CommandIdPath,
+    DeviceIdPath,
+    Limit,
+    Offset,
+    page,
+)
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["centres and units"])
@@ -19,13 +30,13 @@ DOOR = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
 
 class CentreCreate(BaseModel):
-    id: str = Field(pattern=IDENT, examples=["boitron"])
+    id: CentreId
     name: str = Field(min_length=1, max_length=200, examples=["Télécentre de Boitron"])
     commune: str | None = Field(default=None, max_length=200)
 
 
 class DeviceAssign(BaseModel):
-    centre_id: str = Field(pattern=IDENT)
+    centre_id: CentreId
 
 
 class UnlockCommand(BaseModel):
@@ -34,39 +45,42 @@ class UnlockCommand(BaseModel):
     ttl_s: float = Field(
         default=10,
         gt=0,
+        allow_inf_nan=False,
         description="The unit refuses the command after this; at most max_command_ttl_s.",
     )
 
 
-@router.get("/api/centres")
-def list_centres(store: StoreDep) -> list[dict]:
-    return store.centres()
+@router.get("/api/centres", response_model=models.Page[models.CentrePublic])
+def list_centres(store: StoreDep, limit: Limit = 100, offset: Offset = 0) -> dict:
+    return page(store.centres(), limit, offset)
 
 
-@router.post("/api/centres", status_code=201)
+@router.post("/api/centres", status_code=201, response_model=models.CentrePublic)
 def create_centre(body: CentreCreate, runtime: RuntimeDep) -> dict:
     centre = runtime.store.create_centre(body.id, body.name, body.commune)
     runtime.access_changed([body.id])  # its first (empty) list, for its units to find
     return centre
 
 
-@router.get("/api/centres/{centre_id}")
-def get_centre(centre_id: str, store: StoreDep) -> dict:
+@router.get("/api/centres/{centre_id}", response_model=models.CentrePublic)
+def get_centre(centre_id: CentreIdPath, store: StoreDep) -> dict:
     return store.centre(centre_id)
 
 
-@router.get("/api/devices")
-def list_devices(store: StoreDep, centre: str | None = None) -> list[dict]:
-    return store.devices(centre)
+@router.get("/api/devices", response_model=models.Page[models.DevicePublic])
+def list_devices(
+    store: StoreDep, centre: CentreFilter = None, limit: Limit = 100, offset: Offset = 0
+) -> dict:
+    return page(store.devices(centre), limit, offset)
 
 
-@router.get("/api/devices/{device_id}")
-def get_device(device_id: str, store: StoreDep) -> dict:
+@router.get("/api/devices/{device_id}", response_model=models.DevicePublic)
+def get_device(device_id: DeviceIdPath, store: StoreDep) -> dict:
     return store.device(device_id)
 
 
-@router.put("/api/devices/{device_id}")
-def assign_device(device_id: str, body: DeviceAssign, runtime: RuntimeDep) -> dict:
+@router.put("/api/devices/{device_id}", response_model=models.DevicePublic)
+def assign_device(device_id: DeviceIdPath, body: DeviceAssign, runtime: RuntimeDep) -> dict:
     try:
         topics.validate_device_id(device_id)
     except topics.TopicError as exc:
@@ -76,8 +90,14 @@ def assign_device(device_id: str, body: DeviceAssign, runtime: RuntimeDep) -> di
     return device
 
 
-@router.post("/api/devices/{device_id}/unlock", response_model=None)
-def unlock(device_id: str, body: UnlockCommand, runtime: RuntimeDep) -> dict | JSONResponse:
+@router.post(
+    "/api/devices/{device_id}/unlock",
+    response_model=models.UnlockResult,
+    responses={409: {"description": "The unit refused"}, 503: {}, 504: {}},
+)
+def unlock(
+    device_id: DeviceIdPath, body: UnlockCommand, runtime: RuntimeDep
+) -> dict | JSONResponse:
     """Open a door remotely and say whether the unit did it.
 
     The command is signed, sent once (QoS 1, never retained, expiring with its ttl) and the
@@ -130,6 +150,6 @@ def unlock(device_id: str, body: UnlockCommand, runtime: RuntimeDep) -> dict | J
     return {"ok": True, "command_id": command.command_id, "result": result.result}
 
 
-@router.get("/api/commands/{command_id}")
-def get_command(command_id: str, store: StoreDep) -> dict:
+@router.get("/api/commands/{command_id}", response_model=models.CommandPublic)
+def get_command(command_id: CommandIdPath, store: StoreDep) -> dict:
     return store.command(command_id)

@@ -1,0 +1,168 @@
+"""Response models: what each route returns, for the OpenAPI schema and its checks.
+
+The store returns dicts; these models document them. They keep every key the store gives
+(``extra="allow"``: a column added later is not silently dropped) and leave out a field
+the store left out (the ``Public`` serializer writes only the keys that were given), so
+putting a model on a route never changes its JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+T = TypeVar("T")
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: Any) -> Any:
+        data = handler(self)
+        keep = self.model_fields_set | set(self.model_extra or {})
+        return {k: v for k, v in data.items() if k in keep}
+
+
+class Page(Public, Generic[T]):
+    """One page of a list: ``items`` from ``offset``, at most ``limit``, of ``total``."""
+
+    total: int = Field(ge=0, description="How many match the filter, all pages together.")
+    limit: int | None = Field(default=None, ge=1, le=1000)
+    offset: int | None = Field(default=None, ge=0)
+    items: list[T]
+
+
+class CentrePublic(Public):
+    id: str
+    name: str
+    commune: str | None = None
+    created_at: float | None = None
+
+
+class DevicePublic(Public):
+    device_id: str
+    centre_id: str | None = None
+    state: str | None = Field(default=None, description="online, offline or null (never heard).")
+    first_seen: float | None = None
+    last_seen: float | None = None
+    software_version: str | None = None
+    config_hash: str | None = None
+    clock_synced: bool | None = None
+    outbox_pending: int | None = None
+    faults: list[Any] = []
+    doors: list[Any] = []
+
+
+class BadgePublic(Public):
+    id: int
+    member_id: int
+    badge_hash: str
+    label: str | None = None
+    enrolled_at: float | None = None
+    revoked_at: float | None = None
+
+
+class MemberPublic(Public):
+    id: int
+    name: str
+    email: str | None = None
+    active: bool
+    valid_from: float | None = None
+    valid_until: float | None = None
+    centres: list[str] | None = Field(default=None, description="null: every centre.")
+    created_at: float | None = None
+    badges: list[BadgePublic] | None = Field(
+        default=None, description="Only on a single member, not in lists."
+    )
+
+
+class UnknownCardPublic(Public):
+    badge_hash: str | None = None
+    first_seen: float
+    last_seen: float
+    count: int
+    device_id: str | None = None
+    door: str | None = None
+    centre_id: str | None = None
+
+
+class EventPublic(Public):
+    """An event as stored; fields a kind does not use are left out."""
+
+    id: int
+    event_id: str
+    device_id: str
+    seq: int
+    kind: str
+    ts: float
+    received_at: float | None = None
+    centre_id: str | None = None
+    clock_synced: bool | None = None
+    historical: bool | None = None
+    time_suspect: bool | None = None
+    door: str | None = None
+    granted: bool | None = None
+    reason: str | None = None
+    direction: str | None = None
+    member_id: int | None = None
+    room: str | None = None
+    room_state: str | None = None
+
+
+class CommandPublic(Public):
+    command_id: str
+    device_id: str
+    door: str
+    action: str
+    issued_at: float
+    expires_at: float
+    requested_by: str | None = None
+    reason: str | None = None
+    result: str | None = Field(default=None, description="executed or refused; absent until then.")
+    result_reason: str | None = None
+    answered_at: float | None = None
+
+
+class UnlockResult(Public):
+    ok: bool
+    command_id: str
+    result: str
+
+
+class PersonPresent(Public):
+    member_id: int
+    name: str | None = None
+    since: float
+
+
+class RoomState(Public):
+    room_id: str
+    name: str | None = None
+    state: str = Field(description="occupied, free or unknown (its unit is not online).")
+    since: float | None = None
+
+
+class UnitState(Public):
+    device_id: str
+    state: str
+    last_seen: float | None = None
+
+
+class CentreOccupancy(Public):
+    centre_id: str
+    name: str
+    present: int
+    people: list[PersonPresent]
+    rooms: list[RoomState]
+    units: list[UnitState]
+
+
+class Health(Public):
+    ok: bool
+    workers: list[dict[str, Any]]
+    mqtt: dict[str, Any]
+    rejected_by_reason: dict[str, Any]
+    events: int
+    writer: dict[str, Any]
