@@ -3,12 +3,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.sse import EventSourceResponse
 
+from server.routes import models
+from server.routes.params import CentreFilter, Limit, Offset, Since, Until, time_range
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["events and occupancy"])
@@ -16,21 +17,22 @@ router = APIRouter(tags=["events and occupancy"])
 KINDS = r"^(access|door_forced|door_held|door_closed|room|unlock)$"
 
 
-@router.get("/api/events")
+@router.get("/api/events", response_model=models.Page[models.EventPublic])
 def list_events(
     store: StoreDep,
-    centre: str | None = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
+    centre: CentreFilter = None,
+    since: Since = None,
+    until: Until = None,
     kind: Annotated[str | None, Query(pattern=KINDS)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict:
     """Events, newest first, with the total matching the filter."""
+    start, end = time_range(since, until)
     total, items = store.events(
         centre_id=centre,
-        since=since.timestamp() if since else None,
-        until=until.timestamp() if until else None,
+        since=start,
+        until=end,
         kind=kind,
         limit=limit,
         offset=offset,
@@ -38,7 +40,7 @@ def list_events(
     return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
-@router.get("/api/occupancy")
+@router.get("/api/occupancy", response_model=list[models.CentreOccupancy])
 def occupancy(store: StoreDep) -> list[dict]:
     """One entry per centre: people present, room states (unknown when the unit is silent)."""
     return store.occupancy(time.time())

@@ -6,12 +6,13 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
+from server.routes import models
 from server.runtime import RuntimeDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=models.Health)
 def healthz(runtime: RuntimeDep) -> dict:
     """ok: every worker thread alive and the broker connected."""
     bridge = runtime.bridge

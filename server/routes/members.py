@@ -1,12 +1,23 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field, model_validator
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, EmailStr, Field, model_validator
 
 from protocol.badges import badge_hash, parse_uid
 from server.domain.lists import touched_centres
+from server.routes import models
+from server.routes.params import (
+    BadgeId,
+    CentreFilter,
+    CentreId,
+    EpochSeconds,
+    Limit,
+    MemberId,
+    Offset,
+    check_validity,
+    known_centres,
+    page,
+)
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["members and badges"])
@@ -14,25 +25,33 @@ router = APIRouter(tags=["members and badges"])
 
 class MemberCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    valid_from: float | None = Field(default=None, description="Epoch seconds.")
-    valid_until: float | None = Field(default=None, description="Epoch seconds.")
-    centres: list[str] | None = Field(default=None, description="None: every centre.")
+    email: EmailStr | None = Field(default=None, max_length=320)
+    valid_from: EpochSeconds | None = Field(default=None, description="Epoch seconds.")
+    valid_until: EpochSeconds | None = Field(default=None, description="Epoch seconds.")
+    centres: list[CentreId] | None = Field(
+        default=None, max_length=1000, description="None: every centre."
+    )
+
+    @model_validator(mode="after")
+    def _valid_range(self) -> MemberCreate:
+        check_validity(self.valid_from, self.valid_until)
+        return self
 
 
 class MemberUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    email: EmailStr | None = Field(default=None, max_length=320)
     active: bool | None = Field(default=None, description="false revokes every badge at once.")
-    valid_from: float | None = None
-    valid_until: float | None = None
-    centres: list[str] | None = None
+    valid_from: EpochSeconds | None = None
+    valid_until: EpochSeconds | None = None
+    centres: list[CentreId] | None = Field(default=None, max_length=1000)
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> MemberUpdate:
         for name in ("name", "active"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
+        check_validity(self.valid_from, self.valid_until)
         return self
 
 
@@ -56,38 +75,40 @@ class BadgeEnrol(BaseModel):
         return self
 
 
-@router.get("/api/members")
+@router.get("/api/members", response_model=models.Page[models.MemberPublic])
 def list_members(
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict:
     total, items = store.members(limit=limit, offset=offset)
-    return {"total": total, "items": items}
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
-@router.post("/api/members", status_code=201)
+@router.post("/api/members", status_code=201, response_model=models.MemberPublic)
 def create_member(body: MemberCreate, runtime: RuntimeDep) -> dict:
+    known_centres(runtime.store, body.centres)
     member = runtime.store.create_member(body.model_dump())
     runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
     return member
 
 
-@router.get("/api/members/{member_id}")
-def get_member(member_id: int, store: StoreDep) -> dict:
+@router.get("/api/members/{member_id}", response_model=models.MemberPublic)
+def get_member(member_id: MemberId, store: StoreDep) -> dict:
     return store.member(member_id)
 
 
-@router.patch("/api/members/{member_id}")
-def update_member(member_id: int, body: MemberUpdate, runtime: RuntimeDep) -> dict:
+@router.patch("/api/members/{member_id}", response_model=models.MemberPublic)
+def update_member(member_id: MemberId, body: MemberUpdate, runtime: RuntimeDep) -> dict:
     before = runtime.store.member(member_id)
+    known_centres(runtime.store, body.centres)
     member = runtime.store.update_member(member_id, body.model_dump(exclude_unset=True))
     runtime.access_changed(touched_centres(before["centres"], member["centres"]), [member_id])
     return member
 
 
-@router.post("/api/members/{member_id}/badges", status_code=201)
-def enrol_badge(member_id: int, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
+@router.post("/api/members/{member_id}/badges", status_code=201, response_model=models.BadgePublic)
+def enrol_badge(member_id: MemberId, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
     if body.uid is not None:
         try:
             hashed = badge_hash(runtime.badge_key, parse_uid(body.uid))
@@ -100,14 +121,16 @@ def enrol_badge(member_id: int, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
     return badge
 
 
-@router.post("/api/badges/{badge_id}/revoke")
-def revoke_badge(badge_id: int, runtime: RuntimeDep) -> dict:
+@router.post("/api/badges/{badge_id}/revoke", response_model=models.BadgePublic)
+def revoke_badge(badge_id: BadgeId, runtime: RuntimeDep) -> dict:
     badge = runtime.store.revoke_badge(badge_id)
     member = runtime.store.member(badge["member_id"])
     runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
     return badge
 
 
-@router.get("/api/unknown-cards")
-def unknown_cards(store: StoreDep, centre: str | None = None) -> list[dict]:
-    return store.unknown_cards(centre)
+@router.get("/api/unknown-cards", response_model=models.Page[models.UnknownCardPublic])
+def unknown_cards(
+    store: StoreDep, centre: CentreFilter = None, limit: Limit = 100, offset: Offset = 0
+) -> dict:
+    return page(store.unknown_cards(centre), limit, offset)

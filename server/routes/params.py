@@ -88,3 +88,9 @@ def known_centres(store: Any, centre_ids: list[str] | None) -> None:
     for centre_id in centre_ids:
         if centre_id not in known:
             raise HTTPException(422, f"centres: unknown centre {centre_id!r}")
+
+
+def check_validity(valid_from: float | None, valid_until: float | None) -> None:
+    """A member's validity window: its end must not come before its start."""
+    if valid_from is not None and valid_until is not None and valid_until < valid_from:
+        raise ValueError("valid_until must not be before valid_from")

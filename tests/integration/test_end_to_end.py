@@ -117,7 +117,9 @@ def test_unknown_card_keeps_the_door_shut_and_is_listed(
 
     assert event.granted is False and event.reason == "unknown_card"
     assert relay_history(unit) == [False]  # the relay never moved
-    cards = wait_until(lambda: server.get("/api/unknown-cards").json(), what="unknown card")
+    cards = wait_until(
+        lambda: server.get("/api/unknown-cards").json()["items"], what="unknown card"
+    )
     assert cards[0]["badge_hash"] == badge_hash(badge_key, STRANGER)
     assert (cards[0]["device_id"], cards[0]["door"], cards[0]["centre_id"]) == (
         "boitron-01",
@@ -131,7 +133,7 @@ def test_unknown_card_keeps_the_door_shut_and_is_listed(
         f"/api/members/{member['id']}/badges", json={"badge_hash": cards[0]["badge_hash"]}
     )
     assert enrolled.status_code == 201
-    assert server.get("/api/unknown-cards").json() == []
+    assert server.get("/api/unknown-cards").json()["items"] == []
     wait_for_list_with(unit, badge_key, STRANGER)
     assert unit.badge("entree", STRANGER).granted is True
 

@@ -162,6 +162,7 @@ def test_member_round_trip(server: TestClient) -> None:
     got = server.get(f"/api/members/{created['id']}").json()
     assert got == created
 
+    assert server.post("/api/centres", json={"id": "belleme", "name": "Bellême"}).status_code == 201
     patched = server.patch(
         f"/api/members/{created['id']}",
         json={"active": False, "centres": ["boitron", "belleme"], "email": "a@example.org"},
