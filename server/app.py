@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from server import __version__, errors
+from server import __version__, errors, http, openapi
 from server.routes import centres, events, health, members, web
 from server.runtime import Runtime
 from server.settings import Settings
@@ -30,8 +30,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Accès et occupation des télécentres de l'Orne.",
         lifespan=lifespan,
+        docs_url=None,  # server.openapi serves /docs from the package
+        redoc_url=None,
     )
     errors.install(app)
+    http.install(app, allowed_hosts=settings.allowed_hosts, max_body_bytes=settings.max_body_bytes)
+    openapi.install(app)
     for module in (centres, members, events, health, web):
         app.include_router(module.router)
     return app

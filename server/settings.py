@@ -48,6 +48,13 @@ class Settings:
     command_wait_s: float = _setting(
         5.0, "How long an unlock request waits for the unit's answer before a 504."
     )
+    max_body_bytes: int = _setting(
+        1_048_576, "Largest request body accepted, in bytes; a bigger one is refused with 413."
+    )
+    allowed_hosts: str = _setting(
+        "127.0.0.1,localhost,testserver",
+        "Comma-separated host names the server answers to (Host header); * allows any.",
+    )
 
     @property
     def db_path(self) -> Path:

@@ -73,14 +73,30 @@ class TagChecker(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def page() -> str:
+def html() -> str:
     return files("server").joinpath("web/index.html").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
-def parsed(page: str) -> TagChecker:
+def script() -> str:
+    return files("server").joinpath("web/static/app.js").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def style() -> str:
+    return files("server").joinpath("web/static/app.css").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def page(html: str, script: str, style: str) -> str:
+    """The page as the browser gets it: the HTML, its script and its style sheet."""
+    return "\n".join([html, script, style])
+
+
+@pytest.fixture(scope="module")
+def parsed(html: str) -> TagChecker:
     checker = TagChecker()
-    checker.feed(page)
+    checker.feed(html)
     checker.close()
     return checker
 
@@ -89,9 +105,19 @@ def test_page_is_well_formed(parsed: TagChecker) -> None:
     assert parsed.errors == []
     leftover = [tag for tag in parsed.stack if tag in IMPORTANT]
     assert leftover == []
-    for tag in ("html", "head", "body", "header", "main", "style", "title"):
+    for tag in ("html", "head", "body", "header", "main", "title"):
         assert parsed.tags.get(tag) == 1, tag
-    assert parsed.tags.get("script", 0) >= 1
+    assert ("script", "src", "/static/app.js") in parsed.attrs
+    assert ("link", "href", "/static/app.css") in parsed.attrs
+
+
+def test_page_has_no_inline_script_or_style(html: str, parsed: TagChecker) -> None:
+    """The CSP (script-src 'self', style-src 'self') would block them."""
+    assert parsed.tags.get("style", 0) == 0
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/static/app.js"></script>'[:-9]]
+    assert "</script>" in html and re.search(r"<script[^>]*>\s*</script>", html)
+    for tag, name, _value in parsed.attrs:
+        assert name != "style" and not name.startswith("on"), (tag, name)
 
 
 def test_page_is_french(page: str, parsed: TagChecker) -> None:
