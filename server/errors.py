@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from server.http import security_headers
 from server.store import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
-        return error_response(500, "internal error; the server log has the details")
+        response = error_response(500, "internal error; the server log has the details")
+        # Starlette answers a crash outside every middleware: the headers are added here.
+        response.headers.update(security_headers())
+        return response
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:

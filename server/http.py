@@ -48,6 +48,11 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def security_headers() -> dict[str, str]:
+    """The headers as a dict: for the 500 answer, sent outside this middleware by Starlette."""
+    return {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+
+
 class Refused(Exception):
     """A request the middleware answers itself, in the error shape."""
 

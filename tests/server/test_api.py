@@ -330,3 +330,5 @@ def test_an_unexpected_failure_still_answers_in_the_error_shape(
         "error": "internal error; the server log has the details",
         "status": 500,
     }
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
