@@ -166,3 +166,45 @@ class Health(Public):
     rejected_by_reason: dict[str, Any]
     events: int
     writer: dict[str, Any]
+
+
+class Ok(Public):
+    ok: bool
+
+
+class OperatorPublic(Public):
+    id: int
+    login: str
+    name: str | None = None
+    role: str = Field(description="admin, manager or viewer.")
+    centres: list[str] | None = Field(default=None, description="null: every centre.")
+    disabled: bool | None = None
+
+
+class LoginResult(Public):
+    ok: bool
+    operator: OperatorPublic
+    csrf_token: str = Field(description="Send it back in X-CSRF-Token on every write.")
+
+
+class TokenPublic(Public):
+    id: int
+    operator_id: int | None = None
+    name: str
+    created_at: float | None = None
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    token: str | None = Field(default=None, description="Only in the answer that made it.")
+
+
+class AuditEntryPublic(Public):
+    id: int
+    at: float
+    actor: str | None = None
+    action: str
+    target_kind: str | None = None
+    target_id: str | int | None = None
+    centre_id: str | None = None
+    address: str | None = None
+    before: Any = None
+    after: Any = None
