@@ -159,6 +159,22 @@ def device_subscriptions(device_id: str, centre_id: str) -> list[str]:
     ]
 
 
+def acl_filter(spec: TopicSpec, owner: str | None = None) -> str:
+    """The broker ACL topic filter for ``spec``: one owner's topic, or every owner's (None).
+
+    An indexed leaf (list segments) covers all its indexes. The broker's ACL is generated
+    from these, so it follows the contract.
+    """
+    if spec.scope is Scope.DEVICE:
+        name = f"{BASE}/{'+' if owner is None else validate_device_id(owner)}/{spec.leaf}"
+    elif spec.scope is Scope.CENTRE:
+        centre = "+" if owner is None else validate_centre_id(owner)
+        name = f"{BASE}/{CENTRE_PREFIX}/{centre}/{spec.leaf}"
+    else:
+        name = f"{BASE}/{SERVER_PREFIX}/{spec.leaf}"
+    return f"{name}/+" if spec.indexed else name
+
+
 def segment_subscription(centre_id: str) -> str:
     return f"{BASE}/{CENTRE_PREFIX}/{validate_centre_id(centre_id)}/{LIST_SEGMENT.leaf}/+"
 
