@@ -29,6 +29,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items skipped.")
 
 MemberId = Annotated[int, Path(ge=1, le=MAX_ID)]
 BadgeId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
 CentreIdPath = Annotated[str, Path(pattern=IDENT, examples=["boitron"])]
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE, examples=["boitron-01"])]
 CommandIdPath = Annotated[str, Path(pattern=COMMAND)]
