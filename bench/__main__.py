@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark {sorted(unknown)[0]!r}; choose from {', '.join(GROUPS)}")
         return 2
     results = Results()
-    with tempfile.TemporaryDirectory(prefix="telecentre-bench-") as tmp, LocalBroker() as broker:
+    # One observer account per benchmark client (the client id is the user name).
+    observers = 2_100
+    with (
+        tempfile.TemporaryDirectory(prefix="telecentre-bench-") as tmp,
+        LocalBroker(observers=observers) as broker,
+    ):
         workdir = Path(tmp)
         key_file = workdir / "badge.key"
         key_file.write_text(secrets.token_hex(32))

@@ -19,32 +19,33 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge import config as edge_config
-from protocol.mqtt import make_client
+from server.broker import LocalBroker
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 
 
 def subscribed_client(
-    port: int, name: str, topic: str, on_message: Callable[..., object]
+    broker: LocalBroker, name: str, topic: str, on_message: Callable[..., object]
 ) -> mqtt.Client:
-    """A TCP_NODELAY client, returned once its subscription to ``topic`` is acknowledged."""
-    client, props = make_client(name, session_expiry_s=0)
+    """A TCP_NODELAY TLS client with its own observer account, returned once its
+    subscription to ``topic`` is acknowledged (``name`` is for messages only)."""
+    client, props = broker.client(), None
     ready = threading.Event()
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe(topic, 1)
     client.on_subscribe = lambda *a: ready.set()
-    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
     client.loop_start()
     if not ready.wait(10):
         raise RuntimeError(f"{name} could not subscribe to {topic}")
     return client
 
 
-def connected_client(port: int, name: str) -> mqtt.Client:
-    client, props = make_client(name, session_expiry_s=0)
+def connected_client(broker: LocalBroker, name: str) -> mqtt.Client:
+    client, props = broker.client(), None
     ready = threading.Event()
     client.on_connect = lambda *a: ready.set()
-    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
     client.loop_start()
     if not ready.wait(10):
         raise RuntimeError(f"{name} could not connect")
@@ -72,7 +73,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 
 def unit_config(
     workdir: Path,
-    port: int,
+    broker: LocalBroker,
     key_file: Path,
     server_key: str,
     *,
@@ -90,7 +91,7 @@ data_dir = "{workdir / "unit"}"
 pin_factory = "mock"
 server_public_keys = ["{server_key}"]
 [mqtt]
-port = {port}
+{broker.unit_mqtt(device_id, centre)}
 [[doors]]
 id = "entree"
 relay_pin = 17

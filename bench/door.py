@@ -68,7 +68,7 @@ def bench_badge(
         floor_relay.off()
     db.close()
 
-    cfg = unit_config(workdir / "badge", broker.port, key_file, signer.public_hex)
+    cfg = unit_config(workdir / "badge", broker, key_file, signer.public_hex)
     agent = EdgeAgent(cfg, build(cfg, pin_factory=factory))
     key = bytes.fromhex(key_file.read_text())
     uids = [i.to_bytes(4, "big") for i in range(BADGES)]
@@ -113,15 +113,13 @@ def bench_online(
 
     # Floor: a bare QoS1 request answered by an echo client, both with TCP_NODELAY.
     echo = subscribed_client(
-        broker.port,
+        broker,
         "bench-rt-echo",
         "bench/rt/in",
         lambda c, u, m: c.publish("bench/rt/out", m.payload, qos=1),
     )
     answered = threading.Event()
-    asker = subscribed_client(
-        broker.port, "bench-rt-ask", "bench/rt/out", lambda *a: answered.set()
-    )
+    asker = subscribed_client(broker, "bench-rt-ask", "bench/rt/out", lambda *a: answered.set())
     floor = []
     for _ in range(ONLINE):
         answered.clear()
@@ -136,7 +134,7 @@ def bench_online(
     settings = Settings(
         data_dir=workdir / "online",
         badge_key_file=key_file,
-        mqtt_port=broker.port,
+        **broker.server_settings(),  # type: ignore[arg-type]
         mqtt_client_id="bench-online",
     )
     store = Store(settings.db_path)
@@ -153,7 +151,7 @@ def bench_online(
         store.enrol_badge(member["id"], badge_hash(key, uid))
     cfg = unit_config(
         workdir / "online-unit",
-        broker.port,
+        broker,
         key_file,
         signer.public_hex,
         device_id="bench-02",

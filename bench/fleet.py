@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from protocol.mqtt import make_client
+from server.broker import LocalBroker
 
 
 class Fleet:
@@ -24,7 +24,7 @@ class Fleet:
 
     def __init__(
         self,
-        port: int,
+        broker: LocalBroker,
         n: int,
         topics_for: Callable[[int], list[str]],
         on_message: Callable[[int, mqtt.MQTTMessage], Any],
@@ -39,12 +39,12 @@ class Fleet:
         self.all_subscribed = threading.Event()
         self._stop = threading.Event()
         for i in range(n):
-            client, props = make_client(f"{prefix}-{i}", session_expiry_s=0)
+            client = broker.client()  # its own account: the client id is the user name
             client.user_data_set(i)
             client.on_connect = self._subscriber(topics_for(i))
             client.on_subscribe = self._on_subscribe
             client.on_message = lambda c, index, msg: on_message(index, msg)
-            client.connect("127.0.0.1", port, clean_start=True, properties=props)
+            client.connect("127.0.0.1", broker.port, clean_start=True)
             sock = client.socket()
             assert sock is not None
             self._selector.register(sock, selectors.EVENT_READ, client)

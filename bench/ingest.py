@@ -58,8 +58,8 @@ def bench_ingest(
         if received >= EVENTS:
             floor_done.set()
 
-    sink = subscribed_client(broker.port, "bench-sink", "bench/sink", count)
-    sender = connected_client(broker.port, "bench-sender")
+    sink = subscribed_client(broker, "bench-sink", "bench/sink", count)
+    sender = connected_client(broker, "bench-sender")
     t0 = time.perf_counter()
     for p in payloads:
         sender.publish("bench/sink", p, qos=1)
@@ -70,7 +70,7 @@ def bench_ingest(
     settings = Settings(
         data_dir=workdir / "server",
         badge_key_file=key_file,
-        mqtt_port=broker.port,
+        **broker.server_settings(),  # type: ignore[arg-type]
         mqtt_client_id="bench-server",
     )
     store = Store(settings.db_path)
@@ -89,9 +89,7 @@ def bench_ingest(
         if acked >= EVENTS:
             done.set()
 
-    acks = subscribed_client(
-        broker.port, "bench-acks", topics.topic(topics.ACK, "bench-01"), on_ack
-    )
+    acks = subscribed_client(broker, "bench-acks", topics.topic(topics.ACK, "bench-01"), on_ack)
     try:
         t0 = time.perf_counter()
         for p in payloads:

@@ -109,7 +109,7 @@ class ServerProcess:
             TELECENTRE_DATA_DIR=str(self.data_dir),
             TELECENTRE_BADGE_KEY_FILE=str(key_file),
             TELECENTRE_SIGNING_KEY_FILE=str(signing),
-            TELECENTRE_MQTT_PORT=str(broker.port),
+            **{f"TELECENTRE_{k.upper()}": str(v) for k, v in broker.server_settings().items()},
             TELECENTRE_MQTT_CLIENT_ID="bench-lists",
         )
         self.log = (workdir / "server.log").open("wb")
@@ -172,7 +172,7 @@ def bench_scale(
             head_seen.append(time.perf_counter())
 
     watcher = subscribed_client(
-        broker.port, "bench-head", topics.topic(topics.LIST_HEAD, CENTRE), on_head
+        broker, "bench-head", topics.topic(topics.LIST_HEAD, CENTRE), on_head
     )
     t0 = time.perf_counter()
     server = ServerProcess(workdir, broker, key_file, signing)
@@ -227,16 +227,14 @@ def _scale_with_server(
                 all_segments.set()
 
     t0 = time.perf_counter()
-    bare = subscribed_client(
-        broker.port, "bench-bare", topics.segment_subscription(CENTRE), on_segment
-    )
+    bare = subscribed_client(broker, "bench-bare", topics.segment_subscription(CENTRE), on_segment)
     all_segments.wait(60)
     floor_sync = time.perf_counter() - t0
     close(bare)
 
     cfg = unit_config(
         workdir / "lists-unit",
-        broker.port,
+        broker,
         key_file,
         signer.public_hex,
         device_id=f"{CENTRE}-01",
@@ -381,8 +379,8 @@ def _scale_with_server(
             arrivals.setdefault(index, time.perf_counter())
             payloads[index] = msg.payload
 
-    publisher = connected_client(broker.port, "bench-floor-pub")
-    fleet = Fleet(broker.port, UNITS, lambda i: [delta_topic, floor_topic], on_fleet)
+    publisher = connected_client(broker, "bench-floor-pub")
+    fleet = Fleet(broker, UNITS, lambda i: [delta_topic, floor_topic], on_fleet)
     try:
         if not fleet.all_subscribed.wait(120):
             raise RuntimeError("the fleet did not subscribe")

@@ -20,7 +20,12 @@ import paho.mqtt.client as mqtt
 from edge.config import ConfigError, EdgeConfig
 from protocol import topics
 from protocol.messages import Status, encode
-from protocol.mqtt import make_client
+from protocol.mqtt import (
+    describe_connect_error,
+    describe_refusal,
+    make_client,
+    record_connect_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ class MqttLink:
                 ca_certs=str(mq.ca_file) if mq.ca_file else None,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
+        self.error: str | None = "not connected yet"
+        record_connect_errors(c, self._on_connect_error)
         c.will_set(
             topics.topic(topics.STATUS, config.device_id),
             encode(Status(device_id=config.device_id, state="offline")),
@@ -127,8 +134,9 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            self._set_error(describe_refusal(reason, "mqtt.username", "mqtt.password_file"))
             return
+        self.error = None
         log.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
         # Subscribing on every connect is cheap and covers a broker that lost the session.
         client.subscribe(
@@ -143,7 +151,18 @@ class MqttLink:
     ) -> None:
         if self.connected.is_set():
             log.warning("disconnected from broker: %s", reason)
+            self.error = f"lost the broker: {reason}"
         self.connected.clear()
+
+    def _on_connect_error(self, exc: OSError) -> None:
+        mq = self.config.mqtt
+        self._set_error(describe_connect_error(exc, mq.host, mq.port))
+
+    def _set_error(self, message: str) -> None:
+        """Log a broker problem once per change, not at every retry."""
+        if message != self.error:
+            log.warning("MQTT: %s", message)
+        self.error = message
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

@@ -8,6 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from server.broker import commands as broker_commands
 from server.settings import Settings, SettingsError
 
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     signing.add_argument("path", type=Path)
     sub.add_parser("settings", help="list every setting with its default and meaning")
+    broker_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             return init_key(args.path)
         if args.command == "init-signing-key":
             return init_signing_key(args.path)
+        if args.command in broker_commands.COMMANDS:
+            return broker_commands.run(args)
         for name, default, help_text in Settings.documentation():
             print(f"TELECENTRE_{name.upper():<22} default {str(default):<20} {help_text}")
         return 0

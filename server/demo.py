@@ -81,7 +81,7 @@ def unit_config(
     centre_id: str,
     rooms: list[str],
     *,
-    port: int,
+    mqtt: str,
     key_file: Path,
     data_dir: Path,
     server_key: str,
@@ -96,8 +96,7 @@ def unit_config(
         f'server_public_keys = ["{server_key}"]',
         "",
         "[mqtt]",
-        'host = "127.0.0.1"',
-        f"port = {port}",
+        mqtt,
         "",
         "[[doors]]",
         'id = "entree"',
@@ -142,6 +141,25 @@ def seed(settings: Settings, key: bytes, rng: random.Random) -> dict[str, list[s
     return uids
 
 
+def register_units(settings: Settings, workdir: Path) -> dict[str, Path]:
+    """Each centre's unit gets its broker account as `device add` gives it (the password
+    in a 0600 file for the unit); then the broker files are generated and mosquitto
+    reloaded. Returns each centre's unit password file."""
+    from server.broker import registry
+
+    store = Store(settings.db_path)
+    files: dict[str, Path] = {}
+    try:
+        for centre_id, *_ in CENTRES:
+            new = registry.add_device(store, settings, f"{centre_id}-01", centre_id)
+            files[centre_id] = workdir / centre_id / "mqtt.password"
+            registry.write_secret(files[centre_id], new.password + "\n")
+        log.info("broker: %s", registry.regenerate(store, settings))
+    finally:
+        store.close()
+    return files
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -161,8 +179,9 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="telecentre-demo-"))
     rng = random.Random(2026)
-    broker = LocalBroker(workdir=workdir / "broker")
-    (workdir / "broker").mkdir()
+    # The broker's password file and ACL come from the registry, as `device add` makes them.
+    broker = LocalBroker(workdir=workdir / "broker", observers=0, manage_files=False)
+    (workdir / "broker").mkdir(exist_ok=True)
     units: list[subprocess.Popen[bytes]] = []
     try:
         broker.start()
@@ -174,18 +193,23 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
             data_dir=workdir / "server",
             badge_key_file=key_file,
             signing_key_file=workdir / "signing.key",
-            mqtt_port=broker.port,
+            broker_password_file=broker.paths().password_file,
+            broker_acl_file=broker.paths().acl_file,
+            broker_pid_file=broker.paths().pid_file,
+            **broker.server_settings(),  # type: ignore[arg-type]
         )
         members = seed(settings, bytes.fromhex(key_file.read_text()), rng)
+        unit_passwords = register_units(settings, workdir)
         for centre_id, _, _, rooms in CENTRES:
             unit_dir = workdir / centre_id
-            unit_dir.mkdir()
             conf = unit_dir / "unit.toml"
             conf.write_text(
                 unit_config(
                     centre_id,
                     rooms,
-                    port=broker.port,
+                    mqtt=broker.unit_mqtt(
+                        f"{centre_id}-01", password_file=unit_passwords[centre_id]
+                    ),
                     key_file=key_file,
                     data_dir=unit_dir,
                     server_key=signer.public_hex,

@@ -29,10 +29,25 @@ class Settings:
         "Ed25519 private key (PEM) that signs every message to the units; outside the database.",
     )
     mqtt_host: str = _setting("127.0.0.1", "MQTT broker host.")
-    mqtt_port: int = _setting(1883, "MQTT broker port.")
+    mqtt_port: int = _setting(8883, "MQTT broker port (the TLS listener).")
     mqtt_username: str | None = _setting(None, "MQTT user name of the server account.")
     mqtt_password_file: Path | None = _setting(None, "File holding the server's MQTT password.")
     mqtt_client_id: str = _setting("telecentre-server", "Fixed client id: keeps the session.")
+    mqtt_tls: bool = _setting(True, "Connect to the broker over TLS (false only for tests).")
+    mqtt_ca_file: Path | None = _setting(
+        None, "CA certificate the broker's certificate is checked against (None: system CAs)."
+    )
+    broker_password_file: Path = _setting(
+        Path("broker/passwd"),
+        "mosquitto password_file that `device add` and `device revoke` generate.",
+    )
+    broker_acl_file: Path = _setting(
+        Path("broker/acl"), "mosquitto acl_file that `device add` and `device revoke` generate."
+    )
+    broker_pid_file: Path | None = _setting(
+        Path("/run/mosquitto/mosquitto.pid"),
+        "mosquitto's pid file: `device add` and `device revoke` send it SIGHUP to reload.",
+    )
     max_stay_hours: float = _setting(14.0, "A member not seen leaving counts as gone after this.")
     late_event_s: float = _setting(
         60.0,
@@ -80,6 +95,12 @@ class Settings:
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:
     kind = str(type_name)
+    if kind.startswith("bool"):
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"TELECENTRE_{name.upper()}: expected true or false, got {raw!r}")
     try:
         if kind.startswith("int"):
             return int(raw)

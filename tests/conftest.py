@@ -18,6 +18,7 @@ from edge.agent import EdgeAgent
 from edge.hardware.build import build
 from protocol.signing import Signer
 from server.app import create_app
+from server.auth import service
 from server.broker import LocalBroker
 from server.settings import Settings
 
@@ -74,7 +75,11 @@ def server_key(signing_key_file: Path) -> str:
 def server(
     broker: LocalBroker, tmp_path: Path, key_file: Path, signing_key_file: Path
 ) -> Iterator[TestClient]:
-    """The real app (lifespan, bridge, store) with centre ``boitron`` and unit ``boitron-01``."""
+    """The real app (lifespan, bridge, store) with centre ``boitron`` and unit ``boitron-01``.
+
+    The client is logged in as the admin ``admin`` by an API token (``Authorization:
+    Bearer``); ``login_client`` gives clients of other roles on the same app.
+    """
     settings = Settings(
         data_dir=tmp_path / "server",
         badge_key_file=key_file,
@@ -84,6 +89,7 @@ def server(
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         wait_until(runtime.bridge.connected.is_set, what="server connected to broker")
+        as_admin(client)
         assert (
             client.post("/api/centres", json={"id": "boitron", "name": "Boitron"}).status_code
             == 201
@@ -92,6 +98,74 @@ def server(
             client.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).status_code == 200
         )
         yield client
+
+
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def operator_token(runtime: Any, login: str, *, role: str, centres: list[str] | None = None) -> str:
+    """Create an operator (password ``TEST_PASSWORD``) and return an API token of theirs."""
+    operator = service.create_operator(
+        runtime.store,
+        login=login,
+        name=login.title(),
+        role=role,
+        centres=centres,
+        password=TEST_PASSWORD,
+        actor="cli",
+        address=None,
+        now=time.time(),
+    )
+    token, _ = service.create_token(
+        runtime.store,
+        runtime.settings,
+        operator,
+        name="tests",
+        days=1,
+        actor="cli",
+        address=None,
+        now=time.time(),
+    )
+    return token
+
+
+def as_admin(client: TestClient) -> TestClient:
+    """Log a client of a freshly started app in as the admin ``admin`` (made on first use
+    of its database) with a new API token; returns the client."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    try:
+        operator = runtime.store.operator_by_login("admin")
+    except LookupError:
+        client.headers["Authorization"] = "Bearer " + operator_token(runtime, "admin", role="admin")
+        return client
+    token, _ = service.create_token(
+        runtime.store,
+        runtime.settings,
+        operator,
+        name="tests",
+        days=1,
+        actor="cli",
+        address=None,
+        now=time.time(),
+    )
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+@pytest.fixture
+def login_client(server: TestClient) -> Callable[..., TestClient]:
+    """``login_client(login, role=…, centres=…)``: a client of the same running app,
+    authenticated as a new operator by an API token; ``login_client(None)``: anonymous."""
+
+    def make(login: str | None, *, role: str = "viewer", centres: list[str] | None = None):
+        client = TestClient(server.app, raise_server_exceptions=False)
+        if login is not None:
+            runtime = server.app.state.runtime  # type: ignore[attr-defined]
+            token = operator_token(runtime, login, role=role, centres=centres)
+            client.headers["Authorization"] = f"Bearer {token}"
+        return client
+
+    return make
 
 
 def unit_toml(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import ssl
 import threading
 import time
 import uuid
@@ -23,12 +24,17 @@ from paho.mqtt.properties import Properties
 
 from protocol import topics
 from protocol.messages import Command, ServerStatus, encode
-from protocol.mqtt import make_client
+from protocol.mqtt import (
+    describe_connect_error,
+    describe_refusal,
+    make_client,
+    record_connect_errors,
+)
 from protocol.signing import Signer
 from protocol.workers import Worker
 from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,11 +61,24 @@ class Bridge:
             settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S
         )
         c = self._client
+        self.error: str | None = "not connected yet"
         if settings.mqtt_username:
             password = None
             if settings.mqtt_password_file:
-                password = settings.mqtt_password_file.read_text().strip()
+                try:
+                    password = settings.mqtt_password_file.read_text().strip()
+                except OSError as exc:
+                    raise SettingsError(
+                        f"mqtt_password_file: cannot read {settings.mqtt_password_file} "
+                        f"({exc.strerror})"
+                    ) from None
             c.username_pw_set(settings.mqtt_username, password)
+        if settings.mqtt_tls:
+            ca = settings.mqtt_ca_file
+            if ca is not None and not ca.is_file():
+                raise SettingsError(f"mqtt_ca_file: {ca} does not exist")
+            c.tls_set(ca_certs=str(ca) if ca else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        record_connect_errors(c, self._on_connect_error)
         c.will_set(
             topics.topic(topics.SERVER_STATUS),
             self._server_status("offline"),
@@ -118,6 +137,8 @@ class Bridge:
         rejected = self.rejections.snapshot()
         return {
             "connected": self.connected.is_set(),
+            "broker": f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
+            "error": None if self.connected.is_set() else self.error,
             "instance": self.instance,
             "connects": self.connects,
             "received": self.received,
@@ -170,8 +191,11 @@ class Bridge:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            log.error("broker refused the server: %s", reason)
+            self._set_error(
+                describe_refusal(reason, "mqtt_username", "mqtt_password_file"), logging.ERROR
+            )
             return
+        self.error = None
         client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
         client.publish(
             topics.topic(topics.SERVER_STATUS),
@@ -195,7 +219,21 @@ class Bridge:
     ) -> None:
         if self.connected.is_set():
             log.warning("bridge lost the broker: %s", reason)
+            self.error = f"lost the broker at {self._where()}: {reason}"
         self.connected.clear()
+
+    def _on_connect_error(self, exc: OSError) -> None:
+        host, port = self.settings.mqtt_host, self.settings.mqtt_port
+        self._set_error(describe_connect_error(exc, host, port), logging.ERROR)
+
+    def _set_error(self, message: str, level: int) -> None:
+        """Log a broker problem once per change (a retry every few seconds says nothing new)."""
+        if message != self.error:
+            log.log(level, "MQTT: %s", message)
+        self.error = message
+
+    def _where(self) -> str:
+        return f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.received += 1

@@ -21,7 +21,16 @@ from protocol.messages import Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
 from server.domain.access import BadgeRecord
 from server.store.records import CentreListState, IngestResult, StatusResult
-from server.store.sqlite import access, badges, centres, commands, devices, members, occupancy
+from server.store.sqlite import (
+    access,
+    badges,
+    centres,
+    commands,
+    credentials,
+    devices,
+    members,
+    occupancy,
+)
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
@@ -119,6 +128,27 @@ class Store:
     def device_known(self, device_id: str) -> bool:
         """Whether the unit is in the registry (the devices table)."""
         return devices.centre_of(self.db, device_id)[0]
+
+    def register_device(self, device_id: str, centre_id: str, password_hash: str) -> dict:
+        """Put a unit in the registry with its broker password hash (``device add``)."""
+        self.centre(centre_id)
+        now = time.time()
+
+        def register(db: Database) -> None:
+            devices.assign(db, device_id, centre_id)
+            credentials.set_hash(db, device_id, password_hash, now)
+
+        self.write(register)
+        return self.device(device_id)
+
+    def revoke_device_credentials(self, device_id: str) -> bool:
+        """Remove the unit's broker account; False when it had none."""
+        self.device(device_id)
+        return self.write(lambda db: credentials.remove(db, device_id))
+
+    def device_credentials(self) -> list[dict]:
+        """Every unit with a broker account (device id, centre, password hash)."""
+        return credentials.list_all(self.db)
 
     def record_status(self, status: Status, received_at: float) -> Future[StatusResult]:
         """Store a registered unit's birth or last will and the rooms it announces.

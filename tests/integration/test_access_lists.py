@@ -19,7 +19,6 @@ from protocol import topics
 from protocol.badges import badge_hash
 from protocol.lists import SEGMENT_ENTRIES
 from protocol.messages import ACTIVE, REVOKED
-from protocol.mqtt import make_client
 from server.broker import LocalBroker
 from tests.conftest import wait_until
 
@@ -71,15 +70,15 @@ def test_an_enrolled_card_opens_offline_and_a_revocation_in_a_partition_lands_af
 class CentreWatcher:
     """A bystander subscribed to everything under one centre's list topics."""
 
-    def __init__(self, port: int, centre: str) -> None:
+    def __init__(self, broker: LocalBroker, centre: str) -> None:
         self.messages: list[tuple[str, bool]] = []  # (topic, retained)
         self._subscribed = threading.Event()
         wildcard = f"{topics.BASE}/{topics.CENTRE_PREFIX}/{centre}/#"
-        self._client, props = make_client(f"watch-{centre}", session_expiry_s=0)
+        self._client = broker.client()
         self._client.on_connect = lambda c, *_: c.subscribe(wildcard, qos=1)
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", port, clean_start=True, properties=props)
+        self._client.connect("127.0.0.1", broker.port, clean_start=True)
         self._client.loop_start()
         assert self._subscribed.wait(10), "the watcher could not subscribe"
 
@@ -100,8 +99,8 @@ def test_a_change_for_one_centre_publishes_nothing_to_another(
 ) -> None:
     assert server.post("/api/centres", json={"id": "belleme", "name": "Bellême"}).status_code == 201
     unit = make_unit()
-    belleme = CentreWatcher(broker.port, "belleme")
-    boitron = CentreWatcher(broker.port, "boitron")
+    belleme = CentreWatcher(broker, "belleme")
+    boitron = CentreWatcher(broker, "boitron")
     try:
         # Bellême has its (empty) list: the retained head and delta are there.
         wait_until(

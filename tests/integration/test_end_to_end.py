@@ -59,7 +59,7 @@ def relay_history(agent: EdgeAgent) -> list[bool]:
 
 def connected_client(broker: LocalBroker) -> mqtt.Client:
     """A plain MQTT client, returned once the broker has accepted it."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = broker.client()
     ready = threading.Event()
     client.on_connect = lambda *args: ready.set()
     client.connect("127.0.0.1", broker.port)

@@ -12,7 +12,7 @@ from edge.hardware.fakes import FakeCardReader
 from server.app import create_app
 from server.broker import LocalBroker
 from server.settings import Settings
-from tests.conftest import wait_until
+from tests.conftest import as_admin, wait_until
 
 ALICE = bytes.fromhex("04a1b2c3")
 
@@ -68,6 +68,7 @@ def test_events_made_while_the_server_is_down_arrive_when_it_is_back(
         mqtt_port=broker.port,
     )
     with TestClient(create_app(settings)) as client:
+        as_admin(client)
         client.post("/api/centres", json={"id": "boitron", "name": "Boitron"})
         client.put("/api/devices/boitron-01", json={"centre_id": "boitron"})
         member = client.post("/api/members", json={"name": "Alice Martin"}).json()
@@ -80,6 +81,7 @@ def test_events_made_while_the_server_is_down_arrive_when_it_is_back(
     assert all(e.granted for e in decisions)
 
     with TestClient(create_app(settings)) as client:
+        as_admin(client)
         wait_until(
             lambda: unit.outbox.pending_count() == 0, timeout=20, what="the unit's outbox to drain"
         )

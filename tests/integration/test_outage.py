@@ -23,7 +23,7 @@ from protocol.messages import ServerStatus, decode
 from server.app import create_app
 from server.broker import LocalBroker
 from server.settings import Settings
-from tests.conftest import CONTACT_PIN, unit_toml, wait_until
+from tests.conftest import as_admin, CONTACT_PIN, unit_toml, wait_until
 from tests.server.mqtt.support import Listener
 
 QUEUE = 5
@@ -88,6 +88,7 @@ def test_events_made_during_an_outage_longer_than_the_broker_queue_arrive_once(
     counter = Listener(broker, topics.topic(topics.EVENT, "boitron-01"))
     try:
         with TestClient(create_app(settings)) as client:
+            as_admin(client)
             first = client.app.state.runtime.bridge.instance  # type: ignore[attr-defined]
             client.post("/api/centres", json={"id": "boitron", "name": "Boitron"})
             client.put("/api/devices/boitron-01", json={"centre_id": "boitron"})
@@ -109,6 +110,7 @@ def test_events_made_during_an_outage_longer_than_the_broker_queue_arrive_once(
         assert EVENTS * 5 <= publishes < without_backoff / 2.5, (publishes, outage)
 
         with TestClient(create_app(settings)) as client:
+            as_admin(client)
             second = client.app.state.runtime.bridge.instance  # type: ignore[attr-defined]
             assert second != first
             wait_until(

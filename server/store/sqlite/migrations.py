@@ -181,3 +181,14 @@ def m020_centre_lists(db: Database) -> None:
     )
     # v1 kept one list version per unit; lists are per centre now.
     db["access_lists"].drop(ignore=True)
+
+
+@migrations()
+def m040_device_credentials(db: Database) -> None:
+    # Each unit's broker account: only the hash mosquitto's password file needs (PBKDF2,
+    # mosquitto_passwd's $7$ format); the password itself is shown once by `device add`.
+    db["device_credentials"].create(
+        {"device_id": str, "password_hash": str, "created_at": float},
+        pk="device_id",
+        not_null={"password_hash", "created_at"},
+    )

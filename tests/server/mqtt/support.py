@@ -19,16 +19,12 @@ class Listener:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"test-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
+        self.client = broker.client()
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         ready = threading.Event()
         self.client.on_connect = lambda *args: ready.set()
-        self.client.connect("127.0.0.1", broker.port)
+        self.client.connect("127.0.0.1", broker.port, clean_start=True)
         self.client.loop_start()
         assert ready.wait(5), "the test client could not connect"
         if topics:

@@ -1,0 +1,87 @@
+"""The broker's accounts from the device registry: ``device add``, ``revoke``, ``list``.
+
+The server's own account takes its password from ``mqtt_password_file`` (made here, 0600,
+when it does not exist yet); each unit's from the hash stored by ``device add``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.broker.files import reload_broker, write_access_files
+from server.domain import broker_access
+from server.domain.broker_access import Grant
+from server.settings import Settings, SettingsError
+from server.store import Store
+
+DEFAULT_SERVER_USERNAME = "telecentre-server"
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    device_id: str
+    centre_id: str
+    password: str  # shown once, never stored
+
+
+def server_password(settings: Settings, *, create: bool = False) -> str:
+    """The server's broker password, from ``mqtt_password_file``."""
+    path = settings.mqtt_password_file
+    if not settings.mqtt_username or path is None:
+        raise SettingsError(
+            "the server's broker account needs TELECENTRE_MQTT_USERNAME and "
+            "TELECENTRE_MQTT_PASSWORD_FILE"
+        )
+    if create and not path.exists():
+        write_secret(path, broker_access.new_password() + "\n")
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"mqtt_password_file: cannot read {path} ({exc.strerror})") from None
+
+
+def write_secret(path: Path, text: str) -> None:
+    """A new file only its owner can read (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def grants(store: Store, settings: Settings) -> list[Grant]:
+    password = server_password(settings, create=True)
+    assert settings.mqtt_username is not None
+    out = [
+        broker_access.server_grant(settings.mqtt_username, broker_access.hash_password(password))
+    ]
+    for row in store.device_credentials():
+        if row["device_id"] == settings.mqtt_username:
+            continue  # never let a unit named like the server shadow its account
+        out.append(
+            broker_access.unit_grant(row["device_id"], row["centre_id"], row["password_hash"])
+        )
+    return out
+
+
+def regenerate(store: Store, settings: Settings) -> str:
+    """Write the password file and the ACL from the registry, reload the broker; returns
+    what the reload did."""
+    write_access_files(
+        grants(store, settings), settings.broker_password_file, settings.broker_acl_file
+    )
+    return reload_broker(settings.broker_pid_file)
+
+
+def add_device(store: Store, settings: Settings, device_id: str, centre_id: str) -> NewDevice:
+    """Register the unit with a new random password (only its hash is kept)."""
+    from protocol.topics import validate_device_id
+
+    validate_device_id(device_id)
+    if device_id == settings.mqtt_username:
+        raise SettingsError(f"{device_id!r} is the server's broker account: pick another id")
+    password = broker_access.new_password()
+    store.register_device(device_id, centre_id, broker_access.hash_password(password))
+    return NewDevice(device_id, centre_id, password)
