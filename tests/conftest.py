@@ -40,9 +40,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         pause.wait(0.01)
 
 
+# Units the tests use, with a broker account each (others: ``broker.add_unit``).
+TEST_UNITS = {"boitron-01": "boitron", "boitron-02": "boitron", "belleme-01": "belleme"}
+
+
 @pytest.fixture
 def broker() -> Iterator[LocalBroker]:
-    with LocalBroker() as running:
+    """mosquitto from the production config: TLS, accounts, the generated ACL."""
+    with LocalBroker(units=TEST_UNITS) as running:
         yield running
 
 
@@ -84,7 +89,7 @@ def server(
         data_dir=tmp_path / "server",
         badge_key_file=key_file,
         signing_key_file=signing_key_file,
-        mqtt_port=broker.port,
+        **broker.server_settings(),
     )
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
@@ -170,18 +175,19 @@ def login_client(server: TestClient) -> Callable[..., TestClient]:
 
 def unit_toml(
     *,
-    port: int,
+    broker: LocalBroker,
     key_file: Path,
     data_dir: Path,
     server_key: str,
     reader: str = "fake",
     device_id: str = "boitron-01",
+    centre: str = "boitron",
     extra: str = "",
 ) -> str:
     return f"""
 schema = 1
 device_id = "{device_id}"
-centre = "boitron"
+centre = "{centre}"
 badge_key_file = "{key_file}"
 data_dir = "{data_dir}"
 pin_factory = "mock"
@@ -190,8 +196,7 @@ ack_timeout_s = 2
 server_public_keys = ["{server_key}"]
 
 [mqtt]
-host = "127.0.0.1"
-port = {port}
+{broker.unit_mqtt(device_id, centre)}
 keepalive_s = 5
 
 [[doors]]
@@ -229,7 +234,7 @@ def make_unit(
         conf = tmp_path / f"unit-{len(agents)}.toml"
         conf.write_text(
             unit_toml(
-                port=broker.port,
+                broker=broker,
                 key_file=key_file,
                 server_key=server_key,
                 data_dir=tmp_path / f"unit-{len(agents)}",

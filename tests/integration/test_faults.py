@@ -65,7 +65,7 @@ def test_events_made_while_the_server_is_down_arrive_when_it_is_back(
         data_dir=tmp_path / "server",
         badge_key_file=key_file,
         signing_key_file=signing_key_file,
-        mqtt_port=broker.port,
+        **broker.server_settings(),
     )
     with TestClient(create_app(settings)) as client:
         as_admin(client)

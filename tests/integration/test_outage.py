@@ -23,7 +23,7 @@ from protocol.messages import ServerStatus, decode
 from server.app import create_app
 from server.broker import LocalBroker
 from server.settings import Settings
-from tests.conftest import as_admin, CONTACT_PIN, unit_toml, wait_until
+from tests.conftest import CONTACT_PIN, TEST_UNITS, as_admin, unit_toml, wait_until
 from tests.server.mqtt.support import Listener
 
 QUEUE = 5
@@ -43,7 +43,7 @@ class SmallQueueBroker(LocalBroker):
 
 @pytest.fixture
 def broker() -> Iterator[LocalBroker]:
-    with SmallQueueBroker() as running:
+    with SmallQueueBroker(units=TEST_UNITS) as running:
         yield running
 
 
@@ -53,7 +53,7 @@ def unit(
 ) -> Iterator[EdgeAgent]:
     conf = tmp_path / "unit.toml"
     text = unit_toml(
-        port=broker.port, key_file=key_file, server_key=server_key, data_dir=tmp_path / "unit"
+        broker=broker, key_file=key_file, server_key=server_key, data_dir=tmp_path / "unit"
     )
     conf.write_text(text.replace("ack_timeout_s = 2", f"ack_timeout_s = {ACK_TIMEOUT_S}"))
     cfg = edge_config.load(conf)
@@ -82,7 +82,7 @@ def test_events_made_during_an_outage_longer_than_the_broker_queue_arrive_once(
         data_dir=tmp_path / "server",
         badge_key_file=key_file,
         signing_key_file=signing_key_file,
-        mqtt_port=broker.port,
+        **broker.server_settings(),
     )
     presence = Listener(broker, topics.topic(topics.SERVER_STATUS))
     counter = Listener(broker, topics.topic(topics.EVENT, "boitron-01"))
