@@ -397,30 +397,26 @@ def test_topic_tree_and_device_id_rule_are_documented() -> None:
 
 
 def test_broker_acl_sketch() -> None:
-    """Each unit: write its edge -> server leaves, read its server -> edge leaves."""
-    acl = TEXT  # the ACL sketch is a ```text block, which sections leave out
-    for spec in ALL_TOPICS:
-        if spec.scope is not Scope.DEVICE:
-            continue
-        access = "write" if spec.direction is topics.Direction.EDGE_TO_SERVER else "read"
-        assert f"pattern {access} {topics.BASE}/%u/{spec.leaf}\n" in acl, spec.leaf
-    assert f"pattern read {topics.topic(topics.SERVER_STATUS)}\n" in acl
-    assert "pattern readwrite telecentre/%u/#" not in acl
-    assert f"topic read {topics.BASE}/{topics.CENTRE_PREFIX}/boitron/#\n" in acl
-    assert f"topic readwrite {topics.BASE}/#\n" in acl
+    """The documented ACL is what the generator writes for one unit and the server."""
+    from server.domain import broker_access as ba
+
+    generated = ba.acl_file(
+        [
+            ba.unit_grant("boitron-01", "boitron", "$7$x"),
+            ba.server_grant("telecentre-server", "$7$x"),
+        ]
+    )
+    assert f"```text\n{generated}```" in TEXT
+    assert "readwrite" not in generated and "pattern" not in generated
 
 
 def test_unit_subscriptions_are_readable_under_the_acl() -> None:
     """What device_subscriptions gives is covered by the ACL's read lines for the unit."""
-    for name in topics.device_subscriptions("boitron-01", "boitron"):
-        parsed = topics.parse(name)
-        if parsed.spec.scope is Scope.DEVICE:
-            line = f"pattern read {topics.BASE}/%u/{parsed.spec.leaf}"
-        elif parsed.spec.scope is Scope.SERVER:
-            line = f"pattern read {name}"
-        else:
-            line = f"topic read {topics.BASE}/{topics.CENTRE_PREFIX}/boitron/#"
-        assert line in TEXT, name
+    for name in [
+        *topics.device_subscriptions("boitron-01", "boitron"),
+        topics.segment_subscription("boitron"),
+    ]:
+        assert f"topic read {name}\n" in TEXT, name
 
 
 # --- fields -----------------------------------------------------------------------------------
