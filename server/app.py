@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from server import __version__, errors, http, openapi
-from server.routes import centres, events, health, members, web
+from server.auth import deps as auth
+from server.routes import audit, centres, events, health, members, web
+from server.routes import auth as auth_routes
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     http.install(app, allowed_hosts=settings.allowed_hosts, max_body_bytes=settings.max_body_bytes)
     openapi.install(app)
-    for module in (centres, members, events, health, web):
+    auth.install(app)  # 401/403/429 refusals, with their headers
+    for module in (centres, members, events, health, web, auth_routes, audit):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from server.auth import cli as auth_commands
 from server.broker import commands as broker_commands
 from server.settings import Settings, SettingsError
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     signing.add_argument("path", type=Path)
     sub.add_parser("settings", help="list every setting with its default and meaning")
+    auth_commands.add_parsers(sub)
     broker_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             return init_key(args.path)
         if args.command == "init-signing-key":
             return init_signing_key(args.path)
+        if args.command in auth_commands.COMMANDS:
+            return auth_commands.run(args)
         if args.command in broker_commands.COMMANDS:
             return broker_commands.run(args)
         for name, default, help_text in Settings.documentation():

@@ -15,11 +15,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from protocol.badges import badge_hash
 from protocol.signing import Signer
 from server.broker import LocalBroker
+from server.domain.audit import CLI_ACTOR
 from server.settings import Settings
 from server.store import Store
 
@@ -141,6 +143,34 @@ def seed(settings: Settings, key: bytes, rng: random.Random) -> dict[str, list[s
     return uids
 
 
+def demo_admin(settings: Settings) -> tuple[str, str, str]:
+    """An admin for this demo only: (login, random password, API token), made as the
+    command line makes them (there is no default password, not even here)."""
+    from server.auth import service
+
+    login, password = "demo", secrets.token_urlsafe(12)
+    store = Store(settings.db_path)
+    try:
+        now = time.time()
+        operator = service.create_operator(
+            store,
+            login=login,
+            name="Démo",
+            role="admin",
+            centres=None,
+            password=password,
+            actor=CLI_ACTOR,
+            address=None,
+            now=now,
+        )
+        token, _ = service.create_token(
+            store, settings, operator, name="demo", days=1, actor=CLI_ACTOR, address=None, now=now
+        )
+    finally:
+        store.close()
+    return login, password, token
+
+
 def register_units(settings: Settings, workdir: Path) -> dict[str, Path]:
     """Each centre's unit gets its broker account as `device add` gives it (the password
     in a 0600 file for the unit); then the broker files are generated and mosquitto
@@ -199,6 +229,7 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
             **broker.server_settings(),  # type: ignore[arg-type]
         )
         members = seed(settings, bytes.fromhex(key_file.read_text()), rng)
+        login, password, token = demo_admin(settings)
         unit_passwords = register_units(settings, workdir)
         for centre_id, _, _, rooms in CENTRES:
             unit_dir = workdir / centre_id
@@ -236,6 +267,9 @@ def run(*, http_port: int = 8000, day_seconds: float = 240.0) -> int:
             )
         print(
             f"\n  Telecentre demo: http://127.0.0.1:{http_port}/  (API: /docs)"
+            f"\n  login: {login}   password: {password}"
+            f"\n  API token: {token}"
+            f"\n  (use it as the header  Authorization: Bearer <token>)"
             f"\n  broker 127.0.0.1:{broker.port}, files in {workdir}"
             f"\n  one simulated day lasts {day_seconds:.0f} s; Ctrl-C stops everything\n",
             flush=True,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,6 +23,8 @@ class Runtime:
     bridge: Bridge
     badge_key: bytes
     signer: Signer
+    # What sessions, tokens, throttling and the audit log read the time from (tests move it).
+    clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:

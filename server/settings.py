@@ -70,6 +70,20 @@ class Settings:
         "127.0.0.1,localhost,testserver",
         "Comma-separated host names the server answers to (Host header); * allows any.",
     )
+    session_idle_minutes: float = _setting(
+        30.0, "A login session ends after this many minutes without a request."
+    )
+    session_max_hours: float = _setting(
+        12.0, "A login session ends this many hours after the login, used or not."
+    )
+    login_max_failures: int = _setting(
+        5, "Failed logins of one account within login_window_minutes before a 429."
+    )
+    login_max_failures_per_address: int = _setting(
+        20, "Failed logins from one address within login_window_minutes before a 429."
+    )
+    login_window_minutes: float = _setting(15.0, "The window failed logins are counted in.")
+    token_max_days: int = _setting(365, "Longest validity of a personal API token, in days.")
 
     @property
     def db_path(self) -> Path:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from protocol import topics
 from protocol.messages import Command
+from server.auth.deps import AdminOnly, AuditDep, CanWrite, Scope, require_centre
 from server.errors import error_response
 from server.routes import models
 from server.routes.params import (
@@ -22,6 +23,7 @@ from server.routes.params import (
     page,
 )
 from server.runtime import RuntimeDep, StoreDep
+from server.store import NotFound
 
 router = APIRouter(tags=["centres and units"])
 
@@ -51,42 +53,81 @@ class UnlockCommand(BaseModel):
 
 
 @router.get("/api/centres", response_model=models.Page[models.CentrePublic])
-def list_centres(store: StoreDep, limit: Limit = 100, offset: Offset = 0) -> dict:
-    return page(store.centres(), limit, offset)
+def list_centres(store: StoreDep, scope: Scope, limit: Limit = 100, offset: Offset = 0) -> dict:
+    return page([c for c in store.centres() if scope.sees(c["id"])], limit, offset)
 
 
 @router.post("/api/centres", status_code=201, response_model=models.CentrePublic)
-def create_centre(body: CentreCreate, runtime: RuntimeDep) -> dict:
+def create_centre(body: CentreCreate, runtime: RuntimeDep, _: AdminOnly, audit: AuditDep) -> dict:
     centre = runtime.store.create_centre(body.id, body.name, body.commune)
     runtime.access_changed([body.id])  # its first (empty) list, for its units to find
+    audit.record("centre.created", "centre", body.id, centre=body.id, after=centre)
     return centre
 
 
 @router.get("/api/centres/{centre_id}", response_model=models.CentrePublic)
-def get_centre(centre_id: CentreIdPath, store: StoreDep) -> dict:
+def get_centre(centre_id: CentreIdPath, store: StoreDep, scope: Scope) -> dict:
+    require_centre(scope, centre_id, f"no centre {centre_id!r}")
     return store.centre(centre_id)
 
 
 @router.get("/api/devices", response_model=models.Page[models.DevicePublic])
 def list_devices(
-    store: StoreDep, centre: CentreFilter = None, limit: Limit = 100, offset: Offset = 0
+    store: StoreDep,
+    scope: Scope,
+    centre: CentreFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict:
-    return page(store.devices(centre), limit, offset)
+    if centre is not None:
+        require_centre(scope, centre, f"no centre {centre!r}")
+    devices = [d for d in store.devices(centre) if scope.sees(d.get("centre_id"))]
+    return page(devices, limit, offset)
+
+
+def visible_device(store: StoreDep, scope: Scope, device_id: str) -> dict:
+    """The unit, or NotFound when it belongs to a centre the operator does not see."""
+    device = store.device(device_id)
+    require_centre(scope, device.get("centre_id"), f"no unit {device_id!r}")
+    return device
 
 
 @router.get("/api/devices/{device_id}", response_model=models.DevicePublic)
-def get_device(device_id: DeviceIdPath, store: StoreDep) -> dict:
-    return store.device(device_id)
+def get_device(device_id: DeviceIdPath, store: StoreDep, scope: Scope) -> dict:
+    return visible_device(store, scope, device_id)
 
 
 @router.put("/api/devices/{device_id}", response_model=models.DevicePublic)
-def assign_device(device_id: DeviceIdPath, body: DeviceAssign, runtime: RuntimeDep) -> dict:
+def assign_device(
+    device_id: DeviceIdPath,
+    body: DeviceAssign,
+    runtime: RuntimeDep,
+    _: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict:
+    """Register a unit in a centre, or move it (a manager: between their centres)."""
     try:
         topics.validate_device_id(device_id)
     except topics.TopicError as exc:
         raise HTTPException(422, f"device_id: {exc}") from None
+    try:
+        before: dict | None = visible_device(runtime.store, scope, device_id)
+    except NotFound:
+        before = None
+        if scope.centres is not None and runtime.store.device_known(device_id):
+            raise  # another centre's unit: as if it did not exist
+    require_centre(scope, body.centre_id, f"no centre {body.centre_id!r}")
     device = runtime.store.assign_device(device_id, body.centre_id)
     runtime.access_changed([body.centre_id])
+    audit.record(
+        "device.assigned",
+        "device",
+        device_id,
+        centre=body.centre_id,
+        before={"centre_id": before.get("centre_id")} if before else None,
+        after={"centre_id": body.centre_id},
+    )
     return device
 
 
@@ -96,7 +137,12 @@ def assign_device(device_id: DeviceIdPath, body: DeviceAssign, runtime: RuntimeD
     responses={409: {"description": "The unit refused"}, 503: {}, 504: {}},
 )
 def unlock(
-    device_id: DeviceIdPath, body: UnlockCommand, runtime: RuntimeDep
+    device_id: DeviceIdPath,
+    body: UnlockCommand,
+    runtime: RuntimeDep,
+    operator: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
 ) -> dict | JSONResponse:
     """Open a door remotely and say whether the unit did it.
 
@@ -108,7 +154,7 @@ def unlock(
     settings = runtime.settings
     if body.ttl_s > settings.max_command_ttl_s:
         raise HTTPException(422, f"ttl_s: at most {settings.max_command_ttl_s:g} seconds")
-    device = runtime.store.device(device_id)
+    device = visible_device(runtime.store, scope, device_id)
     bridge = runtime.bridge
     if device.get("state") != "online" or not bridge.connected.is_set():
         raise HTTPException(503, f"unit offline: {device_id} cannot be reached now")
@@ -120,7 +166,7 @@ def unlock(
         door=body.door,
         issued_at=now,
         expires_at=now + body.ttl_s,
-        requested_by="api",  # operators come with logins
+        requested_by=operator.login,
         reason=body.reason,
     )
     runtime.store.create_command(command)
@@ -132,6 +178,21 @@ def unlock(
     finally:
         bridge.handlers.forget(command.command_id)
     result = pending.result
+    audit.record(
+        "door.unlock",
+        "command",
+        command.command_id,
+        centre=device.get("centre_id"),
+        after={
+            "device_id": device_id,
+            "door": body.door,
+            "reason": body.reason,
+            # The unit's answer; "no answer" when none came in time (a late one is
+            # still recorded on the command).
+            "result": result.result if answered and result else "no answer",
+            "result_reason": result.reason if answered and result else None,
+        },
+    )
     if not answered or result is None:
         return error_response(
             504,
@@ -151,5 +212,10 @@ def unlock(
 
 
 @router.get("/api/commands/{command_id}", response_model=models.CommandPublic)
-def get_command(command_id: CommandIdPath, store: StoreDep) -> dict:
-    return store.command(command_id)
+def get_command(command_id: CommandIdPath, store: StoreDep, scope: Scope) -> dict:
+    command = store.command(command_id)
+    try:
+        visible_device(store, scope, command["device_id"])
+    except NotFound:
+        raise NotFound(f"no command {command_id!r}") from None
+    return command

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.sse import EventSourceResponse
 
+from server.auth.deps import Scope, require_centre
+from server.domain.operators import CentreScope
 from server.routes import models
 from server.routes.params import CentreFilter, Limit, Offset, Since, Until, time_range
 from server.runtime import RuntimeDep, StoreDep
@@ -20,6 +22,7 @@ KINDS = r"^(access|door_forced|door_held|door_closed|room|unlock)$"
 @router.get("/api/events", response_model=models.Page[models.EventPublic])
 def list_events(
     store: StoreDep,
+    scope: Scope,
     centre: CentreFilter = None,
     since: Since = None,
     until: Until = None,
@@ -27,10 +30,13 @@ def list_events(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict:
-    """Events, newest first, with the total matching the filter."""
+    """Events, newest first, with the total matching the filter (a manager's centres only)."""
+    if centre is not None:
+        require_centre(scope, centre, f"no centre {centre!r}")
     start, end = time_range(since, until)
     total, items = store.events(
         centre_id=centre,
+        centre_ids=scope.centres,
         since=start,
         until=end,
         kind=kind,
@@ -41,13 +47,19 @@ def list_events(
 
 
 @router.get("/api/occupancy", response_model=list[models.CentreOccupancy])
-def occupancy(store: StoreDep) -> list[dict]:
+def occupancy(store: StoreDep, scope: Scope) -> list[dict]:
     """One entry per centre: people present, room states (unknown when the unit is silent)."""
-    return store.occupancy(time.time())
+    return visible_occupancy(store.occupancy(time.time()), scope)
+
+
+def visible_occupancy(centres: list[dict], scope: CentreScope) -> list[dict]:
+    return [c for c in centres if scope.sees(c["centre_id"])]
 
 
 @router.get("/api/occupancy/stream", response_class=EventSourceResponse)
-async def occupancy_stream(request: Request, runtime: RuntimeDep) -> AsyncIterator[list[dict]]:
+async def occupancy_stream(
+    request: Request, runtime: RuntimeDep, scope: Scope
+) -> AsyncIterator[list[dict]]:
     """The occupancy again each time it changes (Server-Sent Events)."""
     store = runtime.store
     seen = -1
@@ -57,5 +69,5 @@ async def occupancy_stream(request: Request, runtime: RuntimeDep) -> AsyncIterat
         if store.change_counter != seen or time.monotonic() - last_sent > 15:
             seen = store.change_counter
             last_sent = time.monotonic()
-            yield await asyncio.to_thread(store.occupancy, time.time())
+            yield visible_occupancy(await asyncio.to_thread(store.occupancy, time.time()), scope)
         await asyncio.sleep(0.25)

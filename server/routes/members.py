@@ -4,7 +4,10 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, EmailStr, Field, model_validator
 
 from protocol.badges import badge_hash, parse_uid
+from server.auth.deps import AuditDep, CanWrite, Scope, require_centre
+from server.domain.audit import changed
 from server.domain.lists import touched_centres
+from server.domain.operators import CentreScope
 from server.routes import models
 from server.routes.params import (
     BadgeId,
@@ -19,6 +22,7 @@ from server.routes.params import (
     page,
 )
 from server.runtime import RuntimeDep, StoreDep
+from server.store import NotFound, Store
 
 router = APIRouter(tags=["members and badges"])
 
@@ -75,40 +79,115 @@ class BadgeEnrol(BaseModel):
         return self
 
 
+def _audit_centre(centres: list[str] | None) -> str | None:
+    """The centre an audit entry is filed under: the member's one centre, if one."""
+    return centres[0] if centres and len(centres) == 1 else None
+
+
+def visible_member(store: Store, scope: CentreScope, member_id: int) -> dict:
+    """The member, or NotFound when the operator's centres do not include them."""
+    member = store.member(member_id)
+    if not scope.sees_member(member["centres"]):
+        raise NotFound(f"no member {member_id}")
+    return member
+
+
+def check_changeable(scope: CentreScope, centres: list[str] | None, *, asked: bool) -> None:
+    """Refuse a manager a member reaching beyond their centres (see domain.operators).
+
+    ``asked``: the centres come from the request (a new member, a move), so a centre the
+    manager does not see is unknown to them (404); otherwise the member is visible, with
+    its centres, and the refusal is a 403.
+    """
+    if scope.changes_member(centres):
+        return
+    for centre_id in centres or () if asked else ():
+        require_centre(scope, centre_id, f"no centre {centre_id!r}")
+    raise HTTPException(
+        403,
+        "ce membre a accès à d'autres centres que les vôtres : seul un admin peut le modifier "
+        "/ this member reaches centres beyond yours: only an admin can change them",
+    )
+
+
 @router.get("/api/members", response_model=models.Page[models.MemberPublic])
 def list_members(
     store: StoreDep,
+    scope: Scope,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict:
-    total, items = store.members(limit=limit, offset=offset)
+    """Members by name (a manager: those allowed at one of their centres or at all)."""
+    total, items = store.members(limit=limit, offset=offset, centre_ids=scope.centres)
     return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
 @router.post("/api/members", status_code=201, response_model=models.MemberPublic)
-def create_member(body: MemberCreate, runtime: RuntimeDep) -> dict:
+def create_member(
+    body: MemberCreate, runtime: RuntimeDep, _: CanWrite, scope: Scope, audit: AuditDep
+) -> dict:
+    check_changeable(scope, body.centres, asked=True)
     known_centres(runtime.store, body.centres)
     member = runtime.store.create_member(body.model_dump())
     runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
+    audit.record(
+        "member.created",
+        "member",
+        member["id"],
+        centre=_audit_centre(member["centres"]),
+        after={k: v for k, v in member.items() if k != "badges"},
+    )
     return member
 
 
 @router.get("/api/members/{member_id}", response_model=models.MemberPublic)
-def get_member(member_id: MemberId, store: StoreDep) -> dict:
-    return store.member(member_id)
+def get_member(member_id: MemberId, store: StoreDep, scope: Scope) -> dict:
+    return visible_member(store, scope, member_id)
 
 
 @router.patch("/api/members/{member_id}", response_model=models.MemberPublic)
-def update_member(member_id: MemberId, body: MemberUpdate, runtime: RuntimeDep) -> dict:
-    before = runtime.store.member(member_id)
+def update_member(
+    member_id: MemberId,
+    body: MemberUpdate,
+    runtime: RuntimeDep,
+    _: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict:
+    before = visible_member(runtime.store, scope, member_id)
+    check_changeable(scope, before["centres"], asked=False)
+    fields = body.model_dump(exclude_unset=True)
+    if "centres" in fields:
+        check_changeable(scope, fields["centres"], asked=True)
     known_centres(runtime.store, body.centres)
-    member = runtime.store.update_member(member_id, body.model_dump(exclude_unset=True))
+    member = runtime.store.update_member(member_id, fields)
     runtime.access_changed(touched_centres(before["centres"], member["centres"]), [member_id])
+    was, now = changed(
+        {k: v for k, v in before.items() if k != "badges"},
+        {k: v for k, v in member.items() if k != "badges"},
+    )
+    audit.record(
+        "member.updated",
+        "member",
+        member_id,
+        centre=_audit_centre(member["centres"]),
+        before=was,
+        after=now,
+    )
     return member
 
 
 @router.post("/api/members/{member_id}/badges", status_code=201, response_model=models.BadgePublic)
-def enrol_badge(member_id: MemberId, body: BadgeEnrol, runtime: RuntimeDep) -> dict:
+def enrol_badge(
+    member_id: MemberId,
+    body: BadgeEnrol,
+    runtime: RuntimeDep,
+    _: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict:
+    member = visible_member(runtime.store, scope, member_id)
+    check_changeable(scope, member["centres"], asked=False)
     if body.uid is not None:
         try:
             hashed = badge_hash(runtime.badge_key, parse_uid(body.uid))
@@ -117,20 +196,55 @@ def enrol_badge(member_id: MemberId, body: BadgeEnrol, runtime: RuntimeDep) -> d
     else:
         hashed = body.badge_hash  # type: ignore[assignment]
     badge = runtime.store.enrol_badge(member_id, hashed, body.label)
-    runtime.access_changed(touched_centres(runtime.store.member(member_id)["centres"]), [member_id])
+    runtime.access_changed(touched_centres(member["centres"]), [member_id])
+    audit.record(
+        "badge.enrolled",
+        "badge",
+        badge["id"],
+        centre=_audit_centre(member["centres"]),
+        after={
+            "member_id": member_id,
+            "label": badge["label"],
+            "enrolled_at": badge["enrolled_at"],
+        },
+    )
     return badge
 
 
 @router.post("/api/badges/{badge_id}/revoke", response_model=models.BadgePublic)
-def revoke_badge(badge_id: BadgeId, runtime: RuntimeDep) -> dict:
+def revoke_badge(
+    badge_id: BadgeId, runtime: RuntimeDep, _: CanWrite, scope: Scope, audit: AuditDep
+) -> dict:
+    before = runtime.store.badge(badge_id)
+    try:
+        member = visible_member(runtime.store, scope, before["member_id"])
+    except NotFound:
+        raise NotFound(f"no badge {badge_id}") from None
+    check_changeable(scope, member["centres"], asked=False)
     badge = runtime.store.revoke_badge(badge_id)
-    member = runtime.store.member(badge["member_id"])
     runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
+    audit.record(
+        "badge.revoked",
+        "badge",
+        badge_id,
+        centre=_audit_centre(member["centres"]),
+        before={"revoked_at": before["revoked_at"]},
+        after={"revoked_at": badge["revoked_at"], "member_id": member["id"]},
+    )
     return badge
 
 
 @router.get("/api/unknown-cards", response_model=models.Page[models.UnknownCardPublic])
 def unknown_cards(
-    store: StoreDep, centre: CentreFilter = None, limit: Limit = 100, offset: Offset = 0
+    store: StoreDep,
+    scope: Scope,
+    centre: CentreFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict:
-    return page(store.unknown_cards(centre), limit, offset)
+    """Cards tapped but not enrolled (a manager: those tapped in their centres)."""
+    if centre is not None:
+        require_centre(scope, centre, f"no centre {centre!r}")
+    return page(
+        [c for c in store.unknown_cards(centre) if scope.sees(c["centre_id"])], limit, offset
+    )

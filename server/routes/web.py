@@ -8,6 +8,8 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from server.auth.deps import PageOperator
+
 router = APIRouter()
 
 
@@ -18,5 +20,6 @@ def _page() -> str:
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index() -> str:
+def index(_: PageOperator) -> str:
+    """The live page, for operators logged in (others are sent to /login)."""
     return _page()

@@ -20,6 +20,8 @@ from sqlite_utils import Database
 from protocol.messages import Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
 from server.domain.access import BadgeRecord
+from server.domain.audit import AuditEvent
+from server.domain.operators import Operator
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
     access,
@@ -31,7 +33,9 @@ from server.store.sqlite import (
     members,
     occupancy,
 )
+from server.store.sqlite import audit as audit_sql
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
+from server.store.sqlite import operators as operators_sql
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
 
@@ -178,8 +182,12 @@ class Store:
     def member(self, member_id: int) -> dict:
         return members.get(self.db, member_id)
 
-    def members(self, *, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
-        return members.page(self.db, limit=limit, offset=offset)
+    def members(
+        self, *, limit: int = 100, offset: int = 0, centre_ids: Iterable[str] | None = None
+    ) -> tuple[int, list[dict]]:
+        """(total, one page by name); ``centre_ids``: only members allowed at one of these
+        centres or at every centre."""
+        return members.page(self.db, limit=limit, offset=offset, centre_ids=centre_ids)
 
     def enrol_badge(self, member_id: int, badge_hash: str, label: str | None = None) -> dict:
         self.member(member_id)
@@ -275,10 +283,13 @@ class Store:
         kind: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        centre_ids: Iterable[str] | None = None,
     ) -> tuple[int, list[dict]]:
-        """(total matching, one page of events newest first)."""
+        """(total matching, one page of events newest first); ``centre_ids``: only events
+        of these centres."""
         return events_sql.page(
             self.db,
+            centre_ids=centre_ids,
             centre_id=centre_id,
             since=since,
             until=until,
@@ -313,3 +324,140 @@ class Store:
     def occupancy(self, now: float) -> list[dict]:
         """People present and room states per centre; rooms of a silent unit are unknown."""
         return occupancy.current(self.db, now, self.max_stay_s)
+
+    # -- operators, sessions, API tokens ----------------------------------------------------
+
+    def create_operator(
+        self,
+        *,
+        login: str,
+        name: str,
+        role: str,
+        centres: list[str] | None,
+        password_hash: str,
+        now: float,
+    ) -> Operator:
+        operator_id = self.write(
+            lambda db: operators_sql.insert(
+                db,
+                login=login,
+                name=name,
+                role=role,
+                centres=centres,
+                password_hash=password_hash,
+                now=now,
+            )
+        )
+        return self.operator(operator_id)
+
+    def operator(self, operator_id: int) -> Operator:
+        return operators_sql.to_operator(operators_sql.by_id(self.db, operator_id))
+
+    def operator_by_login(self, login: str) -> Operator:
+        return operators_sql.to_operator(operators_sql.by_login(self.db, login))
+
+    def operator_password_hash(self, login: str) -> tuple[Operator, str]:
+        """(the operator, their Argon2 hash): for checking a password, nothing else."""
+        row = operators_sql.by_login(self.db, login)
+        return operators_sql.to_operator(row), row["password_hash"]
+
+    def operators(self) -> list[Operator]:
+        return [operators_sql.to_operator(r) for r in operators_sql.list_all(self.db)]
+
+    def update_operator(self, operator_id: int, fields: dict[str, Any], now: float) -> Operator:
+        """Change an operator's fields (``password_hash``, ``disabled``, …)."""
+        self.operator(operator_id)
+        self.write(lambda db: operators_sql.update(db, operator_id, fields, now))
+        return self.operator(operator_id)
+
+    def create_session(
+        self, token_hash: str, operator_id: int, csrf_hash: str, address: str | None, now: float
+    ) -> None:
+        self.write(
+            lambda db: operators_sql.insert_session(
+                db, token_hash, operator_id, csrf_hash, address, now
+            )
+        )
+
+    def session(self, token_hash: str) -> dict | None:
+        return operators_sql.session(self.db, token_hash)
+
+    def touch_session(self, token_hash: str, now: float) -> None:
+        self.write(lambda db: operators_sql.touch_session(db, token_hash, now))
+
+    def end_session(self, token_hash: str) -> None:
+        self.write(lambda db: operators_sql.delete_session(db, token_hash))
+
+    def end_sessions(self, operator_id: int, keep: str | None = None) -> None:
+        """End every session of an operator but ``keep`` (a session's token hash)."""
+        self.write(lambda db: operators_sql.delete_sessions(db, operator_id, keep))
+
+    def end_expired_sessions(self, idle_before: float, created_before: float) -> None:
+        self.write(
+            lambda db: operators_sql.delete_expired_sessions(db, idle_before, created_before)
+        )
+
+    def create_token(
+        self, operator_id: int, name: str, token_hash: str, expires_at: float, now: float
+    ) -> dict:
+        token_id = self.write(
+            lambda db: operators_sql.insert_token(
+                db, operator_id, name, token_hash, expires_at, now
+            )
+        )
+        return self.token(token_id)
+
+    def token(self, token_id: int) -> dict:
+        """An API token's record (never its hash)."""
+        return operators_sql.token(self.db, token_id)
+
+    def token_by_hash(self, token_hash: str) -> dict | None:
+        return operators_sql.token_by_hash(self.db, token_hash)
+
+    def tokens(self, operator_id: int) -> list[dict]:
+        return operators_sql.tokens_of(self.db, operator_id)
+
+    def revoke_token(self, token_id: int, now: float) -> dict:
+        self.token(token_id)
+        self.write(lambda db: operators_sql.revoke_token(db, token_id, now))
+        return self.token(token_id)
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit(self, event: AuditEvent) -> int:
+        """Append an entry to the audit log; the log is never updated nor pruned."""
+        return self.write(lambda db: audit_sql.append(db, event))
+
+    def audit_entries(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        centre_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[dict]]:
+        """(total matching, one page of entries newest first)."""
+        return audit_sql.page(
+            self.db,
+            actor=actor,
+            action=action,
+            centre_id=centre_id,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+
+    def audit_times(
+        self,
+        action: str,
+        *,
+        target_id: str | None = None,
+        address: str | None = None,
+        since: float,
+    ) -> list[float]:
+        """When ``action`` was logged since ``since`` for one account or one address."""
+        return audit_sql.times(self.db, action, target_id=target_id, address=address, since=since)

@@ -60,9 +60,17 @@ def test_unlock_waits_for_the_unit_and_reports_that_the_door_opened(
         "entree",
         "unlock",
     )
-    assert command["result"] == "executed" and command["requested_by"] == "api"
+    assert command["result"] == "executed" and command["requested_by"] == "admin"
     assert command["reason"] == "Livreur bloqué"
     assert 9 < command["expires_at"] - command["issued_at"] <= 10  # ttl_s default 10
+    audit = server.get("/api/audit", params={"action": "door.unlock"}).json()["items"]
+    assert (audit[0]["actor"], audit[0]["target_id"], audit[0]["centre_id"]) == (
+        "admin",
+        body["command_id"],
+        "boitron",
+    )
+    assert audit[0]["after"]["reason"] == "Livreur bloqué"
+    assert audit[0]["after"]["result"] == "executed"
     events = wait_until(
         lambda: server.get("/api/events", params={"kind": "unlock"}).json()["items"],
         what="the unlock event",

@@ -7,19 +7,29 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from server.broker import free_port
 from tests.conftest import wait_until
 
 
-def get_json(url: str) -> object:
+def get_json(url: str, token: str) -> object:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return json.loads(response.read())
     except OSError:
         return None
+
+
+def printed(log: IO[str], pattern: str) -> str | None:
+    """The first group of ``pattern`` in what the demo printed so far."""
+    log.seek(0)
+    found = re.search(pattern, log.read())
+    return found.group(1) if found else None
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -43,9 +53,14 @@ def test_demo_shows_three_live_centres_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        token = wait_until(
+            lambda: printed(log, r"API token: (\S+)"), timeout=60, what="the demo's API token"
+        )
+        assert printed(log, r"login: (\S+)") == "demo"
+        assert printed(log, r"password: (\S+)")
 
         def centres_live() -> object:
-            centres = get_json(f"{base}/api/occupancy")
+            centres = get_json(f"{base}/api/occupancy", token)
             if not centres:
                 return None
             live = [
@@ -56,18 +71,26 @@ def test_demo_shows_three_live_centres_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
             return centres if len(live) == 3 else None
 
         centres = wait_until(centres_live, timeout=60, what="three centres online")
+        try:  # the API is not open to anyone
+            urllib.request.urlopen(f"{base}/api/occupancy", timeout=5)
+            raise AssertionError("anonymous read of /api/occupancy")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 401
         assert {c["name"] for c in centres} == {
             "Télécentre de Boitron",
             "Télécentre du Pays de Camembert",
             "Télécentre de Bellême",
         }
         events = wait_until(
-            lambda: (get_json(f"{base}/api/events?kind=access") or {}).get("total", 0) >= 3,
+            lambda: (get_json(f"{base}/api/events?kind=access", token) or {}).get("total", 0) >= 3,
             timeout=60,
             what="members badging in",
         )
         assert events
-        with urllib.request.urlopen(f"{base}/", timeout=2) as page:
+        page_request = urllib.request.Request(
+            f"{base}/", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(page_request, timeout=2) as page:
             assert "/api/occupancy/stream" in page.read().decode()
     finally:
         demo.send_signal(signal.SIGINT)

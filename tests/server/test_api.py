@@ -141,7 +141,8 @@ def test_patching_active_null_does_not_deactivate(server: TestClient) -> None:
 
 def test_patching_name_null_is_a_422(server: TestClient) -> None:
     alice = member(server)
-    unchecked = TestClient(server.app, raise_server_exceptions=False)  # same running app
+    # The same running app, logged in the same way.
+    unchecked = TestClient(server.app, raise_server_exceptions=False, headers=server.headers)
     assert_error(unchecked.patch(f"/api/members/{alice['id']}", json={"name": None}), 422, "name")
     assert server.get(f"/api/members/{alice['id']}").json()["name"] == "Alice Martin"
 
@@ -322,7 +323,7 @@ def test_an_unexpected_failure_still_answers_in_the_error_shape(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(store, "centres", broken)
-    client = TestClient(server.app, raise_server_exceptions=False)
+    client = TestClient(server.app, raise_server_exceptions=False, headers=server.headers)
     response = client.get("/api/centres")
     assert response.status_code == 500
     assert response.json() == {

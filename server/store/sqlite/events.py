@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from sqlite_utils import Database
 
@@ -115,9 +116,15 @@ def page(
     kind: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    centre_ids: Iterable[str] | None = None,
 ) -> tuple[int, list[dict]]:
-    """(total matching, one page of events newest first with the member's name)."""
+    """(total matching, one page of events newest first with the member's name);
+    ``centre_ids`` (a manager's centres) keeps only events of these centres."""
     clauses, args = [], []
+    if centre_ids is not None:
+        allowed = sorted(centre_ids)
+        clauses.append(f"centre_id IN ({', '.join('?' * len(allowed)) or 'NULL'})")
+        args.extend(allowed)
     for clause, value in (
         ("centre_id = ?", centre_id),
         ("ts >= ?", since),

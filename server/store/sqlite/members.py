@@ -43,10 +43,22 @@ def get(db: Database, member_id: int) -> dict:
     return _row(rows[0], badges.for_member(db, member_id))
 
 
-def page(db: Database, *, limit: int, offset: int) -> tuple[int, list[dict]]:
-    """(total, members by name), without their badges."""
-    total = db["members"].count
-    rows = db["members"].rows_where(order_by="name", limit=limit, offset=offset)
+def page(
+    db: Database, *, limit: int, offset: int, centre_ids: Iterable[str] | None = None
+) -> tuple[int, list[dict]]:
+    """(total, members by name), without their badges; with ``centre_ids`` (a manager's
+    centres) only members allowed at one of them or at every centre."""
+    where, args = None, []
+    if centre_ids is not None:
+        allowed = sorted(centre_ids)
+        marks = ", ".join("?" * len(allowed)) or "NULL"
+        where = (
+            "centres IS NULL OR EXISTS (SELECT 1 FROM json_each(members.centres)"
+            f" WHERE json_each.value IN ({marks}))"
+        )
+        args = allowed
+    total = db["members"].count_where(where or "1", args)
+    rows = db["members"].rows_where(where, args, order_by="name", limit=limit, offset=offset)
     return total, [_row(r) for r in rows]
 
 

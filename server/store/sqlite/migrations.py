@@ -184,6 +184,87 @@ def m020_centre_lists(db: Database) -> None:
 
 
 @migrations()
+def m030_operators(db: Database) -> None:
+    # People who log in. Passwords as Argon2 hashes; a manager's centres as a JSON list.
+    db["operators"].create(
+        {
+            "id": int,
+            "login": str,
+            "name": str,
+            "role": str,
+            "centres": str,
+            "disabled": int,
+            "password_hash": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"login", "name", "role", "disabled", "password_hash"},
+    )
+    db["operators"].create_index(["login"], unique=True)
+    # Sessions and API tokens are stored as SHA-256 of the random secret only: a copy of
+    # the database does not let anyone in.
+    db["sessions"].create(
+        {
+            "token_hash": str,
+            "operator_id": int,
+            "csrf_hash": str,
+            "created_at": float,
+            "last_seen": float,
+            "address": str,
+        },
+        pk="token_hash",
+        foreign_keys=[("operator_id", "operators", "id")],
+        not_null={"operator_id", "csrf_hash", "created_at", "last_seen"},
+    )
+    db["sessions"].create_index(["operator_id"])
+    db["api_tokens"].create(
+        {
+            "id": int,
+            "operator_id": int,
+            "name": str,
+            "token_hash": str,
+            "created_at": float,
+            "expires_at": float,
+            "revoked_at": float,
+        },
+        pk="id",
+        foreign_keys=[("operator_id", "operators", "id")],
+        not_null={"operator_id", "token_hash", "created_at", "expires_at"},
+    )
+    db["api_tokens"].create_index(["token_hash"], unique=True)
+
+
+@migrations()
+def m031_audit(db: Database) -> None:
+    db["audit"].create(
+        {
+            "id": int,
+            "at": float,
+            "actor": str,
+            "action": str,
+            "target_kind": str,
+            "target_id": str,
+            "centre_id": str,
+            "address": str,
+            "before": str,
+            "after": str,
+        },
+        pk="id",
+        not_null={"at", "actor", "action", "target_kind"},
+    )
+    db["audit"].create_index(["at"])
+    db["audit"].create_index(["action", "target_id", "at"])  # login throttling by account
+    db["audit"].create_index(["action", "address", "at"])  # and by address
+    # Append-only, enforced by the database itself and not only by the code above it.
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER audit_no_{verb.lower()} BEFORE {verb} ON audit"
+            " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        )
+
+
+@migrations()
 def m040_device_credentials(db: Database) -> None:
     # Each unit's broker account: only the hash mosquitto's password file needs (PBKDF2,
     # mosquitto_passwd's $7$ format); the password itself is shown once by `device add`.

@@ -1,0 +1,1 @@
+"""Operators, sessions, API tokens and roles, as FastAPI dependencies (``deps``)."""

@@ -1,0 +1,332 @@
+"""The role matrix: every route of the app × every kind of caller × an object of centre A
+and one of centre B, with the status each must get.
+
+Callers: the admin, a manager of centre A (``boitron``), a viewer, and nobody. A manager
+gets 404 for anything of centre B (no existence oracle), a viewer 403 for every write,
+nobody 401 (303 to the login page for the live page). A route missing from ``MATRIX``
+fails ``test_every_route_is_in_the_matrix``: a new route must be placed here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from protocol.messages import Command
+from tests.conftest import TEST_PASSWORD
+
+CALLERS = ("admin", "manager", "viewer", "anonymous")
+A, B = "boitron", "belleme"
+
+
+@dataclass
+class World:
+    """Clients of each caller, and objects of each centre made by the admin."""
+
+    clients: dict[str, TestClient]
+    logins: dict[str, str]
+    members: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def admin(self) -> TestClient:
+        return self.clients["admin"]
+
+    def new_member(self, centre: str) -> int:
+        answer = self.admin.post("/api/members", json={"name": "Zoé Roussel", "centres": [centre]})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["id"]
+
+    def new_badge(self, centre: str) -> int:
+        member_id = self.new_member(centre)
+        answer = self.admin.post(
+            f"/api/members/{member_id}/badges", json={"uid": secrets.token_hex(4)}
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()["id"]
+
+    def new_token(self, caller: str) -> int:
+        """A token of ``caller`` (the admin's for nobody), to revoke without logging out."""
+        client = self.clients[caller if caller != "anonymous" else "admin"]
+        answer = client.post("/api/tokens", json={"name": "to revoke", "days": 1})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["id"]
+
+
+def unit(centre: str) -> str:
+    return f"{centre}-01"
+
+
+# Each route: how to ask for it about an object of ``centre``, by ``caller``.
+Request = tuple[str, str, dict[str, Any] | None]
+Maker = Callable[[World, str, str], Request]
+
+
+def get(path: str) -> Maker:
+    return lambda w, centre, caller: ("GET", path.format(centre=centre, unit=unit(centre)), None)
+
+
+def same(status: int) -> dict[str, tuple[int, int]]:
+    return {caller: (status, status) for caller in CALLERS}
+
+
+def read(a: int = 200) -> dict[str, tuple[int, int]]:
+    """A read of one centre's object: a manager of A does not see B's."""
+    return {"admin": (a, a), "manager": (a, 404), "viewer": (a, a), "anonymous": (401, 401)}
+
+
+def read_all() -> dict[str, tuple[int, int]]:
+    """A read of a list or of oneself: every operator, nobody else."""
+    return {
+        "admin": (200, 200),
+        "manager": (200, 200),
+        "viewer": (200, 200),
+        "anonymous": (401, 401),
+    }
+
+
+def write(a: int = 200) -> dict[str, tuple[int, int]]:
+    """A change to one centre's object."""
+    return {"admin": (a, a), "manager": (a, 404), "viewer": (403, 403), "anonymous": (401, 401)}
+
+
+def admin_only(status: int = 200) -> dict[str, tuple[int, int]]:
+    return {
+        "admin": (status, status),
+        "manager": (403, 403),
+        "viewer": (403, 403),
+        "anonymous": (401, 401),
+    }
+
+
+def self_service(status: int = 200) -> dict[str, tuple[int, int]]:
+    return {caller: (status, status) for caller in CALLERS[:3]} | {"anonymous": (401, 401)}
+
+
+MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
+    # Public: health, the login page and route, the API's description (it holds no data).
+    ("GET", "/healthz"): (get("/healthz"), same(200)),
+    ("GET", "/login"): (get("/login"), same(200)),
+    ("GET", "/login.js"): (get("/login.js"), same(200)),
+    ("POST", "/api/login"): (
+        lambda w, c, caller: (
+            "POST",
+            "/api/login",
+            {"login": w.logins.get(caller, "viewer"), "password": TEST_PASSWORD},
+        ),
+        same(200),
+    ),
+    ("GET", "/openapi.json"): (get("/openapi.json"), same(200)),
+    ("GET", "/docs"): (get("/docs"), same(200)),
+    # The pages' own scripts and styles and the offline /docs assets (no data in them).
+    ("MOUNT", "/static"): (get("/static/app.css"), same(200)),
+    # The live page: nobody is sent to the login page.
+    ("GET", "/"): (
+        get("/"),
+        {"admin": (200, 200), "manager": (200, 200), "viewer": (200, 200), "anonymous": (303, 303)},
+    ),
+    # Centres and units.
+    ("GET", "/api/centres"): (get("/api/centres"), read_all()),
+    ("POST", "/api/centres"): (
+        lambda w, c, caller: (
+            "POST",
+            "/api/centres",
+            {"id": f"new-{next(w.counter)}", "name": "N"},
+        ),
+        admin_only(201),
+    ),
+    ("GET", "/api/centres/{centre_id}"): (get("/api/centres/{centre}"), read()),
+    ("GET", "/api/devices"): (get("/api/devices?centre={centre}"), read()),
+    ("GET", "/api/devices/{device_id}"): (get("/api/devices/{unit}"), read()),
+    ("PUT", "/api/devices/{device_id}"): (
+        lambda w, c, caller: ("PUT", f"/api/devices/{unit(c)}", {"centre_id": c}),
+        write(),
+    ),
+    # The units are not online here: 503 says the request got past every check.
+    ("POST", "/api/devices/{device_id}/unlock"): (
+        lambda w, c, caller: ("POST", f"/api/devices/{unit(c)}/unlock", {"door": "entree"}),
+        write(503),
+    ),
+    ("GET", "/api/commands/{command_id}"): (
+        lambda w, c, caller: ("GET", f"/api/commands/{w.commands[c]}", None),
+        read(),
+    ),
+    # Members and badges.
+    ("GET", "/api/members"): (get("/api/members"), read_all()),
+    ("POST", "/api/members"): (
+        lambda w, c, caller: ("POST", "/api/members", {"name": "Jules Hébert", "centres": [c]}),
+        write(201),
+    ),
+    ("GET", "/api/members/{member_id}"): (
+        lambda w, c, caller: ("GET", f"/api/members/{w.members[c]}", None),
+        read(),
+    ),
+    ("PATCH", "/api/members/{member_id}"): (
+        lambda w, c, caller: ("PATCH", f"/api/members/{w.members[c]}", {"email": "z@example.fr"}),
+        write(),
+    ),
+    ("POST", "/api/members/{member_id}/badges"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/api/members/{w.members[c]}/badges",
+            {"uid": secrets.token_hex(4)},
+        ),
+        write(201),
+    ),
+    ("POST", "/api/badges/{badge_id}/revoke"): (
+        lambda w, c, caller: ("POST", f"/api/badges/{w.new_badge(c)}/revoke", None),
+        write(),
+    ),
+    ("GET", "/api/unknown-cards"): (get("/api/unknown-cards?centre={centre}"), read()),
+    # Events and occupancy.
+    ("GET", "/api/events"): (get("/api/events?centre={centre}"), read()),
+    ("GET", "/api/occupancy"): (get("/api/occupancy"), read_all()),
+    ("GET", "/api/occupancy/stream"): (get("/api/occupancy/stream"), read_all()),
+    # One's own session, password and tokens.
+    ("POST", "/api/logout"): (lambda w, c, caller: ("POST", "/api/logout", None), self_service()),
+    ("POST", "/api/password"): (
+        lambda w, c, caller: (
+            "POST",
+            "/api/password",
+            {"current": TEST_PASSWORD, "new": TEST_PASSWORD},
+        ),
+        self_service(),
+    ),
+    ("GET", "/api/me"): (get("/api/me"), self_service()),
+    ("GET", "/api/tokens"): (get("/api/tokens"), self_service()),
+    ("POST", "/api/tokens"): (
+        lambda w, c, caller: ("POST", "/api/tokens", {"name": "script", "days": 1}),
+        self_service(201),
+    ),
+    # "A": one's own token; "B": the admin's (only an admin revokes another's).
+    ("DELETE", "/api/tokens/{token_id}"): (
+        lambda w, c, caller: (
+            "DELETE",
+            f"/api/tokens/{w.new_token(caller if c == A else 'admin')}",
+            None,
+        ),
+        {"admin": (200, 200), "manager": (200, 404), "viewer": (200, 404), "anonymous": (401, 401)},
+    ),
+    # The audit log.
+    ("GET", "/api/audit"): (get("/api/audit?centre={centre}"), admin_only()),
+    ("GET", "/api/audit.csv"): (get("/api/audit.csv?centre={centre}"), admin_only()),
+}
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    """(method, path) of every route the app answers, included routers and mounts too."""
+    found: set[tuple[str, str]] = set()
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop()
+        if hasattr(route, "effective_route_contexts"):  # FastAPI's included router
+            pending.extend(c.original_route for c in route.effective_route_contexts())
+            continue
+        methods = getattr(route, "methods", None)
+        if not methods:  # a mount (static files) or a websocket
+            found.add(("MOUNT", route.path))
+            continue
+        found.update((m, route.path) for m in methods if m != "HEAD")
+    return found
+
+
+@pytest.fixture
+def world(server: TestClient, login_client: Callable[..., TestClient]) -> World:
+    runtime = server.app.state.runtime  # type: ignore[attr-defined]
+    assert server.post("/api/centres", json={"id": B, "name": "Bellême"}).status_code == 201
+    assert server.put(f"/api/devices/{unit(B)}", json={"centre_id": B}).status_code == 200
+    w = World(
+        clients={
+            "admin": server,
+            "manager": login_client("manager-a", role="manager", centres=[A]),
+            "viewer": login_client("viewer", role="viewer"),
+            "anonymous": login_client(None),
+        },
+        logins={"admin": "admin", "manager": "manager-a", "viewer": "viewer"},
+    )
+    for centre in (A, B):
+        w.members[centre] = w.new_member(centre)
+        now = time.time()
+        command = Command(
+            command_id=str(uuid.uuid4()),
+            device_id=unit(centre),
+            action="unlock",
+            door="entree",
+            issued_at=now,
+            expires_at=now + 10,
+            requested_by="admin",
+        )
+        runtime.store.create_command(command)
+        w.commands[centre] = command.command_id
+    return w
+
+
+def test_every_route_is_in_the_matrix(server: TestClient) -> None:
+    routes = app_routes(server.app)
+    assert routes - MATRIX.keys() == set(), "place these routes in MATRIX"
+    assert MATRIX.keys() - routes == set(), "these routes no longer exist"
+
+
+def status_of(client: TestClient, method: str, url: str, body: dict | None) -> int:
+    try:
+        if url.endswith("/stream"):  # an endless stream: its status is enough
+            with client.stream(method, url) as response:
+                return response.status_code
+        return client.request(method, url, json=body, follow_redirects=False).status_code
+    finally:
+        client.cookies.clear()  # a login's session cookie must not log in the next call
+
+
+def test_role_matrix(world: World) -> None:
+    wrong = []
+    for (method, path), (make, expected) in MATRIX.items():
+        for caller in CALLERS:
+            for centre, want in zip((A, B), expected[caller], strict=True):
+                verb, url, body = make(world, centre, caller)
+                got = status_of(world.clients[caller], verb, url, body)
+                if got != want:
+                    wrong.append(f"{method} {path} as {caller} on {centre}: {got}, expected {want}")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_a_manager_lists_only_their_centres(world: World) -> None:
+    manager = world.clients["manager"]
+    centres = manager.get("/api/centres").json()["items"]
+    assert [c["id"] for c in centres] == [A]
+    assert {d["centre_id"] for d in manager.get("/api/devices").json()["items"]} == {A}
+    assert [c["centre_id"] for c in manager.get("/api/occupancy").json()] == [A]
+    members = manager.get("/api/members").json()["items"]
+    assert {m["id"] for m in members} >= {world.members[A]}
+    assert world.members[B] not in {m["id"] for m in members}
+    viewer_members = world.clients["viewer"].get("/api/members").json()["items"]
+    assert world.members[B] in {m["id"] for m in viewer_members}
+
+
+def test_members_of_every_centre_are_seen_by_managers_but_changed_by_admins(
+    world: World,
+) -> None:
+    everywhere = world.admin.post("/api/members", json={"name": "Léa Duval"}).json()
+    manager = world.clients["manager"]
+    assert manager.get(f"/api/members/{everywhere['id']}").status_code == 200
+    refused = manager.patch(f"/api/members/{everywhere['id']}", json={"email": "l@example.fr"})
+    assert refused.status_code == 403
+    assert refused.json()["ok"] is False
+    assert manager.post("/api/members", json={"name": "Partout"}).status_code == 403
+    both = world.admin.post("/api/members", json={"name": "Deux", "centres": [A, B]}).json()
+    assert manager.get(f"/api/members/{both['id']}").status_code == 200
+    assert (
+        manager.patch(f"/api/members/{both['id']}", json={"email": "d@example.fr"}).status_code
+        == 403
+    )
+    # Moving one's own member to another centre would reach beyond one's centres.
+    mine = world.members[A]
+    assert manager.patch(f"/api/members/{mine}", json={"centres": [A, B]}).status_code == 404
