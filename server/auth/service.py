@@ -74,6 +74,11 @@ def login(
             )
         )
         raise BadCredentials("identifiant ou mot de passe incorrect / wrong login or password")
+    # Lapsed sessions are refused when used; the ones never used again go here.
+    store.end_expired_sessions(
+        idle_before=now - settings.session_idle_minutes * 60,
+        created_before=now - settings.session_max_hours * 3600,
+    )
     session_token, csrf_token = tokens.new_secret(), tokens.new_secret()
     store.create_session(
         tokens.digest(session_token), operator.id, tokens.digest(csrf_token), address, now

@@ -267,3 +267,16 @@ def test_tokens_of_others_are_not_found_except_for_admins(
     assert server.delete(f"/api/tokens/{mine}").status_code == 200
     too_long = viewer.post("/api/tokens", json={"name": "forever", "days": 3650})
     assert too_long.status_code == 422
+
+
+def test_sessions_never_used_again_are_removed_at_a_later_login(
+    browser: TestClient, server: TestClient, runtime: Runtime, clock: Clock
+) -> None:
+    from server.auth.tokens import digest
+
+    log_in(browser)
+    forgotten = digest(browser.cookies[SESSION_COOKIE])
+    assert runtime.store.session(forgotten) is not None
+    clock.advance(runtime.settings.session_idle_minutes * 60 + 1)
+    log_in(TestClient(server.app))
+    assert runtime.store.session(forgotten) is None
