@@ -13,6 +13,7 @@ Figures, each against a floor measured in the same run:
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -101,7 +102,9 @@ class ServerProcess:
     """``telecentre-server serve`` in its own process, as in production: the unit measured
     in this process then shares no interpreter lock with the server's list compiler."""
 
-    def __init__(self, workdir: Path, broker: LocalBroker, key_file: Path, signing: Path) -> None:
+    def __init__(
+        self, workdir: Path, broker: LocalBroker, key_file: Path, signing: Path, token: str
+    ) -> None:
         self.port = free_port()
         self.data_dir = workdir / "lists-server"
         env = dict(
@@ -119,7 +122,11 @@ class ServerProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
 
         def healthy() -> bool:
             if self.proc.poll() is not None:
@@ -140,6 +147,29 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def bench_admin_token(store: Store) -> str:
+    """An admin's API token for the benchmark's calls, made as the command line makes it."""
+    from server.auth import service
+    from server.settings import Settings
+
+    now = time.time()
+    admin = service.create_operator(
+        store,
+        login="bench",
+        name="Bench",
+        role="admin",
+        centres=None,
+        password=secrets.token_urlsafe(16),
+        actor="cli",
+        address=None,
+        now=now,
+    )
+    token, _ = service.create_token(
+        store, Settings(), admin, name="bench", days=1, actor="cli", address=None, now=now
+    )
+    return token
 
 
 def bench_scale(
@@ -163,6 +193,7 @@ def bench_scale(
     victim_hash = bytes.fromhex(badge_hash(key, victim))
     member = store.member_by_badge_hash(victim_hash.hex())
     badge_id = next(b["id"] for b in member["badges"] if b["badge_hash"] == victim_hash.hex())
+    token = bench_admin_token(store)
     store.close()
 
     head_seen: list[float] = []
@@ -175,7 +206,7 @@ def bench_scale(
         broker, "bench-head", topics.topic(topics.LIST_HEAD, CENTRE), on_head
     )
     t0 = time.perf_counter()
-    server = ServerProcess(workdir, broker, key_file, signing)
+    server = ServerProcess(workdir, broker, key_file, signing, token)
     try:
         wait_for(lambda: head_seen, 120, "the first snapshot")
         published = head_seen[-1] - t0
