@@ -21,10 +21,7 @@ from server.app import create_app
 from server.auth import service
 from server.broker import LocalBroker
 from server.settings import Settings
-
-RELAY_PIN = 17
-CONTACT_PIN = 27
-MOTION_PIN = 22
+from tests.edge.support import CONTACT_PIN, door_and_room
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
@@ -199,23 +196,7 @@ server_public_keys = ["{server_key}"]
 {broker.unit_mqtt(device_id, centre)}
 keepalive_s = 5
 
-[[doors]]
-id = "entree"
-relay_pin = {RELAY_PIN}
-contact_pin = {CONTACT_PIN}
-unlock_seconds = 0.5
-direction = "toggle"
-[doors.reader]
-kind = "{reader}"
-poll_interval_ms = 10
-repeat_ms = 200
-
-[[rooms]]
-id = "visio"
-name = "Salle visio"
-motion_pin = {MOTION_PIN}
-hold_seconds = 1
-{extra}"""
+{door_and_room(reader)}{extra}"""
 
 
 @pytest.fixture

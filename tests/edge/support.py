@@ -48,6 +48,27 @@ def with_server_keys(toml: str, *keys: str, ttl: int | None = None) -> str:
     return head.rstrip("\n") + "\n" + "\n".join(lines) + "\n" + sep + rest
 
 
+def door_and_room(reader: str = "fake") -> str:
+    """The door and the room every test unit has, as TOML (its last tables)."""
+    return f"""[[doors]]
+id = "entree"
+relay_pin = {RELAY_PIN}
+contact_pin = {CONTACT_PIN}
+unlock_seconds = 0.5
+direction = "toggle"
+[doors.reader]
+kind = "{reader}"
+poll_interval_ms = 10
+repeat_ms = 200
+
+[[rooms]]
+id = "visio"
+name = "Salle visio"
+motion_pin = {MOTION_PIN}
+hold_seconds = 1
+"""
+
+
 def unit_toml(
     *,
     key_file: Path,
@@ -73,23 +94,7 @@ host = "127.0.0.1"
 port = {port}
 keepalive_s = 5
 
-[[doors]]
-id = "entree"
-relay_pin = {RELAY_PIN}
-contact_pin = {CONTACT_PIN}
-unlock_seconds = 0.5
-direction = "toggle"
-[doors.reader]
-kind = "fake"
-poll_interval_ms = 10
-repeat_ms = 200
-
-[[rooms]]
-id = "visio"
-name = "Salle visio"
-motion_pin = {MOTION_PIN}
-hold_seconds = 1
-"""
+{door_and_room()}"""
     return with_server_keys(toml, *server_keys, ttl=ttl)
 
 

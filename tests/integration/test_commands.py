@@ -18,7 +18,8 @@ from protocol.messages import Command
 from protocol.signing import Signer
 from server.broker import LocalBroker
 from server.runtime import Runtime
-from tests.conftest import RELAY_PIN, wait_until
+from tests.conftest import wait_until
+from tests.edge.support import RELAY_PIN
 from tests.server.mqtt.support import Listener
 
 UNLOCK = "/api/devices/boitron-01/unlock"

@@ -24,7 +24,8 @@ from protocol import topics
 from protocol.badges import badge_hash
 from protocol.messages import ACTIVE, Command, Event, encode
 from server.broker import LocalBroker
-from tests.conftest import RELAY_PIN, wait_until
+from tests.conftest import wait_until
+from tests.edge.support import RELAY_PIN
 
 ALICE = bytes.fromhex("04a1b2c3")
 STRANGER = bytes.fromhex("0badcafe")

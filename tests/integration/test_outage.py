@@ -23,7 +23,8 @@ from protocol.messages import ServerStatus, decode
 from server.app import create_app
 from server.broker import LocalBroker
 from server.settings import Settings
-from tests.conftest import CONTACT_PIN, TEST_UNITS, as_admin, unit_toml, wait_until
+from tests.conftest import TEST_UNITS, as_admin, unit_toml, wait_until
+from tests.edge.support import CONTACT_PIN
 from tests.server.mqtt.support import Listener
 
 QUEUE = 5
