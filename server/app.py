@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # server.openapi serves /docs from the package
         redoc_url=None,
+        openapi_url=None,  # server.openapi serves it behind the login
     )
     errors.install(app)
     http.install(app, allowed_hosts=settings.allowed_hosts, max_body_bytes=settings.max_body_bytes)

@@ -6,6 +6,9 @@
   422 body (``HTTPValidationError``) is never sent, so it is replaced.
 - ``/docs`` is Swagger UI shipped in ``server/web/static/swagger`` (licence beside it), its
   start-up code a file (``static/docs.js``): it works offline and under the CSP.
+- ``/docs`` and ``/openapi.json`` need a login like every other route (the anonymous
+  browser is sent to the login page; a script gets 401). The app is built with
+  ``openapi_url=None`` and the schema route is declared here, behind the login.
 - ``/static`` serves the pages' script, style sheet and the Swagger assets.
 """
 
@@ -17,8 +20,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+
+from server.auth.deps import CurrentOperator, PageOperator
 
 ERROR = "Error"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -115,7 +120,12 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(packages=[("server", "web/static")]), name="static")
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json(operator: CurrentOperator) -> JSONResponse:
+        """The API's description, for logged-in operators and their scripts."""
+        return JSONResponse(app.openapi())
+
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
-    def docs() -> str:
+    def docs(operator: PageOperator) -> str:
         """Swagger UI from the package: no CDN, no inline script."""
         return _docs_page()

@@ -68,13 +68,20 @@ class Store:
         migrations.apply(db)
         db.close()
         self._local = threading.local()
+        self._readers: list[Database] = []  # every thread's, closed with the store
+        self._readers_lock = threading.Lock()
         self._writer = Writer(self.path)
         self._writer.start()
         self._changes = threading.Lock()
         self.change_counter = 0  # bumped after each commit that changes what the page shows
 
     def close(self) -> None:
+        """Stop the writer and close every read connection (threads outlive the store)."""
         self._writer.stop()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for db in readers:
+            db.conn.close()
 
     @property
     def db(self) -> Database:
@@ -82,6 +89,8 @@ class Store:
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = connect(self.path)
+            with self._readers_lock:
+                self._readers.append(db)
         return db
 
     def write(self, fn: Any) -> Any:

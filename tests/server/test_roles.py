@@ -113,7 +113,7 @@ def self_service(status: int = 200) -> dict[str, tuple[int, int]]:
 
 
 MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
-    # Public: health, the login page and route, the API's description (it holds no data).
+    # Public: health, the login page and route.
     ("GET", "/healthz"): (get("/healthz"), same(200)),
     ("GET", "/login"): (get("/login"), same(200)),
     ("GET", "/login.js"): (get("/login.js"), same(200)),
@@ -125,8 +125,12 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
         ),
         same(200),
     ),
-    ("GET", "/openapi.json"): (get("/openapi.json"), same(200)),
-    ("GET", "/docs"): (get("/docs"), same(200)),
+    # The API's description: operators only, like everything else.
+    ("GET", "/openapi.json"): (get("/openapi.json"), read_all()),
+    ("GET", "/docs"): (
+        get("/docs"),
+        {"admin": (200, 200), "manager": (200, 200), "viewer": (200, 200), "anonymous": (303, 303)},
+    ),
     # The pages' own scripts and styles and the offline /docs assets (no data in them).
     ("MOUNT", "/static"): (get("/static/app.css"), same(200)),
     # The live page: nobody is sent to the login page.
