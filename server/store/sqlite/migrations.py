@@ -273,3 +273,100 @@ def m040_device_credentials(db: Database) -> None:
         pk="device_id",
         not_null={"password_hash", "created_at"},
     )
+
+
+@migrations()
+def m050_centres_and_plans(db: Database) -> None:
+    # Centres as the network runs them: where (INSEE commune code, address, coordinates),
+    # how many people, in which time zone, and when open. ``hours``: JSON list of 7 lists
+    # (Monday first) of [start_minute, end_minute] pairs in local time.
+    for column, kind in (
+        ("insee", str),
+        ("address", str),
+        ("lat", float),
+        ("lon", float),
+        ("capacity", int),
+        ("hours", str),
+        ("updated_at", float),
+    ):
+        db["centres"].add_column(column, kind)
+    db["centres"].add_column("timezone", str, not_null_default="Europe/Paris")
+    # Days a centre is closed on top of its weekly hours and the public holidays
+    # (ISO dates, inclusive).
+    db["closures"].create(
+        {"id": int, "centre_id": str, "start_date": str, "end_date": str, "reason": str},
+        pk="id",
+        foreign_keys=[("centre_id", "centres", "id")],
+        not_null={"centre_id", "start_date", "end_date"},
+    )
+    db["closures"].create_index(["centre_id", "start_date"])
+    # Rooms as the registry knows them (the ``rooms`` table holds their live state).
+    db["rooms"].add_column("capacity", int)
+    db["rooms"].add_column("bookable", int, not_null_default=0)
+    db["doors"].create(
+        {"centre_id": str, "door_id": str, "device_id": str, "name": str},
+        pk=("centre_id", "door_id"),
+        foreign_keys=[("centre_id", "centres", "id")],
+    )
+    # The plan catalogue. kind: subscription | day_pass | trial. hours: always | opening |
+    # window (``window``: JSON list of [weekday 0-6, start_minute, end_minute]). centres:
+    # JSON list, NULL for every centre. days: the book's (or trial's) days.
+    db["plans"].create(
+        {
+            "id": int,
+            "name": str,
+            "kind": str,
+            "days": int,
+            "duration_days": int,
+            "centres": str,
+            "hours": str,
+            "window": str,
+            "price_cents": int,
+            "active": int,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"name", "kind", "hours", "active"},
+    )
+    db["plans"].create_index(["name"], unique=True)
+    # The plans a member holds, each a copy of the plan's rules at the time it was given
+    # (a later change to the catalogue does not change what was sold).
+    db["member_plans"].create(
+        {
+            "id": int,
+            "member_id": int,
+            "plan_id": int,
+            "kind": str,
+            "valid_from": float,
+            "valid_until": float,
+            "centres": str,
+            "hours": str,
+            "window": str,
+            "days": int,
+            "created_at": float,
+            "ended_at": float,
+        },
+        pk="id",
+        foreign_keys=[("member_id", "members", "id"), ("plan_id", "plans", "id")],
+        not_null={"member_id", "plan_id", "kind", "hours", "created_at"},
+    )
+    db["member_plans"].create_index(["member_id"])
+    # Day credits used: one row per member and local calendar day, whichever centre and
+    # however many entries (the primary key makes a second centre the same day free).
+    db["credit_days"].create(
+        {
+            "member_id": int,
+            "day": str,
+            "member_plan_id": int,
+            "centre_id": str,
+            "event_id": str,
+            "ts": float,
+        },
+        pk=("member_id", "day"),
+    )
+    db["credit_days"].create_index(["member_plan_id"])
+    # Suspension (with its reason) and the commune a member would otherwise commute to
+    # (INSEE code, declared by the member, for the impact report).
+    db["members"].add_column("suspended_reason", str)
+    db["members"].add_column("suspended_at", float)
+    db["members"].add_column("commute_insee", str)
