@@ -1,0 +1,61 @@
+"""A centre's calendar from its registry row: weekly hours, closures, French public holidays.
+
+The public holidays come from the ``holidays`` library (France, metropolitan: the Orne
+keeps no regional ones). A centre with no hours recorded is open around the clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, timedelta
+from functools import cache
+
+import holidays
+
+from protocol.calendar import ALWAYS_OPEN, DEFAULT_TIMEZONE, Calendar, check_hours, days_between
+
+# How far ahead a unit's list carries closed days: it decides alone for this long.
+LIST_HORIZON_DAYS = 62
+
+
+@cache
+def public_holidays(year: int) -> dict[date, str]:
+    return dict(holidays.France(years=year, language="fr"))
+
+
+def holidays_between(first: date, last: date) -> dict[date, str]:
+    found: dict[date, str] = {}
+    for year in range(first.year, last.year + 1):
+        found.update({d: n for d, n in public_holidays(year).items() if first <= d <= last})
+    return found
+
+
+def closed_days(
+    closures: Iterable[dict], first: date, last: date, *, with_holidays: bool = True
+) -> dict[date, str]:
+    """Closed local dates between ``first`` and ``last``: closures (rows with start_date,
+    end_date as ISO dates, reason) and, unless told otherwise, the public holidays."""
+    closed = holidays_between(first, last) if with_holidays else {}
+    for row in closures:
+        start = max(date.fromisoformat(row["start_date"]), first)
+        end = min(date.fromisoformat(row["end_date"]), last)
+        for day in days_between(start, end):
+            closed[day] = row.get("reason") or "fermeture"
+    return dict(sorted(closed.items()))
+
+
+def weekly_hours(raw: str | None) -> tuple:
+    """The stored ``hours`` column (JSON) as checked weekly hours; None: always open."""
+    return check_hours(json.loads(raw)) if raw else ALWAYS_OPEN
+
+
+def calendar(centre: dict, closures: Iterable[dict], around: date, days: int = 400) -> Calendar:
+    """The centre's calendar with the closed days from ``days`` before ``around`` to
+    ``LIST_HORIZON_DAYS`` after it (reports look back, lists look ahead)."""
+    first, last = around - timedelta(days=days), around + timedelta(days=LIST_HORIZON_DAYS)
+    return Calendar(
+        timezone=centre.get("timezone") or DEFAULT_TIMEZONE,
+        hours=weekly_hours(centre.get("hours")),
+        closed_days=frozenset(closed_days(closures, first, last)),
+    )
