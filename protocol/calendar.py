@@ -67,11 +67,14 @@ ALWAYS_OPEN: WeeklyHours = tuple(((0, MINUTES_PER_DAY),) for _ in range(7))
 
 @dataclass(frozen=True)
 class Calendar:
-    """When a centre is open. ``closed_days``: closures and public holidays (local dates)."""
+    """When a centre is open. ``closed_days``: closures and public holidays (local dates);
+    ``closures``: those of them the centre itself is shut (everyone stays out), the others
+    being public holidays (the opening hours do not apply)."""
 
     timezone: str = DEFAULT_TIMEZONE
     hours: WeeklyHours = ALWAYS_OPEN
     closed_days: frozenset[date] = field(default_factory=frozenset)
+    closures: frozenset[date] = field(default_factory=frozenset)
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, zone(self.timezone))

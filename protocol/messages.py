@@ -51,12 +51,18 @@ Text = Annotated[str, Meta(min_length=1, max_length=200)]
 HexDigest = Annotated[str, Meta(pattern="^[0-9a-f]{1,64}$")]
 OperatorName = Annotated[str, Meta(pattern="^[A-Za-z0-9@._+-]{1,64}$")]
 
-DENY_REASONS = (
+DENY_REASONS = (  # in the order the policy (protocol.policy) checks them
     "unknown_card",
     "revoked",
+    "suspended",
     "not_yet_valid",
     "expired",
     "wrong_centre",
+    "plan_expired",
+    "plan_not_started",
+    "outside_hours",
+    "centre_closed",
+    "no_credit",
     "server_denied",
     "server_timeout",
 )
@@ -213,11 +219,44 @@ class ServerStatus(_Message, kw_only=True):
 # --- server -> unit (signed bodies, MessagePack) -------------------------------------------
 
 
+# Plan kinds and hour rules (protocol.policy decides with them).
+SUBSCRIPTION, DAY_PASS, TRIAL = 0, 1, 2
+ALWAYS, OPENING_HOURS, WINDOW = 0, 1, 2
+WindowRow = tuple[
+    Annotated[int, Meta(ge=0, le=6)],
+    Annotated[int, Meta(ge=0, le=1440)],
+    Annotated[int, Meta(ge=0, le=1440)],
+]
+DayNumber = Annotated[int, Meta(ge=1, le=3_652_059)]  # date.toordinal()
+
+
+class PlanRule(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
+    """One plan a member holds, as a unit needs it at one centre:
+    [kind, valid_from, valid_until, hours, window, credits].
+
+    ``kind``: 0 subscription, 1 day-pass book, 2 trial. ``hours``: 0 always, 1 the centre's
+    opening hours, 2 the weekly ``window`` ([weekday 0-6 Monday first, start minute, end
+    minute] in the centre's local time). ``credits``: days left (books and trials) as the
+    server counted them when it compiled the list.
+    """
+
+    kind: Literal[0, 1, 2]
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
+    hours: Literal[0, 1, 2] = ALWAYS
+    window: Annotated[list[WindowRow], Meta(max_length=64)] = []
+    credits: Count | None = None
+
+
 class ListEntry(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
-    """One badge of an access list: [badge, member_id, state, valid_from, valid_until].
+    """One badge of an access list:
+    [badge, member_id, state, valid_from, valid_until, plans, days].
 
     ``badge`` is the 32 raw bytes of the badge hash; ``state`` is 0 active, 1 revoked,
     2 suspended (a revoked or suspended badge is denied at once, offline too).
+    ``plans`` (omitted: the member holds no plan, only the validity window applies) are the
+    member's plans valid at this centre; ``days`` the recent local days (``date.toordinal``)
+    the server has already counted against the member's day credits.
     """
 
     badge: BadgeBytes
@@ -225,6 +264,8 @@ class ListEntry(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     state: EntryState = ACTIVE
     valid_from: Timestamp | None = None
     valid_until: Timestamp | None = None
+    plans: Annotated[list[PlanRule], Meta(max_length=16)] | None = None
+    days: Annotated[list[DayNumber], Meta(max_length=31)] = []
 
     @property
     def badge_hash(self) -> str:
@@ -286,14 +327,36 @@ class Command(_Body, tag="command", kw_only=True):
     reason: Text | None = None
 
 
+HoursDay = Annotated[
+    list[tuple[Annotated[int, Meta(ge=0, le=1440)], Annotated[int, Meta(ge=0, le=1440)]]],
+    Meta(max_length=8),
+]
+
+
+class CentreHours(Struct, array_like=True, forbid_unknown_fields=True):
+    """A centre's calendar for its units: [timezone, hours, closed, holidays].
+
+    ``hours``: 7 lists (Monday first) of [start, end] minutes in local time; ``closed``:
+    the days the centre is shut (closures); ``holidays``: the public holidays (no opening
+    hours that day); local days as ``date.toordinal``, for the weeks the list covers.
+    """
+
+    timezone: Annotated[str, Meta(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$", max_length=64)]
+    hours: Annotated[list[HoursDay], Meta(min_length=7, max_length=7)]
+    closed: Annotated[list[DayNumber], Meta(max_length=400)] = []
+    holidays: Annotated[list[DayNumber], Meta(max_length=400)] = []
+
+
 class ListHead(_Body, tag="list_head", kw_only=True):
-    """The centre's current snapshot: its version and how many segments make it."""
+    """The centre's current snapshot: its version, how many segments make it, and the
+    centre's calendar (a new calendar comes as a new snapshot)."""
 
     centre: CentreId
     version: Version
     segments: Annotated[int, Meta(ge=1, le=4096)]
     entries: Count
     issued_at: Timestamp
+    calendar: CentreHours | None = None
 
 
 class ListSegment(_Body, tag="list_segment", kw_only=True):
@@ -328,7 +391,8 @@ SignedBody = Ack | AccessResponse | Command | ListHead | ListSegment | ListDelta
 JSON_TYPES: tuple[type, ...] = (Status, Event, AccessRequest, CommandResult, ServerStatus)
 SIGNED_TYPES: tuple[type, ...] = (Ack, AccessResponse, Command, ListHead, ListSegment, ListDelta)
 MESSAGE_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (*JSON_TYPES, *SIGNED_TYPES, RoomInfo, WorkerInfo, ListEntry)
+    cls.__name__: cls
+    for cls in (*JSON_TYPES, *SIGNED_TYPES, RoomInfo, WorkerInfo, ListEntry, PlanRule, CentreHours)
 }
 MESSAGE_TYPES["Rejected"] = Rejected
 

@@ -14,6 +14,7 @@ from functools import cache
 import holidays
 
 from protocol.calendar import ALWAYS_OPEN, DEFAULT_TIMEZONE, Calendar, check_hours, days_between
+from protocol.messages import CentreHours
 
 # How far ahead a unit's list carries closed days: it decides alone for this long.
 LIST_HORIZON_DAYS = 62
@@ -54,8 +55,25 @@ def calendar(centre: dict, closures: Iterable[dict], around: date, days: int = 4
     """The centre's calendar with the closed days from ``days`` before ``around`` to
     ``LIST_HORIZON_DAYS`` after it (reports look back, lists look ahead)."""
     first, last = around - timedelta(days=days), around + timedelta(days=LIST_HORIZON_DAYS)
+    closures = list(closures)
+    shut = closed_days(closures, first, last, with_holidays=False)
     return Calendar(
         timezone=centre.get("timezone") or DEFAULT_TIMEZONE,
         hours=weekly_hours(centre.get("hours")),
-        closed_days=frozenset(closed_days(closures, first, last)),
+        closed_days=frozenset(shut) | frozenset(holidays_between(first, last)),
+        closures=frozenset(shut),
+    )
+
+
+def for_units(cal: Calendar, today: date) -> CentreHours:
+    """What a list head carries: the hours and the closed days from yesterday (a unit in
+    another time zone than UTC) to ``LIST_HORIZON_DAYS`` ahead."""
+    first, last = today - timedelta(days=1), today + timedelta(days=LIST_HORIZON_DAYS)
+    return CentreHours(
+        timezone=cal.timezone,
+        hours=[list(day) for day in cal.hours],
+        closed=sorted(d.toordinal() for d in cal.closures if first <= d <= last),
+        holidays=sorted(
+            d.toordinal() for d in cal.closed_days - cal.closures if first <= d <= last
+        ),
     )

@@ -25,6 +25,7 @@ import pytest
 from protocol import badges, lists, topics, workers
 from protocol.errors import REJECT_REASONS, ProtocolError
 from protocol.messages import (
+    DAY_PASS,
     INT64_MAX,
     MAX_EDGE_PAYLOAD_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -32,10 +33,13 @@ from protocol.messages import (
     REVOKED,
     SCHEMA_VERSION,
     SIGNED_TYPES,
+    SUBSCRIPTION,
     SUSPENDED,
+    WINDOW,
     AccessRequest,
     AccessResponse,
     Ack,
+    CentreHours,
     Command,
     CommandResult,
     Event,
@@ -44,6 +48,7 @@ from protocol.messages import (
     ListEntry,
     ListHead,
     ListSegment,
+    PlanRule,
     Rejected,
     RoomInfo,
     ServerStatus,
@@ -176,6 +181,16 @@ SIGNED_SAMPLES: list[Any] = [
         reason="Livreur bloqué à l'entrée",
     ),
     ListHead(centre="boitron", version=VERSION, segments=1, entries=2, issued_at=TS),
+    ListHead(
+        centre="boitron",
+        version=VERSION,
+        segments=1,
+        entries=3,
+        issued_at=TS,
+        calendar=CentreHours(
+            "Europe/Paris", [[(510, 1080)]] * 5 + [[], []], closed=[740000], holidays=[739975]
+        ),
+    ),
     ListSegment(
         centre="boitron",
         version=VERSION,
@@ -188,7 +203,18 @@ SIGNED_SAMPLES: list[Any] = [
         centre="boitron",
         base=VERSION,
         version=VERSION + 1,
-        upsert=[ListEntry(BADGE_A, 1207, SUSPENDED)],
+        upsert=[
+            ListEntry(BADGE_A, 1207, SUSPENDED),
+            ListEntry(
+                BADGE_B,
+                1208,
+                plans=[
+                    PlanRule(SUBSCRIPTION, TS, TS + 86400 * 30, WINDOW, [(0, 480, 1200)]),
+                    PlanRule(DAY_PASS, credits=4),
+                ],
+                days=[740001],
+            ),
+        ],
         remove=[BADGE_B],
         issued_at=TS,
     ),
@@ -296,8 +322,8 @@ def test_signed_round_trip(message: Any) -> None:
 def test_list_entry_and_rejected_travel_as_arrays() -> None:
     body = msgspec.msgpack.decode(encode_body(SIGNED_SAMPLES[0]))
     assert body["rejected"] == [[4, "malformed"]]
-    segment = msgspec.msgpack.decode(encode_body(SIGNED_SAMPLES[6]))
-    assert segment["entries"][0] == [BADGE_A, 1207, 0, None, 1798070400.0]
+    segment = msgspec.msgpack.decode(encode_body(SIGNED_SAMPLES[7]))
+    assert segment["entries"][0] == [BADGE_A, 1207, 0, None, 1798070400.0, None, []]
     assert ENTRY_A.badge_hash == HASH_A
 
 

@@ -196,6 +196,8 @@ def expected_type_words(t: mi.Type) -> list[str]:
         return ["integer", *(f"`{v}`" for v in t.values)]
     if isinstance(t, mi.ListType):
         return ["array of", *expected_type_words(t.item_type)]
+    if isinstance(t, mi.TupleType):  # a fixed-length row: its items are in the meaning
+        return ["array"]
     if isinstance(t, mi.DictType):
         return [
             "map of",
