@@ -3,17 +3,21 @@
 The list is the centre's signed snapshot (an index by the 32 raw bytes of each badge hash)
 plus the cumulative delta applied over it. A revoked or suspended badge is denied at once,
 offline too; an active one is checked against its validity window; a badge the list does
-not know is for the server to decide.
+not know is for the server to decide. The rules are ``protocol.policy``'s, the same the
+server applies online; the centre's calendar comes with the snapshot's head.
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from protocol.messages import ACTIVE, ListDelta, ListEntry, ListSegment
+from protocol.calendar import Calendar
+from protocol.messages import CentreHours, ListDelta, ListEntry, ListSegment
+from protocol.policy import calendar_of, day_number
+from protocol.policy import decide as policy_decide
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class Decision:
     granted: bool
     reason: str
     member_id: int | None = None
+    credit_day: int | None = None  # the local day this entry uses a day credit for
 
     @property
     def needs_server(self) -> bool:
@@ -85,6 +90,7 @@ class LocalAccess:
         self._learnt: dict[bytes, ListEntry] = {}
         self.snapshot_version: int | None = None
         self.delta_version: int | None = None
+        self.calendar: Calendar | None = None
 
     @property
     def version(self) -> int | None:
@@ -103,13 +109,18 @@ class LocalAccess:
         self,
         version: int,
         index: dict[bytes, ListEntry] | Sequence[dict[bytes, ListEntry]],
+        *,
+        calendar: CentreHours | None = None,
     ) -> None:
         """Replace the whole list by snapshot ``version`` (learnt entries are forgotten).
 
-        ``index`` is one dict, or one per segment (``segment_parts``).
+        ``index`` is one dict, or one per segment (``segment_parts``); ``calendar`` the
+        head's (None: open around the clock).
         """
         snapshot = Snapshot([index] if isinstance(index, dict) else index)
+        cal = calendar_of(calendar)
         with self._lock:
+            self.calendar = cal
             self._snapshot = snapshot
             self._changes = {}
             self._learnt = {}
@@ -141,19 +152,38 @@ class LocalAccess:
             listed = self._changes[key] if key in self._changes else self._snapshot.get(key)
             return listed or self._learnt.get(key)
 
-    def decide(self, badge: bytes | str, now: float) -> Decision:
-        """``now`` is the trusted time (``edge.clock.TrustedClock.now``)."""
+    def decide(
+        self,
+        badge: bytes | str,
+        now: float,
+        used_days: Callable[[int, int], set[int]] | None = None,
+    ) -> Decision:
+        """``now`` is the trusted time (``edge.clock.TrustedClock.now``); ``used_days(member,
+        since_day)`` the local days this unit used a day credit of the member."""
         entry = self.entry(badge)
-        if entry is None:
-            return Decision(False, "unknown_card")
-        if entry.state != ACTIVE:
-            return Decision(False, "revoked", entry.member_id)
-        return check_window(entry, now)
+        return decide_entry(entry, self.calendar, now, used_days)
 
 
-def check_window(entry: ListEntry, now: float) -> Decision:
-    if entry.valid_from is not None and now < entry.valid_from:
-        return Decision(False, "not_yet_valid", entry.member_id)
-    if entry.valid_until is not None and now >= entry.valid_until:
-        return Decision(False, "expired", entry.member_id)
-    return Decision(True, "granted", entry.member_id)
+def decide_entry(
+    entry: ListEntry | None,
+    calendar: Calendar | None,
+    now: float,
+    used_days: Callable[[int, int], set[int]] | None = None,
+) -> Decision:
+    """``protocol.policy.decide`` with the day credits this unit used itself."""
+    today = day_number(calendar, now)
+    used_today, spent = False, 0
+    if entry is not None and entry.plans and used_days is not None:
+        counted = set(entry.days)
+        mine = used_days(entry.member_id, today - 31)
+        used_today = today in counted or today in mine
+        spent = len(mine - counted)
+    elif entry is not None:
+        used_today = today in entry.days
+    verdict = policy_decide(entry, calendar, now, used_today=used_today, spent_offline=spent)
+    return Decision(
+        verdict.granted,
+        verdict.reason,
+        verdict.member_id,
+        today if verdict.uses_credit else None,
+    )

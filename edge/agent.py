@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from edge import __version__
-from edge.access import Decision, LocalAccess
+from edge.access import Decision, LocalAccess, decide_entry
 from edge.clock import TrustedClock, clock_synced
 from edge.config import ConfigError, EdgeConfig
 from edge.door import Door
@@ -51,7 +51,6 @@ from protocol import topics
 from protocol.badges import badge_hash, parse_key
 from protocol.errors import REJECT_REASONS, ProtocolError
 from protocol.messages import (
-    ACTIVE,
     DENY_REASONS,
     AccessRequest,
     AccessResponse,
@@ -273,7 +272,7 @@ class EdgeAgent:
         door = self.doors[door_id]
         hashed = badge_hash(self.key, uid)
         now = self._clock()
-        decision = self.access.decide(hashed, self.clock.now())
+        decision = self.access.decide(hashed, self.clock.now(), self.outbox.credit_days)
         if decision.needs_server:
             decision = self._ask_server(hashed, door_id)
         direction = None
@@ -291,6 +290,11 @@ class EdgeAgent:
             reason=decision.reason,
             direction=direction,
             member_id=decision.member_id,
+            credit_day=(
+                (decision.member_id, decision.credit_day)
+                if decision.credit_day is not None and decision.member_id is not None
+                else None
+            ),
         )
         if decision.granted:
             door.open_for()
@@ -328,10 +332,14 @@ class EdgeAgent:
             return Decision(False, "server_timeout")
         entry = response.entry
         if response.granted and entry is not None:
-            if entry.state != ACTIVE:
-                return Decision(False, "revoked", entry.member_id)
-            self.access.learn(entry)
-            return Decision(True, "granted", entry.member_id)
+            # The server decided with the same policy; deciding the entry again here gives
+            # the day credit this entry uses (and refuses a contradictory answer).
+            decision = decide_entry(
+                entry, self.access.calendar, self.clock.now(), self.outbox.credit_days
+            )
+            if decision.granted:
+                self.access.learn(entry)
+            return decision
         reason = response.reason if response.reason in DENY_REASONS else "server_denied"
         return Decision(False, reason, entry.member_id if entry is not None else None)
 
@@ -343,6 +351,7 @@ class EdgeAgent:
         now: float | None = None,
         presence: tuple[int, bool, float] | None = None,
         command: tuple[str, float] | None = None,
+        credit_day: tuple[int, int] | None = None,
         **fields: Any,
     ) -> Event:
         """Put an event in the outbox (with its presence change) and wake the publisher."""
@@ -361,6 +370,7 @@ class EdgeAgent:
             offline=not self.link.connected.is_set(),
             presence=presence,
             command=command,
+            credit_day=credit_day,
         )
         self._wake.set()
         return event

@@ -61,6 +61,7 @@ class ListSync:
         self._monotonic = monotonic
         self.segment_topic = topics.segment_subscription(centre)
         self.head_topic = topics.topic(topics.LIST_HEAD, centre)
+        self._head_payload: bytes | None = None  # the head being fetched, saved with it
         self.fetching: ListHead | None = None
         self._collected: dict[int, tuple[ListSegment, bytes]] = {}
         self._delta: tuple[ListDelta, bytes] | None = None  # the newest delta seen
@@ -88,7 +89,17 @@ class ListSync:
         if not complete:
             log.error("saved access list is incomplete; waiting for the server's")
             return False
-        self.access.install(first.version, segment_parts(segments))
+        calendar = None
+        raw_head = self.outbox.load_head()
+        if raw_head is not None:
+            try:
+                head = self._open(ListHead, raw_head)
+            except ProtocolError as exc:
+                log.error("saved list head refused (%s): %s", exc.reason, exc)
+            else:
+                if head.version == first.version:
+                    calendar = head.calendar
+        self.access.install(first.version, segment_parts(segments), calendar=calendar)
         if raw_delta is not None:
             try:
                 delta = self._open(ListDelta, raw_delta)
@@ -139,6 +150,7 @@ class ListSync:
             self._unsubscribe(self.segment_topic)
         self._subscribe(self.segment_topic)
         self.fetching = head
+        self._head_payload = payload
         self._collected = {}
         self._waiting_head_since = None
 
@@ -153,8 +165,12 @@ class ListSync:
 
     def _install(self, head: ListHead) -> None:
         parts = [self._collected[i] for i in range(head.segments)]
-        self.access.install(head.version, segment_parts(segment for segment, _ in parts))
-        self.outbox.save_snapshot([raw for _, raw in parts])
+        self.access.install(
+            head.version,
+            segment_parts(segment for segment, _ in parts),
+            calendar=head.calendar,
+        )
+        self.outbox.save_snapshot([raw for _, raw in parts], self._head_payload)
         self._stop_fetching()
         log.info("access list v%d installed (%d badges)", head.version, len(self.access))
         if self._delta is not None and self._delta[0].base == head.version:

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS commands_seen (
     command_id TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS credit_days (
+    member_id INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    PRIMARY KEY (member_id, day)
+);
 """
 
 # The access list lives in a file of its own: saving a 13 MB snapshot must not hold the
@@ -136,6 +141,7 @@ class Outbox:
         *,
         offline: bool,
         presence: tuple[int, bool, float] | None = None,
+        credit_day: tuple[int, int] | None = None,
         command: tuple[str, float] | None = None,
     ) -> Event:
         """Allocate the next seq, store the event built for it and apply a presence change.
@@ -156,6 +162,11 @@ class Outbox:
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
                 )
+                if credit_day is not None:  # (member_id, local day): a day credit used here
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO credit_days (member_id, day) VALUES (?, ?)",
+                        credit_day,
+                    )
                 if presence is not None:
                     member_id, inside, ts = presence
                     if inside:
@@ -278,9 +289,10 @@ class Outbox:
 
     # -- access list and presence ---------------------------------------------------------
 
-    def save_snapshot(self, segments: list[bytes]) -> None:
-        """The raw signed segments of a newly installed snapshot (the old delta goes)."""
-        self._lists.save_snapshot(segments)
+    def save_snapshot(self, segments: list[bytes], head: bytes | None = None) -> None:
+        """The raw signed segments (and head) of a newly installed snapshot (the old delta
+        goes)."""
+        self._lists.save_snapshot(segments, head)
 
     def save_delta(self, payload: bytes) -> None:
         self._lists.save_delta(payload)
@@ -288,6 +300,22 @@ class Outbox:
     def load_list(self) -> tuple[list[bytes], bytes | None]:
         """(raw segments in order, raw delta or None) as saved."""
         return self._lists.load()
+
+    def load_head(self) -> bytes | None:
+        return self._lists.load_head()
+
+    def credit_days(self, member_id: int, since_day: int) -> set[int]:
+        """The local days (``date.toordinal``) this unit used a day credit of the member."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT day FROM credit_days WHERE member_id = ? AND day >= ?",
+                (member_id, since_day),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def forget_credit_days_before(self, day: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM credit_days WHERE day < ?", (day,))
 
     def inside_since(self, member_id: int) -> float | None:
         with self._lock:
@@ -316,7 +344,7 @@ class ListCache:
         with self._lock:
             self._db.close()
 
-    def save_snapshot(self, segments: list[bytes]) -> None:
+    def save_snapshot(self, segments: list[bytes], head: bytes | None = None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -325,6 +353,11 @@ class ListCache:
                     "INSERT INTO access_list (kind, idx, payload) VALUES ('segment', ?, ?)",
                     list(enumerate(segments)),
                 )
+                if head is not None:
+                    self._db.execute(
+                        "INSERT INTO access_list (kind, idx, payload) VALUES ('head', 0, ?)",
+                        (head,),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -345,3 +378,8 @@ class ListCache:
         segments = [bytes(p) for kind, p in rows if kind == "segment"]
         delta = next((bytes(p) for kind, p in rows if kind == "delta"), None)
         return segments, delta
+
+    def load_head(self) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM access_list WHERE kind = 'head'").fetchone()
+        return bytes(row[0]) if row else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from protocol.messages import ListDelta, ListEntry, ListHead, ListSegment
+from protocol.messages import CentreHours, ListDelta, ListEntry, ListHead, ListSegment
 
 # About 60 bytes an entry in MessagePack: a segment stays near 600 KB, under the 1 MiB cap.
 SEGMENT_ENTRIES = 2_000
@@ -17,7 +17,11 @@ MAX_DELTA_ENTRIES = 2_000
 
 
 def cut_snapshot(
-    centre: str, version: int, entries: Sequence[ListEntry], issued_at: float
+    centre: str,
+    version: int,
+    entries: Sequence[ListEntry],
+    issued_at: float,
+    calendar: CentreHours | None = None,
 ) -> tuple[ListHead, list[ListSegment]]:
     """The head and the segments of one snapshot (at least one segment, maybe empty)."""
     chunks = [entries[i : i + SEGMENT_ENTRIES] for i in range(0, len(entries), SEGMENT_ENTRIES)]
@@ -39,6 +43,7 @@ def cut_snapshot(
         segments=len(chunks),
         entries=len(entries),
         issued_at=issued_at,
+        calendar=calendar,
     )
     return head, segments
 

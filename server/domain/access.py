@@ -32,8 +32,10 @@ def decide(badge: BadgeRecord | None, centre_id: str | None, now: float) -> str:
     """
     if badge is None:
         return "unknown_card"
-    if badge.revoked or not badge.active:
+    if badge.revoked:
         return "revoked"
+    if not badge.active:
+        return "suspended"
     if centre_id is None or not admits_centre(badge.centres, centre_id):
         return "wrong_centre"
     if badge.valid_from is not None and now < badge.valid_from:

@@ -9,8 +9,43 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from protocol.messages import ACTIVE, REVOKED, SUSPENDED, ListEntry
+from protocol.messages import ACTIVE, REVOKED, SUSPENDED, ListEntry, PlanRule
 from server.domain.access import admits_centre
+from server.domain.plans import HOURS, KINDS
+
+# Plans ended longer ago than this leave the list: the unit asks, the server says why.
+PLAN_GRACE_S = 31 * 86400
+
+
+class MemberPlans(NamedTuple):
+    """What the list needs of the members' plans: each member's plan rows (live or recently
+    ended), who holds plans at all, and the days already counted against their credits."""
+
+    rows: dict[int, list[dict]]
+    holders: set[int]
+    days: dict[int, list[int]]
+
+
+def plan_rules(rows: Iterable[dict], centre_id: str) -> list[PlanRule]:
+    """The member's plans that cover ``centre_id``, as a unit needs them."""
+    rules = []
+    for row in rows:
+        if not admits_centre(row["centres"], centre_id):
+            continue
+        credits = None
+        if row["kind"] != "subscription":
+            credits = max(0, (row["days"] or 0) - row["used"])
+        rules.append(
+            PlanRule(
+                KINDS[row["kind"]],
+                row["valid_from"],
+                row["valid_until"],
+                HOURS[row["hours"]],
+                [tuple(w) for w in row["window"] or []],  # type: ignore[misc]
+                credits,
+            )
+        )
+    return rules
 
 
 class BadgeRow(NamedTuple):
@@ -31,6 +66,7 @@ def compile_entries(
     now: float,
     *,
     centres_of: Callable[[Any], Sequence[str] | None] | None = None,
+    plans: MemberPlans | None = None,
 ) -> dict[bytes, ListEntry]:
     """The entries of ``centre_id``'s list, by badge, in the order of ``rows``.
 
@@ -40,7 +76,8 @@ def compile_entries(
     A member's validity window travels in the entry; the unit checks it by its clock.
 
     ``centres_of`` decodes a row's ``centres`` when it comes in a stored form (once per
-    distinct value: most members share a few).
+    distinct value: most members share a few). ``plans``: the members' plans; a member who
+    holds plans but none live or recently ended is left out (the server answers online).
     """
     admitted: dict[Any, bool] = {}
     entries: dict[bytes, ListEntry] = {}
@@ -62,8 +99,16 @@ def compile_entries(
             state = SUSPENDED
         else:
             state = ACTIVE
+        rules = None
+        days: list[int] = []
+        if plans is not None and member_id in plans.holders:
+            rows_of = plans.rows.get(member_id)
+            if not rows_of:
+                continue
+            rules = plan_rules(rows_of, centre_id)
+            days = plans.days.get(member_id, [])
         badge = bytes.fromhex(badge_hash)
-        entries[badge] = ListEntry(badge, member_id, state, valid_from, valid_until)
+        entries[badge] = ListEntry(badge, member_id, state, valid_from, valid_until, rules, days)
     return entries
 
 

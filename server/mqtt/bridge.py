@@ -57,6 +57,7 @@ class Bridge:
         self.rejections = Rejections()
         self.handlers = Handlers(store, signer, self.publish, self.rejections)
         self.lists = AccessListPublisher(store, signer, self.publish)
+        self.handlers.on_credit = lambda member_ids: self.lists.invalidate(None, member_ids)
         self._client, self._props = make_client(
             settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S
         )

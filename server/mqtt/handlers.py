@@ -30,11 +30,12 @@ from protocol.messages import (
     CommandResult,
     Event,
     EventHeader,
-    ListEntry,
     Rejected,
     Status,
     decode,
 )
+from protocol.policy import day_number
+from protocol.policy import decide as policy_decide
 from protocol.signing import Signer
 from protocol.workers import Worker
 from server.domain.access import GRANTED, decide
@@ -180,6 +181,8 @@ class Handlers:
         self._publish = publish
         self.rejections = rejections or Rejections()
         self.acker = Acker(signer, publish)
+        # Members whose day credits changed (the bridge refreshes their list entries).
+        self.on_credit: Callable[[list[int]], None] = lambda member_ids: None
         self._queue: queue.Queue[tuple[topics.TopicSpec, str, bytes, bool] | None] = queue.Queue()
         self._pending: dict[str, PendingCommand] = {}
         self._pending_lock = threading.Lock()
@@ -271,6 +274,8 @@ class Handlers:
             return
         result = future.result()
         self.acker.put(result.device_id, result.epoch, result.seqs)
+        if result.credited:
+            self.on_credit(list(result.credited))  # their entries' credits changed
 
     # -- status --------------------------------------------------------------------------------
 
@@ -316,14 +321,20 @@ class Handlers:
         now = time.time()
         reason = decide(record, centre_id, now)
         entry = None
-        if reason == GRANTED and record is not None:
-            entry = ListEntry(
-                bytes.fromhex(request.badge_hash),
-                record.member_id,
-                0,
-                record.valid_from,
-                record.valid_until,
-            )
+        if reason == GRANTED and record is not None and centre_id is not None:
+            # The unit's own policy over the entry its list would hold (plans, hours,
+            # credits): one set of rules online and offline.
+            fresh, _ = self.store.member_list_entries(centre_id, [record.member_id], now)
+            entry = fresh.get(bytes.fromhex(request.badge_hash))
+            if entry is None:
+                reason = "plan_expired"  # plans held, none live any more
+            else:
+                calendar = self.store.centre_calendar(centre_id, now)
+                today = day_number(calendar, now)
+                verdict = policy_decide(entry, calendar, now, used_today=today in entry.days)
+                reason = verdict.reason
+                if not verdict.granted:
+                    entry = None
         response = AccessResponse(
             request_id=request.request_id,
             device_id=device_id,

@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Protocol
 
 from protocol import topics
 from protocol.lists import MAX_DELTA_ENTRIES, cumulative_changes, cut_snapshot, diff
-from protocol.messages import ListDelta, ListEntry
+from protocol.messages import CentreHours, ListDelta, ListEntry
 from protocol.signing import Signer
 from protocol.workers import Worker
 from server.store import Store
@@ -183,8 +184,10 @@ class AccessListPublisher(Worker):
         state = self._load(centre_id)
         if state is None or members is None:
             entries = self.store.list_entries(centre_id, now)
-            if state is None:
-                self._cut_snapshot(centre_id, entries, None, now)
+            if state is None or calendar_outdated(
+                state, self.store.centre_hours(centre_id, now), now
+            ):
+                self._cut_snapshot(centre_id, entries, state, now)
                 return
             current = self._current[centre_id]
             changed_up, changed_out = diff(current, entries)
@@ -236,6 +239,7 @@ class AccessListPublisher(Worker):
             issued_at=now,
             upsert=upsert,
             remove=remove,
+            calendar=state.calendar,
         )
         self.store.save_list_state(new, snapshot=False)
         self._states[centre_id] = new
@@ -267,6 +271,7 @@ class AccessListPublisher(Worker):
             snapshot=snapshot,
             version=version,
             issued_at=now,
+            calendar=self.store.centre_hours(centre_id, now),
         )
         self.store.save_list_state(new, snapshot=True)
         self._states[centre_id] = new
@@ -315,7 +320,11 @@ class AccessListPublisher(Worker):
     def _send_state(self, state: CentreListState, *, clear_from: int) -> None:
         """Segments, then clears of the old extra segments, then the head, then the delta."""
         head, segments = cut_snapshot(
-            state.centre_id, state.snapshot_version, state.snapshot, state.snapshot_issued_at
+            state.centre_id,
+            state.snapshot_version,
+            state.snapshot,
+            state.snapshot_issued_at,
+            state.calendar,
         )
         for segment in segments:
             self._send(
@@ -367,3 +376,25 @@ def _merge(dirty: dict[str, set[int] | None], centre_id: str, members: set[int] 
         dirty[centre_id] = None
     else:
         dirty.setdefault(centre_id, set()).update(members)  # type: ignore[union-attr]
+
+
+CALENDAR_REFRESH_S = 31 * 86400
+
+
+def calendar_outdated(state: CentreListState, calendar: CentreHours | None, now: float) -> bool:
+    """Whether the units need a new snapshot for the centre's calendar: new hours or time
+    zone, a closed day they do not know, or a calendar too old to reach far enough ahead.
+    (Closed days that have passed change nothing.)"""
+    old = state.calendar
+    if old is None or calendar is None:
+        return old != calendar
+    if (old.timezone, old.hours) != (calendar.timezone, calendar.hours):
+        return True
+    if not set(calendar.closed) <= set(old.closed):
+        return True
+    if not set(calendar.holidays) <= set(old.holidays):
+        return True
+    today = date.fromtimestamp(now).toordinal()
+    if any(d >= today - 1 for d in set(old.closed) - set(calendar.closed)):
+        return True  # a closure called off
+    return now - state.snapshot_issued_at > CALENDAR_REFRESH_S

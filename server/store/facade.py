@@ -12,16 +12,20 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from protocol.messages import Command, CommandResult, Event, ListEntry, Status
+from protocol.calendar import Calendar
+from protocol.messages import CentreHours, Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
+from server.domain import calendar as calendar_rules
 from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
+from server.store.errors import NotFound
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
     access,
@@ -34,8 +38,10 @@ from server.store.sqlite import (
     occupancy,
 )
 from server.store.sqlite import audit as audit_sql
+from server.store.sqlite import centres as centres_sql
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
 from server.store.sqlite import operators as operators_sql
+from server.store.sqlite import plans as plans_sql
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
 
@@ -126,6 +132,62 @@ class Store:
 
     def centres(self) -> list[dict]:
         return centres.list_all(self.db)
+
+    # -- centres' calendars and plans -----------------------------------------------------------
+
+    def centre_calendar(self, centre_id: str, ts: float) -> Calendar:
+        return centres_sql.calendar(self.db, centre_id, ts)
+
+    def centre_hours(self, centre_id: str, now: float) -> CentreHours:
+        """What the centre's list head carries for its units."""
+        return calendar_rules.for_units(
+            self.centre_calendar(centre_id, now), date.fromtimestamp(now)
+        )
+
+    def update_centre(self, centre_id: str, fields: dict[str, Any]) -> dict:
+        self.write(lambda db: centres_sql.update(db, centre_id, fields, time.time()))
+        return self.centre(centre_id)
+
+    def closures(self, centre_id: str) -> list[dict]:
+        return centres_sql.closures(self.db, centre_id)
+
+    def add_closure(self, centre_id: str, start: str, end: str, reason: str | None) -> dict:
+        closure_id = self.write(
+            lambda db: centres_sql.add_closure(db, centre_id, start, end, reason)
+        )
+        return next(c for c in self.closures(centre_id) if c["id"] == closure_id)
+
+    def remove_closure(self, centre_id: str, closure_id: int) -> dict:
+        return self.write(lambda db: centres_sql.remove_closure(db, centre_id, closure_id))
+
+    def create_plan(self, fields: dict[str, Any]) -> dict:
+        plan_id = self.write(lambda db: plans_sql.create_plan(db, fields, time.time()))
+        return self.plan(plan_id)
+
+    def plan(self, plan_id: int) -> dict:
+        return plans_sql.plan(self.db, plan_id)
+
+    def plans(self) -> list[dict]:
+        return plans_sql.plans(self.db)
+
+    def give_plan(
+        self, member_id: int, plan_id: int, valid_from: float | None, valid_until: float | None
+    ) -> dict:
+        held_id = self.write(
+            lambda db: plans_sql.give_plan(
+                db, member_id, plan_id, valid_from, valid_until, time.time()
+            )
+        )
+        return next(p for p in self.member_plans(member_id) if p["id"] == held_id)
+
+    def end_member_plan(self, member_id: int, held_id: int) -> dict:
+        if not any(p["id"] == held_id for p in self.member_plans(member_id)):
+            raise NotFound(f"member {member_id} holds no plan {held_id}")
+        self.write(lambda db: plans_sql.end_plan(db, held_id, time.time()))
+        return next(p for p in self.member_plans(member_id) if p["id"] == held_id)
+
+    def member_plans(self, member_id: int) -> list[dict]:
+        return plans_sql.member_plans(self.db, member_id)
 
     def assign_device(self, device_id: str, centre_id: str) -> dict:
         self.centre(centre_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protocol.lists import SEGMENT_ENTRIES
-from protocol.messages import ListEntry
+from protocol.messages import CentreHours, ListEntry
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class IngestResult:
     seqs: list[int]
     new: int
     centre_id: str | None
+    credited: tuple[int, ...] = ()  # members a day credit was counted for
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class CentreListState:
     issued_at: float  # of the delta
     upsert: list[ListEntry] = field(default_factory=list)
     remove: list[bytes] = field(default_factory=list)
+    calendar: CentreHours | None = None  # the centre's, in the snapshot's head
 
     @property
     def segments(self) -> int:

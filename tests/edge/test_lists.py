@@ -138,7 +138,7 @@ def test_a_saved_list_signed_by_a_key_no_longer_trusted_is_not_loaded(
     assert again.access.version is None
 
 
-def test_a_revoked_badge_is_denied_at_once_offline(
+def test_a_revoked_badge_and_a_suspended_member_are_denied_at_once_offline(
     make_agent: MakeAgent, signer: Signer, badge_key: bytes
 ) -> None:
     agent = make_agent()
@@ -157,7 +157,7 @@ def test_a_revoked_badge_is_denied_at_once_offline(
     bob = agent.badge("entree", BOB_UID)
 
     assert (alice.granted, alice.reason, alice.member_id) == (False, "revoked", 1)
-    assert (bob.granted, bob.reason) == (False, "revoked")
+    assert (bob.granted, bob.reason) == (False, "suspended")
     assert not agent.hardware.locks["entree"].is_unlocked
 
 

@@ -165,7 +165,7 @@ def test_revoked_member_is_denied_at_the_next_badge(
     wait_for_list_with(unit, badge_key, ALICE, present=False)
 
     event = unit.badge("entree", ALICE)
-    assert event.granted is False and event.reason == "revoked"
+    assert event.granted is False and event.reason == "suspended"
 
 
 def test_badges_during_a_broker_outage_all_reach_the_server_once(

@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 from sqlite_utils import Database
 
-from protocol.messages import ListEntry
+from protocol.messages import CentreHours, ListEntry
 from server.domain.access import BadgeRecord
 from server.domain.lists import compile_entries
 from server.store.errors import NotFound
 from server.store.records import CentreListState
-from server.store.sqlite import members
+from server.store.sqlite import members, plans
 
 IMPORT_BATCH = 10_000
 
@@ -84,13 +84,18 @@ def member_entries(
         chunk = ids[i : i + 500]
         rows += db.execute(_MEMBER_ROWS.format(",".join("?" * len(chunk))), chunk).fetchall()
     held = {bytes.fromhex(r[0]) for r in rows}
-    return compile_entries(centre_id, rows, now, centres_of=members.centres_of), held
+    member_plans = plans.for_lists(db, now, ids)
+    entries = compile_entries(
+        centre_id, rows, now, centres_of=members.centres_of, plans=member_plans
+    )
+    return entries, held
 
 
 def list_entries(db: Database, centre_id: str, now: float) -> dict[bytes, ListEntry]:
     """The entries of ``centre_id``'s list now (``server.domain.lists.compile_entries``)."""
     rows = badge_rows_for_centre(db, centre_id, now)
-    return compile_entries(centre_id, rows, now, centres_of=members.centres_of)
+    member_plans = plans.for_lists(db, now)
+    return compile_entries(centre_id, rows, now, centres_of=members.centres_of, plans=member_plans)
 
 
 # -- the published state of each centre's list ------------------------------------------------
@@ -104,18 +109,19 @@ class _Delta(msgspec.Struct, array_like=True):
 _encoder = msgspec.msgpack.Encoder()
 _entries_decoder = msgspec.msgpack.Decoder(list[ListEntry])
 _delta_decoder = msgspec.msgpack.Decoder(_Delta)
+_calendar_decoder = msgspec.msgpack.Decoder(CentreHours)
 
 
 def list_state(db: Database, centre_id: str) -> CentreListState | None:
     """What was last published (or is being published) for ``centre_id``; None if nothing."""
     row = db.execute(
-        "SELECT snapshot_version, snapshot_issued_at, snapshot, version, issued_at, delta"
-        " FROM list_state WHERE centre_id = ?",
+        "SELECT snapshot_version, snapshot_issued_at, snapshot, version, issued_at, delta,"
+        " calendar FROM list_state WHERE centre_id = ?",
         [centre_id],
     ).fetchone()
     if row is None:
         return None
-    snapshot_version, snapshot_issued_at, snapshot, version, issued_at, delta = row
+    snapshot_version, snapshot_issued_at, snapshot, version, issued_at, delta, cal = row
     changes = _delta_decoder.decode(delta) if delta else _Delta([], [])
     return CentreListState(
         centre_id=centre_id,
@@ -126,6 +132,7 @@ def list_state(db: Database, centre_id: str) -> CentreListState | None:
         issued_at=issued_at,
         upsert=changes.upsert,
         remove=changes.remove,
+        calendar=_calendar_decoder.decode(cal) if cal else None,
     )
 
 
@@ -160,6 +167,7 @@ def save_list_state(db: Database, state: CentreListState, *, snapshot: bool, now
             "issued_at": state.issued_at,
             "delta": delta,
             "updated_at": now,
+            "calendar": _encoder.encode(state.calendar) if state.calendar else None,
         },
         pk="centre_id",
         replace=True,

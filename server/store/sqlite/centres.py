@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlite_utils import Database
 
+from protocol.calendar import Calendar
+from server.domain import calendar as calendar_rules
 from server.store.errors import Conflict, NotFound
 
 
@@ -23,3 +27,35 @@ def get(db: Database, centre_id: str) -> dict:
 
 def list_all(db: Database) -> list[dict]:
     return list(db["centres"].rows_where(order_by="name"))
+
+
+def closures(db: Database, centre_id: str) -> list[dict]:
+    return list(db["closures"].rows_where("centre_id = ?", [centre_id], order_by="start_date"))
+
+
+def calendar(db: Database, centre_id: str, ts: float) -> Calendar:
+    """The centre's calendar around ``ts`` (hours, closures, public holidays)."""
+    centre = get(db, centre_id)
+    return calendar_rules.calendar(centre, closures(db, centre_id), date.fromtimestamp(ts))
+
+
+def update(db: Database, centre_id: str, fields: dict, now: float) -> None:
+    get(db, centre_id)
+    db["centres"].update(centre_id, {**fields, "updated_at": now})
+
+
+def add_closure(db: Database, centre_id: str, start: str, end: str, reason: str | None) -> int:
+    get(db, centre_id)
+    return (
+        db["closures"]
+        .insert({"centre_id": centre_id, "start_date": start, "end_date": end, "reason": reason})
+        .last_pk
+    )
+
+
+def remove_closure(db: Database, centre_id: str, closure_id: int) -> dict:
+    rows = list(db["closures"].rows_where("id = ? AND centre_id = ?", [closure_id, centre_id]))
+    if not rows:
+        raise NotFound(f"no closure {closure_id} at centre {centre_id!r}")
+    db["closures"].delete(closure_id)
+    return rows[0]

@@ -9,7 +9,7 @@ from sqlite_utils import Database
 
 from protocol.messages import Event
 from server.store.records import IngestResult
-from server.store.sqlite import badges, devices, occupancy
+from server.store.sqlite import badges, centres, devices, occupancy, plans
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def ingest(
     known, centre_id = devices.centre_of(db, device_id)
     new = 0
     live = False
+    credited: list[int] = []
     for e in events:
         historical = e.historical or (e.clock_synced and received_at - e.ts > late_event_s)
         suspect = time_suspect(e, received_at, future_margin_s)
@@ -76,10 +77,21 @@ def ingest(
             badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
         if not suspect:
             _apply(db, centre_id, device_id, e)
+        if (
+            e.kind == "access"
+            and e.granted
+            and e.member_id is not None
+            and centre_id is not None
+            and plans.holds_plans(db, e.member_id)
+        ):
+            # Day credits are reconciled from what the units decided, online or offline.
+            cal = centres.calendar(db, centre_id, e.ts)
+            if plans.record_entry(db, e.member_id, centre_id, cal, e.ts, e.event_id):
+                credited.append(e.member_id)
     if live and known:
         devices.touch(db, device_id, received_at)
     epoch = events[0].epoch if events else ""
-    return IngestResult(device_id, epoch, [e.seq for e in events], new, centre_id)
+    return IngestResult(device_id, epoch, [e.seq for e in events], new, centre_id, tuple(credited))
 
 
 def time_suspect(e: Event, received_at: float, future_margin_s: float) -> bool:

@@ -370,3 +370,9 @@ def m050_centres_and_plans(db: Database) -> None:
     db["members"].add_column("suspended_reason", str)
     db["members"].add_column("suspended_at", float)
     db["members"].add_column("commute_insee", str)
+
+
+@migrations()
+def m051_list_calendar(db: Database) -> None:
+    # The centre's calendar sent in the snapshot's head (MessagePack of CentreHours).
+    db["list_state"].add_column("calendar", bytes)

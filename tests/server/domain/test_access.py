@@ -28,7 +28,7 @@ def record(**changes: object) -> BadgeRecord:
         (None, "boitron", "unknown_card"),
         (record(), "boitron", GRANTED),
         (record(revoked=True), "boitron", "revoked"),
-        (record(active=False), "boitron", "revoked"),
+        (record(active=False), "boitron", "suspended"),
         (record(revoked=True, centres=["belleme"]), "boitron", "revoked"),
         (record(), None, "wrong_centre"),
         (record(centres=["belleme"]), "boitron", "wrong_centre"),

@@ -459,7 +459,7 @@ def test_a_unit_that_applied_an_earlier_delta_follows_a_change_undone_since(
     bob = enrol(store, B, centres=["boitron"])
     settle(publisher, lambda: publisher.invalidate(["boitron"], [alice["id"], bob["id"]]))
     assert door.apply(unit("boitron").delta())  # type: ignore[arg-type]
-    assert door.decide(A, clock.now).reason == "revoked"
+    assert door.decide(A, clock.now).reason == "suspended"
     assert door.decide(B, clock.now).granted
 
     clock.now += 1

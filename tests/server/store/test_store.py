@@ -365,7 +365,7 @@ def test_badge_record_and_decide_give_the_reason(store: Store, centre: str) -> N
     assert reason("04" * 32) == "wrong_centre"
     assert reason("04" * 32, "belleme") == "granted"
     assert reason("01" * 32, None) == "wrong_centre"  # a unit not assigned to any centre
-    assert reason("05" * 32) == "revoked"
+    assert reason("05" * 32) == "suspended"
     assert reason("06" * 32) == "revoked"
     assert store.badge_record("ff" * 32) is None
 
