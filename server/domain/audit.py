@@ -29,6 +29,16 @@ ACTIONS = (
     "badge.enrolled",
     "badge.revoked",
     "door.unlock",
+    # Centres' calendars, plans, suspensions, lost badges.
+    "centre.updated",
+    "closure.added",
+    "closure.removed",
+    "plan.created",
+    "plan.given",
+    "plan.ended",
+    "member.suspended",
+    "member.reactivated",
+    "badge.replaced",
 )
 
 

@@ -46,9 +46,12 @@ def closed_days(
     return dict(sorted(closed.items()))
 
 
-def weekly_hours(raw: str | None) -> tuple:
-    """The stored ``hours`` column (JSON) as checked weekly hours; None: always open."""
-    return check_hours(json.loads(raw)) if raw else ALWAYS_OPEN
+def weekly_hours(raw: str | list | None) -> tuple:
+    """A centre's ``hours`` (a list, or its stored JSON) as checked weekly hours; None:
+    always open."""
+    if not raw:
+        return ALWAYS_OPEN
+    return check_hours(json.loads(raw) if isinstance(raw, str) else raw)
 
 
 def calendar(centre: dict, closures: Iterable[dict], around: date, days: int = 400) -> Calendar:

@@ -38,7 +38,67 @@ class CentrePublic(Public):
     id: str
     name: str
     commune: str | None = None
+    insee: str | None = Field(default=None, description="The commune's INSEE code.")
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    capacity: int | None = None
+    timezone: str = "Europe/Paris"
+    hours: list[list[list[int]]] | None = Field(
+        default=None,
+        description="7 days, Monday first, of [start, end] minutes in local time; "
+        "null: open around the clock.",
+    )
     created_at: float | None = None
+    updated_at: float | None = None
+
+
+class ClosurePublic(Public):
+    id: int
+    centre_id: str
+    start_date: str
+    end_date: str
+    reason: str | None = None
+
+
+class CalendarDay(Public):
+    date: str
+    open: list[list[int]] = Field(description="[start, end] minutes in local time.")
+    closed: str | None = Field(default=None, description="Why closed all day, if it is.")
+
+
+class PlanPublic(Public):
+    id: int
+    name: str
+    kind: str = Field(description="subscription, day_pass or trial.")
+    days: int | None = Field(default=None, description="Day credits of a book or a trial.")
+    duration_days: int | None = None
+    centres: list[str] | None = Field(default=None, description="null: every centre.")
+    hours: str = Field(description="always, opening or window.")
+    window: list[list[int]] = []
+    price_cents: int | None = None
+    active: bool
+    created_at: float | None = None
+
+
+class MemberPlanPublic(Public):
+    id: int
+    member_id: int
+    plan_id: int
+    name: str
+    kind: str
+    valid_from: float | None = None
+    valid_until: float | None = None
+    centres: list[str] | None = None
+    hours: str
+    window: list[list[int]] = []
+    days: int | None = None
+    used: int = Field(description="Day credits used (days counted).")
+    days_left: int | None = Field(
+        default=None, description="Below zero: days used offline past the book (days over)."
+    )
+    created_at: float
+    ended_at: float | None = None
 
 
 class DevicePublic(Public):
@@ -73,6 +133,8 @@ class MemberPublic(Public):
     valid_until: float | None = None
     centres: list[str] | None = Field(default=None, description="null: every centre.")
     created_at: float | None = None
+    suspended_reason: str | None = None
+    suspended_at: float | None = None
     badges: list[BadgePublic] | None = Field(
         default=None, description="Only on a single member, not in lists."
     )

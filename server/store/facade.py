@@ -25,7 +25,7 @@ from server.domain import calendar as calendar_rules
 from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
-from server.store.errors import NotFound
+from server.store.errors import Conflict, NotFound
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
     access,
@@ -271,6 +271,20 @@ class Store:
         now = time.time()
         self.write(lambda db: badges.revoke(db, badge_id, now))
         return self.badge(badge_id)
+
+    def replace_badge(self, badge_id: int, badge_hash: str, label: str | None) -> dict:
+        """A lost badge revoked (if not already) and its replacement enrolled, one commit."""
+        lost = self.badge(badge_id)
+        if lost["badge_hash"] == badge_hash:
+            raise Conflict("the replacement card is the lost card itself")
+        now = time.time()
+
+        def replace(db: Database) -> int:
+            if lost["revoked_at"] is None:
+                badges.revoke(db, badge_id, now)
+            return badges.enrol(db, lost["member_id"], badge_hash, label, now)
+
+        return self.badge(self.write(replace))
 
     def badge(self, badge_id: int) -> dict:
         return badges.get(self.db, badge_id)

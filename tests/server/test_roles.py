@@ -36,6 +36,7 @@ class World:
     members: dict[str, int] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
     counter: Iterator[int] = field(default_factory=itertools.count)
+    _plan: int | None = None
 
     @property
     def admin(self) -> TestClient:
@@ -50,6 +51,32 @@ class World:
         member_id = self.new_member(centre)
         answer = self.admin.post(
             f"/api/members/{member_id}/badges", json={"uid": secrets.token_hex(4)}
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()["id"]
+
+    @property
+    def plan(self) -> int:
+        """A catalogue plan (made once)."""
+        if self._plan is None:
+            answer = self.admin.post(
+                "/api/plans", json={"name": "Abonnement", "kind": "subscription"}
+            )
+            assert answer.status_code == 201, answer.text
+            self._plan = answer.json()["id"]
+        return self._plan
+
+    def new_held_plan(self, centre: str) -> int:
+        answer = self.admin.post(
+            f"/api/members/{self.members[centre]}/plans", json={"plan_id": self.plan}
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()["id"]
+
+    def new_closure(self, centre: str) -> int:
+        answer = self.admin.post(
+            f"/api/centres/{centre}/closures",
+            json={"start_date": "2027-12-24", "end_date": "2027-12-24"},
         )
         assert answer.status_code == 201, answer.text
         return answer.json()["id"]
@@ -191,6 +218,75 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
         write(),
     ),
     ("GET", "/api/unknown-cards"): (get("/api/unknown-cards?centre={centre}"), read()),
+    # Centres' registry entries and calendars.
+    ("PATCH", "/api/centres/{centre_id}"): (
+        lambda w, c, caller: ("PATCH", f"/api/centres/{c}", {"capacity": 12}),
+        write(),
+    ),
+    ("GET", "/api/centres/{centre_id}/closures"): (get("/api/centres/{centre}/closures"), read()),
+    ("POST", "/api/centres/{centre_id}/closures"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/api/centres/{c}/closures",
+            {"start_date": "2027-08-09", "end_date": "2027-08-13", "reason": "congés"},
+        ),
+        write(201),
+    ),
+    ("DELETE", "/api/centres/{centre_id}/closures/{closure_id}"): (
+        lambda w, c, caller: ("DELETE", f"/api/centres/{c}/closures/{w.new_closure(c)}", None),
+        write(),
+    ),
+    ("GET", "/api/centres/{centre_id}/calendar"): (get("/api/centres/{centre}/calendar"), read()),
+    # Plans.
+    ("GET", "/api/plans"): (get("/api/plans"), read_all()),
+    ("POST", "/api/plans"): (
+        lambda w, c, caller: (
+            "POST",
+            "/api/plans",
+            {"name": f"Carnet {next(w.counter)}", "kind": "day_pass", "days": 10},
+        ),
+        admin_only(201),
+    ),
+    ("GET", "/api/plans/{plan_id}"): (
+        lambda w, c, caller: ("GET", f"/api/plans/{w.plan}", None),
+        read_all(),
+    ),
+    ("GET", "/api/members/{member_id}/plans"): (
+        lambda w, c, caller: ("GET", f"/api/members/{w.members[c]}/plans", None),
+        read(),
+    ),
+    ("POST", "/api/members/{member_id}/plans"): (
+        lambda w, c, caller: ("POST", f"/api/members/{w.members[c]}/plans", {"plan_id": w.plan}),
+        write(201),
+    ),
+    ("POST", "/api/members/{member_id}/plans/{held_id}/end"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/api/members/{w.members[c]}/plans/{w.new_held_plan(c)}/end",
+            None,
+        ),
+        write(),
+    ),
+    ("POST", "/api/members/{member_id}/suspend"): (
+        lambda w, c, caller: ("POST", f"/api/members/{w.members[c]}/suspend", {"reason": "impayé"}),
+        write(),
+    ),
+    ("POST", "/api/members/{member_id}/reactivate"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/api/members/{w.members[c]}/reactivate",
+            {"reason": "payé"},
+        ),
+        write(),
+    ),
+    ("POST", "/api/badges/{badge_id}/replace"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/api/badges/{w.new_badge(c)}/replace",
+            {"uid": secrets.token_hex(4)},
+        ),
+        write(201),
+    ),
     # Events and occupancy.
     ("GET", "/api/events"): (get("/api/events?centre={centre}"), read()),
     ("GET", "/api/occupancy"): (get("/api/occupancy"), read_all()),

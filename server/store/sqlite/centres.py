@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from sqlite_utils import Database
@@ -22,11 +23,17 @@ def get(db: Database, centre_id: str) -> dict:
     rows = list(db["centres"].rows_where("id = ?", [centre_id]))
     if not rows:
         raise NotFound(f"no centre {centre_id!r}")
-    return rows[0]
+    return _row(rows[0])
 
 
 def list_all(db: Database) -> list[dict]:
-    return list(db["centres"].rows_where(order_by="name"))
+    return [_row(r) for r in db["centres"].rows_where(order_by="name")]
+
+
+def _row(r: dict) -> dict:
+    out = dict(r)
+    out["hours"] = json.loads(r["hours"]) if r.get("hours") else None
+    return out
 
 
 def closures(db: Database, centre_id: str) -> list[dict]:
@@ -41,7 +48,10 @@ def calendar(db: Database, centre_id: str, ts: float) -> Calendar:
 
 def update(db: Database, centre_id: str, fields: dict, now: float) -> None:
     get(db, centre_id)
-    db["centres"].update(centre_id, {**fields, "updated_at": now})
+    row = dict(fields)
+    if "hours" in row:
+        row["hours"] = None if row["hours"] is None else json.dumps(row["hours"])
+    db["centres"].update(centre_id, {**row, "updated_at": now})
 
 
 def add_closure(db: Database, centre_id: str, start: str, end: str, reason: str | None) -> int:

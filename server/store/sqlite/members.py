@@ -11,7 +11,16 @@ from sqlite_utils import Database
 from server.store.errors import NotFound
 from server.store.sqlite import badges
 
-_FIELDS = ("name", "email", "active", "valid_from", "valid_until", "centres")
+_FIELDS = (
+    "name",
+    "email",
+    "active",
+    "valid_from",
+    "valid_until",
+    "centres",
+    "suspended_reason",
+    "suspended_at",
+)
 
 
 def to_row(fields: dict[str, Any]) -> dict[str, Any]:
