@@ -39,6 +39,8 @@ ACTIONS = (
     "member.suspended",
     "member.reactivated",
     "badge.replaced",
+    "room.updated",
+    "door.updated",
 )
 
 

@@ -15,8 +15,9 @@ from protocol.calendar import CalendarError, check_hours, days_between, zone
 from server.auth.deps import AuditDep, CanWrite, Scope, require_centre
 from server.domain.audit import changed
 from server.routes import models
-from server.routes.params import MAX_ID, CentreIdPath
+from server.routes.params import DEVICE, MAX_ID, CentreIdPath
 from server.runtime import RuntimeDep, StoreDep
+from server.store import NotFound
 
 router = APIRouter(tags=["centres and units"])
 
@@ -57,6 +58,21 @@ class CentreUpdate(BaseModel):
         except CalendarError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+
+LOCAL_ID = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+LocalIdPath = Annotated[str, Path(pattern=LOCAL_ID, examples=["visio"])]
+
+
+class RoomPut(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["Salle visio"])
+    capacity: int | None = Field(default=None, ge=0, le=10_000)
+    bookable: bool = False
+
+
+class DoorPut(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["Entrée principale"])
+    device_id: str | None = Field(default=None, pattern=DEVICE, description="Its unit.")
 
 
 class ClosureCreate(BaseModel):
@@ -158,3 +174,60 @@ def centre_calendar(
         intervals = [] if reason else [list(i) for i in cal.hours[day.weekday()]]
         out.append({"date": day.isoformat(), "open": intervals, "closed": reason})
     return out
+
+
+@router.get("/api/centres/{centre_id}/rooms", response_model=list[models.RoomPublic])
+def list_rooms(centre_id: CentreIdPath, store: StoreDep, scope: Scope) -> list[dict]:
+    require_centre(scope, centre_id, f"no centre {centre_id!r}")
+    return store.rooms(centre_id)
+
+
+@router.put("/api/centres/{centre_id}/rooms/{room_id}", response_model=models.RoomPublic)
+def put_room(
+    centre_id: CentreIdPath,
+    room_id: LocalIdPath,
+    body: RoomPut,
+    runtime: RuntimeDep,
+    _: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict:
+    require_centre(scope, centre_id, f"no centre {centre_id!r}")
+    before = next((r for r in runtime.store.rooms(centre_id) if r["room_id"] == room_id), None)
+    room = runtime.store.put_room(centre_id, room_id, body.model_dump())
+    was, now = changed(before or {}, room)
+    audit.record(
+        "room.updated", "room", f"{centre_id}/{room_id}", centre=centre_id, before=was, after=now
+    )
+    return room
+
+
+@router.get("/api/centres/{centre_id}/doors", response_model=list[models.DoorPublic])
+def list_doors(centre_id: CentreIdPath, store: StoreDep, scope: Scope) -> list[dict]:
+    require_centre(scope, centre_id, f"no centre {centre_id!r}")
+    return store.doors(centre_id)
+
+
+@router.put("/api/centres/{centre_id}/doors/{door_id}", response_model=models.DoorPublic)
+def put_door(
+    centre_id: CentreIdPath,
+    door_id: LocalIdPath,
+    body: DoorPut,
+    runtime: RuntimeDep,
+    _: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict:
+    require_centre(scope, centre_id, f"no centre {centre_id!r}")
+    before = next((d for d in runtime.store.doors(centre_id) if d["door_id"] == door_id), None)
+    try:
+        door = runtime.store.put_door(centre_id, door_id, body.model_dump())
+    except NotFound as exc:
+        if str(exc).startswith("device_id"):
+            raise HTTPException(422, str(exc)) from None
+        raise
+    was, now = changed(before or {}, door)
+    audit.record(
+        "door.updated", "door", f"{centre_id}/{door_id}", centre=centre_id, before=was, after=now
+    )
+    return door

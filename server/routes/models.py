@@ -61,6 +61,21 @@ class ClosurePublic(Public):
     reason: str | None = None
 
 
+class RoomPublic(Public):
+    room_id: str
+    name: str | None = None
+    capacity: int | None = None
+    bookable: bool = False
+    device_id: str | None = Field(default=None, description="The unit that reports it.")
+
+
+class DoorPublic(Public):
+    centre_id: str
+    door_id: str
+    name: str
+    device_id: str | None = None
+
+
 class CalendarDay(Public):
     date: str
     open: list[list[int]] = Field(description="[start, end] minutes in local time.")

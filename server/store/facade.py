@@ -160,6 +160,20 @@ class Store:
     def remove_closure(self, centre_id: str, closure_id: int) -> dict:
         return self.write(lambda db: centres_sql.remove_closure(db, centre_id, closure_id))
 
+    def rooms(self, centre_id: str) -> list[dict]:
+        return centres_sql.rooms(self.db, centre_id)
+
+    def put_room(self, centre_id: str, room_id: str, fields: dict[str, Any]) -> dict:
+        self.write(lambda db: centres_sql.put_room(db, centre_id, room_id, fields))
+        return next(r for r in self.rooms(centre_id) if r["room_id"] == room_id)
+
+    def doors(self, centre_id: str) -> list[dict]:
+        return centres_sql.doors(self.db, centre_id)
+
+    def put_door(self, centre_id: str, door_id: str, fields: dict[str, Any]) -> dict:
+        self.write(lambda db: centres_sql.put_door(db, centre_id, door_id, fields))
+        return next(d for d in self.doors(centre_id) if d["door_id"] == door_id)
+
     def create_plan(self, fields: dict[str, Any]) -> dict:
         plan_id = self.write(lambda db: plans_sql.create_plan(db, fields, time.time()))
         return self.plan(plan_id)

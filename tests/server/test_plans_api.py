@@ -138,3 +138,29 @@ def test_a_lost_badge_is_revoked_and_replaced_in_one_step(server: TestClient) ->
     assert badges[new.json()["id"]]["revoked_at"] is None  # the revocation was rolled back
     assert server.get(f"/api/members/{other}").json()["badges"][0]["id"] == taken["id"]
     assert "badge.replaced" in audit_actions(server)
+
+
+def test_rooms_and_doors_are_described_in_the_registry(server: TestClient) -> None:
+    room = server.put(
+        "/api/centres/boitron/rooms/visio",
+        json={"name": "Salle visio", "capacity": 6, "bookable": True},
+    )
+    assert room.status_code == 200, room.text
+    assert room.json() == {
+        "room_id": "visio",
+        "name": "Salle visio",
+        "capacity": 6,
+        "bookable": True,
+        "device_id": None,
+    }
+    door = server.put(
+        "/api/centres/boitron/doors/entree", json={"name": "Entrée", "device_id": "boitron-01"}
+    )
+    assert door.status_code == 200 and door.json()["device_id"] == "boitron-01"
+    elsewhere = server.put(
+        "/api/centres/boitron/doors/cour", json={"name": "Cour", "device_id": "belleme-01"}
+    )
+    assert elsewhere.status_code == 422 and "belleme-01" in elsewhere.json()["error"]
+    assert [d["door_id"] for d in server.get("/api/centres/boitron/doors").json()] == ["entree"]
+    assert server.get("/api/centres/boitron/rooms").json()[0]["capacity"] == 6
+    assert {"room.updated", "door.updated"} <= set(audit_actions(server))

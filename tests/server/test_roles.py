@@ -237,6 +237,24 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
         write(),
     ),
     ("GET", "/api/centres/{centre_id}/calendar"): (get("/api/centres/{centre}/calendar"), read()),
+    ("GET", "/api/centres/{centre_id}/rooms"): (get("/api/centres/{centre}/rooms"), read()),
+    ("PUT", "/api/centres/{centre_id}/rooms/{room_id}"): (
+        lambda w, c, caller: (
+            "PUT",
+            f"/api/centres/{c}/rooms/visio",
+            {"name": "Visio", "capacity": 6, "bookable": True},
+        ),
+        write(),
+    ),
+    ("GET", "/api/centres/{centre_id}/doors"): (get("/api/centres/{centre}/doors"), read()),
+    ("PUT", "/api/centres/{centre_id}/doors/{door_id}"): (
+        lambda w, c, caller: (
+            "PUT",
+            f"/api/centres/{c}/doors/entree",
+            {"name": "Entrée", "device_id": unit(c)},
+        ),
+        write(),
+    ),
     # Plans.
     ("GET", "/api/plans"): (get("/api/plans"), read_all()),
     ("POST", "/api/plans"): (

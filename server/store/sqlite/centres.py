@@ -69,3 +69,43 @@ def remove_closure(db: Database, centre_id: str, closure_id: int) -> dict:
         raise NotFound(f"no closure {closure_id} at centre {centre_id!r}")
     db["closures"].delete(closure_id)
     return rows[0]
+
+
+def rooms(db: Database, centre_id: str) -> list[dict]:
+    get(db, centre_id)
+    rows = db.query(
+        "SELECT room_id, name, capacity, bookable, device_id FROM rooms WHERE centre_id = ?"
+        " ORDER BY room_id",
+        [centre_id],
+    )
+    return [{**r, "bookable": bool(r["bookable"])} for r in rows]
+
+
+def put_room(db: Database, centre_id: str, room_id: str, fields: dict) -> None:
+    """Describe a room (its live state, reported by the units, is left alone)."""
+    get(db, centre_id)
+    db.execute(
+        "INSERT INTO rooms (centre_id, room_id, name, capacity, bookable)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (centre_id, room_id) DO UPDATE SET"
+        " name = excluded.name, capacity = excluded.capacity, bookable = excluded.bookable",
+        [centre_id, room_id, fields["name"], fields.get("capacity"), int(fields["bookable"])],
+    )
+
+
+def doors(db: Database, centre_id: str) -> list[dict]:
+    get(db, centre_id)
+    return list(db["doors"].rows_where("centre_id = ?", [centre_id], order_by="door_id"))
+
+
+def put_door(db: Database, centre_id: str, door_id: str, fields: dict) -> None:
+    get(db, centre_id)
+    device = fields.get("device_id")
+    if device is not None and not db["devices"].count_where(
+        "device_id = ? AND centre_id = ?", [device, centre_id]
+    ):
+        raise NotFound(f"device_id: no unit {device!r} at centre {centre_id!r}")
+    db["doors"].insert(
+        {"centre_id": centre_id, "door_id": door_id, "device_id": device, "name": fields["name"]},
+        pk=("centre_id", "door_id"),
+        replace=True,
+    )
