@@ -9,7 +9,7 @@ from sqlite_utils import Database
 
 from protocol.messages import Event
 from server.store.records import IngestResult
-from server.store.sqlite import badges, devices, occupancy
+from server.store.sqlite import alarms, badges, devices, occupancy
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ def ingest(
             badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
         if not suspect:
             _apply(db, centre_id, device_id, e)
+        if known and centre_id is not None and e.door is not None:
+            alarms.door_event(db, device_id, centre_id, e, received_at)
     if live and known:
         devices.touch(db, device_id, received_at)
     epoch = events[0].epoch if events else ""
