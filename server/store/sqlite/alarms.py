@@ -27,8 +27,8 @@ def raise_alarm(
     at: float,
     *,
     event_ts: float | None = None,
-) -> int:
-    """Open the alarm unless the same one is open already; return its id."""
+) -> tuple[int, bool]:
+    """Open the alarm unless the same one is open already: (its id, whether it is new)."""
     row = db.execute(
         f"SELECT id, detail FROM alarms WHERE device_id = ? AND kind = ? AND {_SAME_DOOR}"
         " AND closed_at IS NULL",
@@ -37,22 +37,17 @@ def raise_alarm(
     if row is not None:
         if raised.detail is not None and raised.detail != row[1]:
             db.execute("UPDATE alarms SET detail = ? WHERE id = ?", [raised.detail, row[0]])
-        return row[0]
-    return (
-        db["alarms"]
-        .insert(
-            {
-                "kind": raised.kind,
-                "device_id": device_id,
-                "centre_id": centre_id,
-                "door": raised.door,
-                "detail": raised.detail,
-                "opened_at": at,
-                "event_ts": event_ts,
-            }
-        )
-        .last_pk
-    )
+        return row[0], False
+    row = {
+        "kind": raised.kind,
+        "device_id": device_id,
+        "centre_id": centre_id,
+        "door": raised.door,
+        "detail": raised.detail,
+        "opened_at": at,
+        "event_ts": event_ts,
+    }
+    return db["alarms"].insert(row).last_pk, True
 
 
 def close_alarms(
@@ -64,14 +59,14 @@ def close_alarms(
     keep: Iterable[tuple[str, str | None]] = (),
 ) -> int:
     """Close the unit's open alarms of ``kinds`` but those in ``keep`` (kind, door)."""
-    kept = set(keep)
+    kept, closed_kinds = set(keep), set(kinds)
     closing = [
         alarm_id
         for alarm_id, kind, door in db.execute(
             "SELECT id, kind, door FROM alarms WHERE device_id = ? AND closed_at IS NULL",
             [device_id],
         ).fetchall()
-        if kind in set(kinds) and (kind, door) not in kept
+        if kind in closed_kinds and (kind, door) not in kept
     ]
     for alarm_id in closing:
         db.execute("UPDATE alarms SET closed_at = ? WHERE id = ?", [at, alarm_id])
@@ -98,14 +93,17 @@ def door_event(db: Database, device_id: str, centre_id: str, e: Event, received_
     """
     kind = rules.OPENED_BY_EVENT.get(e.kind)
     if kind is not None:
-        alarm_id = raise_alarm(
+        alarm_id, new = raise_alarm(
             db, device_id, centre_id, rules.Raised(kind, e.door), received_at, event_ts=e.ts
         )
-        closed_later = db.execute(
-            "SELECT 1 FROM events WHERE centre_id = ? AND ts >= ? AND device_id = ?"
-            " AND kind = 'door_closed' AND door = ? LIMIT 1",
-            [centre_id, e.ts, device_id, e.door],
-        ).fetchone()
+        closed_later = (
+            new
+            and db.execute(
+                "SELECT 1 FROM events WHERE centre_id = ? AND ts >= ? AND device_id = ?"
+                " AND kind = 'door_closed' AND door = ? LIMIT 1",
+                [centre_id, e.ts, device_id, e.door],
+            ).fetchone()
+        )
         if closed_later:
             db.execute(
                 "UPDATE alarms SET closed_at = ? WHERE id = ? AND closed_at IS NULL",

@@ -69,6 +69,13 @@ def test_an_alarm_whose_door_closed_came_first_is_listed_closed(store: Store) ->
     assert alarm["open"] is False and alarm["acknowledged"] is False
 
 
+def test_an_old_forced_door_arriving_late_leaves_the_open_alarm_open(store: Store) -> None:
+    ingest(store, door("door_forced", NOW + 10))
+    ingest(store, door("door_closed", NOW + 5), door("door_forced", NOW + 3))  # both late
+    [alarm] = listed(store)
+    assert alarm["open"] is True and alarm["event_ts"] == NOW + 10
+
+
 def test_one_open_alarm_per_unit_kind_and_door(store: Store, tmp_path: Path) -> None:
     ingest(store, door("door_forced", NOW), door("door_forced", NOW + 1))
     assert len(listed(store)) == 1
