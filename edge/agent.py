@@ -156,6 +156,7 @@ class EdgeAgent:
         self.access = LocalAccess()
         self.rejected = RejectCounter()
         self.faults: dict[str, str] = {}
+        self._reported_pending = 0  # outbox_pending of the last status built
         self._waiting: dict[str, _Waiting] = {}
         self._server_instance: str | None = None
         self._stop = threading.Event()
@@ -245,6 +246,8 @@ class EdgeAgent:
         self.outbox.close()
 
     def status(self) -> Status:
+        pending = self.outbox.pending_count()
+        self._reported_pending = pending
         return Status(
             device_id=self.config.device_id,
             state="online",
@@ -254,8 +257,9 @@ class EdgeAgent:
             config_hash=self.config.config_hash or None,
             list_version=self.access.version,
             clock_synced=self._synced(),
-            outbox_pending=self.outbox.pending_count(),
+            outbox_pending=pending,
             outbox_rejected=self.outbox.rejected_count(),
+            outbox_oldest_ts=self.outbox.oldest_pending_ts() if pending else None,
             faults=[f"{door}: {msg}"[:200] for door, msg in sorted(self.faults.items())] or None,
             doors=[d.id for d in self.config.doors],
             rooms=[RoomInfo(id=r.id, name=r.name) for r in self.config.rooms],
@@ -483,12 +487,15 @@ class EdgeAgent:
         if ack.epoch != self.outbox.epoch:
             raise ProtocolError(f"epoch: ack for outbox {ack.epoch}, not this one", "stale")
         self.outbox.ack(ack.seqs)
+        moved = 0
         if ack.rejected:
             moved = self.outbox.reject([(r.seq, r.reason) for r in ack.rejected])
             for r in ack.rejected:
                 log.warning("server rejected event %d: %s", r.seq, r.reason)
-            if moved:
-                self.link.publish_status()
+        # The last status told of a backlog that is now gone: say so (fleet view, alarms).
+        drained = self._reported_pending > 0 and self.outbox.pending_count() == 0
+        if moved or drained:
+            self.link.publish_status()
 
     def _access_response(self, payload: bytes) -> None:
         response = self.verifier.open(AccessResponse, payload)

@@ -262,6 +262,12 @@ class Outbox:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
+    def oldest_pending_ts(self) -> float | None:
+        """The ``ts`` of the oldest event still waiting for its ack; None when none is."""
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else decode(Event, row[0]).ts
+
     def rejected_count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM outbox_rejected").fetchone()[0]

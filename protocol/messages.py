@@ -120,6 +120,7 @@ class Status(_Message, kw_only=True):
     clock_synced: bool | None = None
     outbox_pending: Count | None = None
     outbox_rejected: Count | None = None
+    outbox_oldest_ts: Timestamp | None = None
     faults: Annotated[list[Text], Meta(max_length=32)] | None = None
     doors: Annotated[list[LocalId], Meta(max_length=16)] | None = None
     rooms: Annotated[list[RoomInfo], Meta(max_length=32)] | None = None

@@ -9,7 +9,19 @@ from fastapi import FastAPI
 
 from server import __version__, errors, http, openapi
 from server.auth import deps as auth
-from server.routes import audit, calendar, centres, events, health, members, plans, web
+from server.routes import (
+    alarms,
+    audit,
+    calendar,
+    centres,
+    events,
+    fleet,
+    health,
+    members,
+    metrics,
+    plans,
+    web,
+)
 from server.routes import auth as auth_routes
 from server.runtime import Runtime
 from server.settings import Settings
@@ -41,5 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     auth.install(app)  # 401/403/429 refusals, with their headers
     for module in (centres, members, events, health, web, auth_routes, audit, calendar, plans):
+        app.include_router(module.router)
+    for module in (fleet, alarms, metrics):
         app.include_router(module.router)
     return app

@@ -11,6 +11,9 @@ from fastapi import Depends, Request
 
 from protocol.badges import parse_key
 from protocol.signing import Signer, SigningKeyError
+from protocol.workers import Worker
+from server.domain.alarms import Thresholds
+from server.metrics import ServerMetrics
 from server.mqtt.bridge import Bridge
 from server.settings import Settings, SettingsError
 from server.store import Store
@@ -25,6 +28,8 @@ class Runtime:
     signer: Signer
     # What sessions, tokens, throttling and the audit log read the time from (tests move it).
     clock: Callable[[], float] = field(default=time.time)
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    alarm_watch: AlarmWatch | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -35,14 +40,31 @@ class Runtime:
             max_stay_s=settings.max_stay_hours * 3600,
             late_event_s=settings.late_event_s,
             future_margin_s=settings.future_margin_s,
+            alarm_thresholds=alarm_thresholds(settings),
         )
-        bridge = Bridge(settings, store, signer)
+        metrics = ServerMetrics()
+        bridge = Bridge(settings, store, signer, metrics=metrics)
+        watch = AlarmWatch(store, settings.alarm_check_interval_s)
+        metrics.watch(
+            rejected=bridge.rejections.snapshot,
+            units=store.units_by_state,
+            alarms_open=store.open_alarm_counts,
+        )
+        store.observe_commits(metrics.batch_committed)
         bridge.start()
-        return cls(settings, store, bridge, key, signer)
+        watch.worker.start()
+        return cls(settings, store, bridge, key, signer, metrics=metrics, alarm_watch=watch)
 
     def stop(self) -> None:
+        if self.alarm_watch is not None:
+            self.alarm_watch.worker.stop()
         self.bridge.stop()
         self.store.close()
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The runtime's own threads (the bridge's and the store's are theirs), for /healthz."""
+        return [self.alarm_watch.worker] if self.alarm_watch is not None else []
 
     def access_changed(
         self, centre_ids: Iterable[str] | None, member_ids: Iterable[int] | None = None
@@ -79,6 +101,41 @@ def read_signing_key(settings: Settings) -> Signer:
         return Signer.from_file(path)
     except SigningKeyError as exc:
         raise SettingsError(f"signing_key_file: {exc}") from None
+
+
+def alarm_thresholds(settings: Settings) -> Thresholds:
+    for name in ("alarm_offline_after_s", "alarm_check_interval_s"):
+        if not getattr(settings, name) > 0:
+            raise SettingsError(f"{name}: must be more than 0, got {getattr(settings, name)!r}")
+    if settings.alarm_outbox_pending < 0:
+        raise SettingsError(
+            f"alarm_outbox_pending: must be 0 or more, got {settings.alarm_outbox_pending!r}"
+        )
+    return Thresholds(
+        offline_after_s=settings.alarm_offline_after_s,
+        outbox_pending=settings.alarm_outbox_pending,
+    )
+
+
+class AlarmWatch:
+    """Opens ``unit_offline`` alarms: a worker looks every ``interval_s`` for units offline
+    past the threshold (a unit's silence sends no message to react to)."""
+
+    def __init__(
+        self, store: Store, interval_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.clock = clock
+        self.worker = Worker("alarm-watch", self._step)
+
+    def check(self, now: float | None = None) -> int:
+        """Look now; how many alarms opened."""
+        return self.store.open_offline_alarms(self.clock() if now is None else now)
+
+    def _step(self) -> None:
+        self.check()
+        self.worker.stopping.wait(self.interval_s)
 
 
 def get_runtime(request: Request) -> Runtime:

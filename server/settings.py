@@ -84,6 +84,15 @@ class Settings:
     )
     login_window_minutes: float = _setting(15.0, "The window failed logins are counted in.")
     token_max_days: int = _setting(365, "Longest validity of a personal API token, in days.")
+    alarm_offline_after_s: float = _setting(
+        300.0, "A unit offline for this many seconds raises a unit_offline alarm."
+    )
+    alarm_outbox_pending: int = _setting(
+        500, "A unit reporting more events than this waiting in its outbox raises outbox_filling."
+    )
+    alarm_check_interval_s: float = _setting(
+        10.0, "How often the server looks for units offline past alarm_offline_after_s."
+    )
 
     @property
     def db_path(self) -> Path:

@@ -41,6 +41,7 @@ ACTIONS = (
     "badge.replaced",
     "room.updated",
     "door.updated",
+    "alarm.acknowledged",
 )
 
 
@@ -50,7 +51,7 @@ class AuditEvent:
 
     actor: str  # an operator's login, "cli", or the login typed at a failed attempt
     action: str  # one of ACTIONS
-    target_kind: str  # operator, token, centre, device, member, badge, command
+    target_kind: str  # operator, token, centre, device, member, badge, command, alarm
     target_id: str | None
     at: float
     centre_id: str | None = None

@@ -32,6 +32,7 @@ from protocol.mqtt import (
 )
 from protocol.signing import Signer
 from protocol.workers import Worker
+from server.metrics import ServerMetrics
 from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
 from server.settings import Settings, SettingsError
@@ -46,7 +47,14 @@ SUBSCRIBED = (topics.STATUS, topics.EVENT, topics.ACCESS_REQUEST, topics.COMMAND
 class Bridge:
     """The server's one MQTT client, its access-list publisher and its message handlers."""
 
-    def __init__(self, settings: Settings, store: Store, signer: Signer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        signer: Signer,
+        *,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.signer = signer
         self.store = store
@@ -55,7 +63,7 @@ class Bridge:
         self.received = 0
         self.connects = 0
         self.rejections = Rejections()
-        self.handlers = Handlers(store, signer, self.publish, self.rejections)
+        self.handlers = Handlers(store, signer, self.publish, self.rejections, metrics)
         self.lists = AccessListPublisher(store, signer, self.publish)
         self.handlers.on_credit = lambda member_ids: self.lists.invalidate(None, member_ids)
         self._client, self._props = make_client(

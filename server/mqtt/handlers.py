@@ -39,6 +39,7 @@ from protocol.policy import decide as policy_decide
 from protocol.signing import Signer
 from protocol.workers import Worker
 from server.domain.access import GRANTED, decide
+from server.metrics import ServerMetrics
 from server.store import IngestResult, NotFound, Store
 from server.store.records import StatusResult
 
@@ -175,8 +176,10 @@ class Handlers:
         signer: Signer,
         publish: Publish,
         rejections: Rejections | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.signer = signer
         self._publish = publish
         self.rejections = rejections or Rejections()
@@ -255,8 +258,12 @@ class Handlers:
         except ProtocolError as exc:
             self._nack(device_id, payload, exc)
             raise
-        future = self.store.ingest(device_id, [event], time.time())
+        received_at = time.time()
+        future = self.store.ingest(device_id, [event], received_at)
         future.add_done_callback(self._committed)
+        if self.metrics is not None:
+            metrics = self.metrics
+            future.add_done_callback(lambda f: self._count(metrics, f, event, received_at))
 
     def _nack(self, device_id: str, payload: bytes, exc: ProtocolError) -> None:
         """An event we can name by (epoch, seq) is refused for good in the next ack."""
@@ -276,6 +283,14 @@ class Handlers:
         self.acker.put(result.device_id, result.epoch, result.seqs)
         if result.credited:
             self.on_credit(list(result.credited))  # their entries' credits changed
+
+    def _count(
+        self, metrics: ServerMetrics, future: Future[IngestResult], event: Event, received: float
+    ) -> None:
+        """Writer thread: count an event stored for the first time (not a resend)."""
+        if future.exception() is None and future.result().new:
+            late = event.historical or received - event.ts > self.store.late_event_s
+            metrics.event_stored(event, received, historical=late)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -307,7 +322,8 @@ class Handlers:
                     "room_taken", where, f"room {room!r} is held by another unit of the centre"
                 )
 
-        self.store.record_status(status, time.time()).add_done_callback(stored)
+        # A retained copy is the broker's, replayed when we subscribe: not the unit heard now.
+        self.store.record_status(status, time.time(), retained=retain).add_done_callback(stored)
 
     # -- online access -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from protocol import topics
 from protocol.messages import Command
 from server.auth.deps import AdminOnly, AuditDep, CanWrite, Scope, require_centre
 from server.errors import error_response
-from server.routes import models
+from server.routes import fleet, models
 from server.routes.params import (
     CentreFilter,
     CentreId,
@@ -92,9 +92,11 @@ def visible_device(store: StoreDep, scope: Scope, device_id: str) -> dict:
     return device
 
 
-@router.get("/api/devices/{device_id}", response_model=models.DevicePublic)
+@router.get("/api/devices/{device_id}", response_model=models.FleetUnit)
 def get_device(device_id: DeviceIdPath, store: StoreDep, scope: Scope) -> dict:
-    return visible_device(store, scope, device_id)
+    """The unit with its health, as in ``GET /api/fleet``."""
+    visible_device(store, scope, device_id)
+    return fleet.unit_health(store, device_id)
 
 
 @router.put("/api/devices/{device_id}", response_model=models.DevicePublic)

@@ -285,3 +285,45 @@ class AuditEntryPublic(Public):
     address: str | None = None
     before: Any = None
     after: Any = None
+
+
+class FleetUnit(DevicePublic):
+    """A unit's health as the fleet view shows it (``GET /api/fleet``, one unit at
+    ``GET /api/devices/{device_id}``)."""
+
+    state_since: float | None = Field(
+        default=None, description="When it last went online or offline (server time)."
+    )
+    reported_centre: str | None = Field(
+        default=None, description="The centre its config names (a centre_mismatch if other)."
+    )
+    access_list_version: int | None = Field(default=None, description="Installed on the unit.")
+    access_list_published: int | None = Field(
+        default=None, description="Published for its centre; null before the first."
+    )
+    access_list_current: bool | None = Field(
+        default=None, description="Whether the unit holds the published version."
+    )
+    outbox_oldest_age_s: float | None = Field(
+        default=None, description="How long its oldest unacknowledged event has waited."
+    )
+    open_alarms: list[str] = Field(default=[], description="Kinds of its open alarms.")
+
+
+class AlarmPublic(Public):
+    id: int
+    kind: str = Field(
+        description="door_forced, door_held, reader_fault, unit_offline, clock_unsynced, "
+        "outbox_filling or centre_mismatch."
+    )
+    device_id: str
+    centre_id: str | None = None
+    door: str | None = None
+    detail: str | None = None
+    opened_at: float
+    event_ts: float | None = Field(default=None, description="The unit's time of its event.")
+    closed_at: float | None = Field(default=None, description="null while open.")
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    open: bool
+    acknowledged: bool

@@ -21,6 +21,7 @@ from sqlite_utils import Database
 from protocol.calendar import Calendar
 from protocol.messages import CentreHours, Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
+from server.domain import alarms as alarm_rules
 from server.domain import calendar as calendar_rules
 from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
@@ -37,9 +38,11 @@ from server.store.sqlite import (
     members,
     occupancy,
 )
+from server.store.sqlite import alarms as alarms_sql
 from server.store.sqlite import audit as audit_sql
 from server.store.sqlite import centres as centres_sql
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
+from server.store.sqlite import fleet as fleet_sql
 from server.store.sqlite import operators as operators_sql
 from server.store.sqlite import plans as plans_sql
 from server.store.sqlite.migrations import migrations
@@ -64,12 +67,14 @@ class Store:
         max_stay_s: float = 14 * 3600,
         late_event_s: float = 60.0,
         future_margin_s: float = 300.0,
+        alarm_thresholds: alarm_rules.Thresholds | None = None,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_stay_s = max_stay_s
         self.late_event_s = late_event_s
         self.future_margin_s = future_margin_s
+        self.alarm_thresholds = alarm_thresholds or alarm_rules.Thresholds()
         db = connect(self.path)
         migrations.apply(db)
         db.close()
@@ -114,6 +119,10 @@ class Store:
             "items": self._writer.items,
             "failed_batches": self._writer.failed_batches,
         }
+
+    def observe_commits(self, fn: Any) -> None:
+        """Call ``fn(items, seconds)`` after each committed write batch (metrics)."""
+        self._writer.on_commit = fn
 
     @property
     def workers(self) -> list[Worker]:
@@ -205,7 +214,13 @@ class Store:
 
     def assign_device(self, device_id: str, centre_id: str) -> dict:
         self.centre(centre_id)
-        self.write(lambda db: devices.assign(db, device_id, centre_id))
+        now = time.time()
+
+        def assign(db: Database) -> None:
+            devices.assign(db, device_id, centre_id)
+            alarms_sql.unit_moved(db, device_id, centre_id, now)
+
+        self.write(assign)
         return self.device(device_id)
 
     def device(self, device_id: str) -> dict:
@@ -225,6 +240,7 @@ class Store:
 
         def register(db: Database) -> None:
             devices.assign(db, device_id, centre_id)
+            alarms_sql.unit_moved(db, device_id, centre_id, now)
             credentials.set_hash(db, device_id, password_hash, now)
 
         self.write(register)
@@ -239,13 +255,21 @@ class Store:
         """Every unit with a broker account (device id, centre, password hash)."""
         return credentials.list_all(self.db)
 
-    def record_status(self, status: Status, received_at: float) -> Future[StatusResult]:
-        """Store a registered unit's birth or last will and the rooms it announces.
+    def record_status(
+        self, status: Status, received_at: float, *, retained: bool = False
+    ) -> Future[StatusResult]:
+        """Store a registered unit's birth or last will, the rooms it announces and the
+        alarms it opens or closes; a ``retained`` copy (replayed by the broker) does not
+        move ``last_seen``.
 
         Returns at once; the Future tells whether the unit was known and which rooms were
         refused because another unit of its centre holds them.
         """
-        future = self._writer.submit(lambda db: devices.record_status(db, status, received_at))
+        future = self._writer.submit(
+            lambda db: devices.record_status(
+                db, status, received_at, retained=retained, thresholds=self.alarm_thresholds
+            )
+        )
         future.add_done_callback(lambda _: self._notify())
         return future
 
@@ -560,3 +584,63 @@ class Store:
     ) -> list[float]:
         """When ``action`` was logged since ``since`` for one account or one address."""
         return audit_sql.times(self.db, action, target_id=target_id, address=address, since=since)
+
+    # -- fleet and alarms -------------------------------------------------------------------
+
+    def fleet(
+        self,
+        *,
+        centre_id: str | None = None,
+        centre_ids: Iterable[str] | None = None,
+        device_id: str | None = None,
+    ) -> list[tuple[dict, int | None, list[str]]]:
+        """Every unit (``centre_ids``: of these centres only) with its centre's published
+        list version and its open alarm kinds."""
+        return fleet_sql.units(
+            self.db, centre_id=centre_id, centre_ids=centre_ids, device_id=device_id
+        )
+
+    def units_by_state(self) -> dict[str, int]:
+        return fleet_sql.count_by_state(self.db)
+
+    def alarms(
+        self,
+        *,
+        view: str = "active",
+        centre_id: str | None = None,
+        centre_ids: Iterable[str] | None = None,
+        kind: str | None = None,
+        device_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[dict]]:
+        """(total matching, one page of alarms newest first); ``view`` is one of
+        ``server.domain.alarms.VIEWS``."""
+        return alarms_sql.page(
+            self.db,
+            view=view,
+            centre_id=centre_id,
+            centre_ids=centre_ids,
+            kind=kind,
+            device_id=device_id,
+            limit=limit,
+            offset=offset,
+        )
+
+    def alarm(self, alarm_id: int) -> dict:
+        return alarms_sql.get(self.db, alarm_id)
+
+    def acknowledge_alarm(self, alarm_id: int, by: str, now: float) -> dict:
+        """Conflict when it was acknowledged already."""
+        self.write(lambda db: alarms_sql.acknowledge(db, alarm_id, by, now))
+        return self.alarm(alarm_id)
+
+    def open_offline_alarms(self, now: float) -> int:
+        """Open ``unit_offline`` for units offline past the threshold; how many opened."""
+        opened = self.write(lambda db: alarms_sql.open_offline(db, self.alarm_thresholds, now))
+        if opened:
+            self._notify()
+        return opened
+
+    def open_alarm_counts(self) -> dict[str, int]:
+        return alarms_sql.open_counts(self.db)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from edge.agent import EdgeAgent
 from edge.outbox import MAX_BACKOFF_S, backoff_s
 from protocol import topics
-from protocol.messages import Ack, Event, Rejected, ServerStatus, decode, encode
+from protocol.messages import Ack, Event, Rejected, ServerStatus, Status, decode, encode
 from protocol.signing import Signer
 from protocol.workers import Worker
 from tests.edge.support import (
@@ -160,3 +160,24 @@ def test_a_worker_whose_step_raises_keeps_working_and_shows_its_errors(
     info = {w.name: w for w in agent.status().workers or []}
     assert info["publisher"].alive and info["publisher"].errors == 1
     assert set(info) == {"publisher", "inbox", "lists", "reader-entree"}
+
+
+def test_the_status_tells_the_backlog_and_again_once_it_has_drained(
+    make_agent: MakeAgent, signer: Signer, fake_time: FakeTime
+) -> None:
+    agent = make_agent()
+    [oldest] = room_events(agent, 1)
+    fake_time.advance(5)
+    room_events(agent, 2)
+    status = agent.status()
+    assert status.outbox_pending == 3 and status.outbox_oldest_ts == oldest.ts
+    published = agent.published  # type: ignore[attr-defined]
+    told = len(published.of(topics.STATUS))
+
+    ack(agent, signer, seqs=[1])
+    assert len(published.of(topics.STATUS)) == told  # still a backlog: nothing new to tell
+    ack(agent, signer, seqs=[2, 3])
+    drained = decode(Status, published.of(topics.STATUS)[-1])
+    assert drained.outbox_pending == 0 and drained.outbox_oldest_ts is None
+    ack(agent, signer, seqs=[3])
+    assert len(published.of(topics.STATUS)) == told + 1  # told once

@@ -380,6 +380,8 @@ BAD_JSON: list[tuple[str, type, Any, str]] = [
     ("seq-zero", Event, event(seq=0), "malformed"),
     ("member-id-zero", Event, event(member_id=0), "malformed"),
     ("list-version-zero", Status, status(list_version=0), "malformed"),
+    ("oldest-ts-negative", Status, status(outbox_oldest_ts=-1.0), "malformed"),
+    ("oldest-ts-year-5138", Status, status(outbox_oldest_ts=2e11), "malformed"),
     # huge strings
     ("8MB-string", Status, raw_json(ONLINE + b'"software_version":"', HUGE, b'"}'), "too_large"),
     ("8MB-edge-limit", Status, raw_json(b'{"v":2,"device_id":"', HUGE, b'"}'), "too_large"),

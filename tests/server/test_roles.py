@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from protocol.messages import Command
+from protocol.messages import Command, Event
 from tests.conftest import TEST_PASSWORD
 
 CALLERS = ("admin", "manager", "viewer", "anonymous")
@@ -80,6 +80,26 @@ class World:
         )
         assert answer.status_code == 201, answer.text
         return answer.json()["id"]
+
+    def new_alarm(self, centre: str) -> int:
+        """A door_forced alarm of the centre's unit, opened by a real event (a new door each
+        time: one alarm per unit, kind and door is open at a time)."""
+        store = self.admin.app.state.runtime.store  # type: ignore[attr-defined]
+        now = time.time()
+        event = Event(
+            event_id=str(uuid.uuid4()),
+            device_id=unit(centre),
+            epoch="f" * 32,
+            seq=next(self.counter) + 1,
+            kind="door_forced",
+            ts=now,
+            clock_synced=True,
+            door=f"door-{next(self.counter)}",
+        )
+        store.ingest(unit(centre), [event], now).result(timeout=10)
+        _, [alarm] = store.alarms(device_id=unit(centre), kind="door_forced", limit=1)
+        assert alarm["door"] == event.door
+        return alarm["id"]
 
     def new_token(self, caller: str) -> int:
         """A token of ``caller`` (the admin's for nobody), to revoke without logging out."""
@@ -142,6 +162,7 @@ def self_service(status: int = 200) -> dict[str, tuple[int, int]]:
 MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     # Public: health, the login page and route.
     ("GET", "/healthz"): (get("/healthz"), same(200)),
+    ("GET", "/metrics"): (get("/metrics"), same(200)),
     ("GET", "/login"): (get("/login"), same(200)),
     ("GET", "/login.js"): (get("/login.js"), same(200)),
     ("POST", "/api/login"): (
@@ -333,6 +354,13 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
             None,
         ),
         {"admin": (200, 200), "manager": (200, 404), "viewer": (200, 404), "anonymous": (401, 401)},
+    ),
+    # Fleet health and alarms.
+    ("GET", "/api/fleet"): (get("/api/fleet?centre={centre}"), read()),
+    ("GET", "/api/alarms"): (get("/api/alarms?centre={centre}"), read()),
+    ("POST", "/api/alarms/{alarm_id}/ack"): (
+        lambda w, c, caller: ("POST", f"/api/alarms/{w.new_alarm(c)}/ack", None),
+        write(),
     ),
     # The audit log.
     ("GET", "/api/audit"): (get("/api/audit?centre={centre}"), admin_only()),

@@ -10,6 +10,7 @@ import pytest
 import uvicorn
 
 from server import cli
+from server.runtime import alarm_thresholds
 from server.settings import Settings, SettingsError
 
 
@@ -114,3 +115,17 @@ def test_serve_without_a_usable_key_exits_2(
     err = capsys.readouterr().err
     assert "badge_key_file" in err and str(key) in err
     assert not (tmp_path / "data").exists()  # nothing was created before the check
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("alarm_offline_after_s", 0.0, "alarm_offline_after_s: must be more than 0"),
+        ("alarm_check_interval_s", -1.0, "alarm_check_interval_s: must be more than 0"),
+        ("alarm_outbox_pending", -1, "alarm_outbox_pending: must be 0 or more"),
+    ],
+)
+def test_alarm_thresholds_out_of_range_are_named(name: str, value: float, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        alarm_thresholds(Settings(**{name: value}))  # type: ignore[arg-type]
+    assert alarm_thresholds(Settings()).outbox_pending == 500

@@ -8,8 +8,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from protocol.messages import Status
+from server.domain import alarms as alarm_rules
+from server.domain import fleet
 from server.store.errors import NotFound
 from server.store.records import StatusResult
+from server.store.sqlite import alarms
 
 
 def assign(db: Database, device_id: str, centre_id: str) -> None:
@@ -21,25 +24,40 @@ def get(db: Database, device_id: str) -> dict:
     rows = list(db["devices"].rows_where("device_id = ?", [device_id]))
     if not rows:
         raise NotFound(f"no unit {device_id!r}")
-    return _row(rows[0])
+    return to_dict(rows[0])
 
 
 def list_all(db: Database, centre_id: str | None = None) -> list[dict]:
     where, args = ("centre_id = ?", [centre_id]) if centre_id else (None, [])
-    return [_row(r) for r in db["devices"].rows_where(where, args, order_by="device_id")]
+    return [to_dict(r) for r in db["devices"].rows_where(where, args, order_by="device_id")]
 
 
-def record_status(db: Database, status: Status, received_at: float) -> StatusResult:
-    """Store a registered unit's birth or last will, and the rooms it announces.
+def record_status(
+    db: Database,
+    status: Status,
+    received_at: float,
+    *,
+    retained: bool = False,
+    thresholds: alarm_rules.Thresholds | None = None,
+) -> StatusResult:
+    """Store a registered unit's birth or last will, the rooms it announces, and the
+    alarms it opens or closes (``server.domain.alarms``).
 
     A unit missing from the registry creates nothing. A room another unit of the same
-    centre already holds is refused for that room; the others are kept.
+    centre already holds is refused for that room; the others are kept. A ``retained``
+    status is the broker's copy replayed when the server (re)subscribes: it tells the
+    unit's state but not that the unit was heard now, so ``last_seen`` stays.
     """
     existing = list(db["devices"].rows_where("device_id = ?", [status.device_id]))
     if not existing:
         return StatusResult(known=False, rooms_taken=[])
-    row: dict[str, Any] = {"state": status.state, "last_seen": received_at}
-    if existing[0].get("first_seen") is None:
+    before = existing[0]
+    row: dict[str, Any] = {"state": status.state}
+    if not retained:
+        row["last_seen"] = received_at
+    if before.get("state") != status.state:
+        row["state_since"] = received_at
+    if before.get("first_seen") is None:
         row["first_seen"] = received_at
     if status.state == "online":
         row.update(
@@ -48,11 +66,17 @@ def record_status(db: Database, status: Status, received_at: float) -> StatusRes
             access_list_version=status.list_version,
             clock_synced=status.clock_synced,
             outbox_pending=status.outbox_pending,
+            outbox_oldest_at=fleet.oldest_pending_at(
+                status.ts, status.outbox_oldest_ts, received_at
+            ),
+            reported_centre=status.centre,
             faults=json.dumps(status.faults or []),
             doors=json.dumps(status.doors or []),
         )
     db["devices"].update(status.device_id, row)
-    centre_id = existing[0]["centre_id"]
+    centre_id = before["centre_id"]
+    verdict = alarm_rules.from_status(status, centre_id, thresholds or alarm_rules.Thresholds())
+    alarms.apply(db, status.device_id, centre_id, verdict, received_at)
     taken: list[str] = []
     if centre_id and status.rooms:
         for room in status.rooms:
@@ -91,7 +115,8 @@ def touch(db: Database, device_id: str, seen_at: float) -> None:
     db.execute("UPDATE devices SET last_seen = ? WHERE device_id = ?", [seen_at, device_id])
 
 
-def _row(r: dict) -> dict:
+def to_dict(r: dict) -> dict:
+    """A devices row as the API gives it (faults and doors as lists)."""
     out = dict(r)
     for key in ("faults", "doors"):
         out[key] = json.loads(r[key]) if r.get(key) else []

@@ -9,7 +9,7 @@ from sqlite_utils import Database
 
 from protocol.messages import Event
 from server.store.records import IngestResult
-from server.store.sqlite import badges, centres, devices, occupancy, plans
+from server.store.sqlite import alarms, badges, centres, devices, occupancy, plans
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def ingest(
             cal = centres.calendar(db, centre_id, e.ts)
             if plans.record_entry(db, e.member_id, centre_id, cal, e.ts, e.event_id):
                 credited.append(e.member_id)
+        if known and centre_id is not None and e.door is not None:
+            alarms.door_event(db, device_id, centre_id, e, received_at)
     if live and known:
         devices.touch(db, device_id, received_at)
     epoch = events[0].epoch if events else ""

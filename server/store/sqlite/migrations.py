@@ -376,3 +376,43 @@ def m050_centres_and_plans(db: Database) -> None:
 def m051_list_calendar(db: Database) -> None:
     # The centre's calendar sent in the snapshot's head (MessagePack of CentreHours).
     db["list_state"].add_column("calendar", bytes)
+
+
+@migrations()
+def m070_alarms(db: Database) -> None:
+    # Alarms open and close by themselves and stay listed until acknowledged. door: the
+    # door of a door or reader alarm, NULL for a unit-wide one.
+    db["alarms"].create(
+        {
+            "id": int,
+            "kind": str,
+            "device_id": str,
+            "centre_id": str,
+            "door": str,
+            "detail": str,
+            "opened_at": float,  # server time
+            "event_ts": float,  # the unit's time of the event that opened it (door alarms)
+            "closed_at": float,  # NULL while open
+            "acknowledged_at": float,
+            "acknowledged_by": str,
+        },
+        pk="id",
+        not_null={"kind", "device_id", "opened_at"},
+    )
+    # One open alarm per (unit, kind, door), enforced by the database.
+    db.execute(
+        "CREATE UNIQUE INDEX alarms_one_open ON alarms (device_id, kind, ifnull(door, ''))"
+        " WHERE closed_at IS NULL"
+    )
+    db["alarms"].create_index(["opened_at"])
+
+
+@migrations()
+def m071_device_health(db: Database) -> None:
+    # state_since: when the unit last went online or offline (server time); reported_centre:
+    # the centre its config names (Status.centre); outbox_oldest_at: when its oldest
+    # unacknowledged event was made, on the server's clock.
+    db["devices"].add_column("state_since", float)
+    db["devices"].add_column("reported_centre", str)
+    db["devices"].add_column("outbox_oldest_at", float)
+    db.execute("UPDATE devices SET state_since = last_seen WHERE state IS NOT NULL")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -65,6 +66,8 @@ class Writer:
         self.batches = 0
         self.items = 0
         self.failed_batches = 0
+        # Told (items, seconds) after each committed batch: metrics, never the disk.
+        self.on_commit: Callable[[int, float], None] | None = None
         self.worker = Worker("store-writer", self._step)
 
     def start(self) -> None:
@@ -150,6 +153,7 @@ class Writer:
 
     def _run_batch(self, db: Database, batch: list[Item]) -> None:
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             with db.atomic():
                 for fn, future in batch:
@@ -169,6 +173,11 @@ class Writer:
             raise
         self.batches += 1
         self.items += len(batch)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(batch), time.perf_counter() - started)
+            except Exception:  # a metric must never fail a write
+                log.exception("on_commit failed")
         for future, value, error in results:
             if error is None:
                 future.set_result(value)
