@@ -11,7 +11,9 @@ from fastapi import Depends, Request
 
 from protocol.badges import parse_key
 from protocol.signing import Signer, SigningKeyError
+from protocol.workers import Worker
 from server.mqtt.bridge import Bridge
+from server.retention import RetentionWorker
 from server.settings import Settings, SettingsError
 from server.store import Store
 
@@ -25,6 +27,7 @@ class Runtime:
     signer: Signer
     # What sessions, tokens, throttling and the audit log read the time from (tests move it).
     clock: Callable[[], float] = field(default=time.time)
+    retention: RetentionWorker | None = None  # the scheduled purge (server.retention)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -36,13 +39,27 @@ class Runtime:
             late_event_s=settings.late_event_s,
             future_margin_s=settings.future_margin_s,
         )
+        retention = RetentionWorker(store, settings)
         bridge = Bridge(settings, store, signer)
         bridge.start()
-        return cls(settings, store, bridge, key, signer)
+        retention.start()
+        return cls(settings, store, bridge, key, signer, retention=retention)
 
     def stop(self) -> None:
+        if self.retention is not None:
+            self.retention.stop()
         self.bridge.stop()
         self.store.close()
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The runtime's own threads (besides the bridge's and the store's), for /healthz."""
+        return [self.retention] if self.retention is not None else []
+
+    def member_erased(self, centre_ids: Iterable[str] | None) -> None:
+        """A member was erased: these centres (None: every centre) publish new snapshots,
+        so that no stored or retained list names their cards any more."""
+        self.bridge.lists.snapshot(centre_ids)
 
     def access_changed(
         self, centre_ids: Iterable[str] | None, member_ids: Iterable[int] | None = None

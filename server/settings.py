@@ -84,6 +84,20 @@ class Settings:
     )
     login_window_minutes: float = _setting(15.0, "The window failed logins are counted in.")
     token_max_days: int = _setting(365, "Longest validity of a personal API token, in days.")
+    # Privacy (docs/security.md, "Personal data"): how long raw data is kept.
+    event_retention_days: int = _setting(
+        92,
+        "Raw access events and unknown cards are deleted after this many whole days "
+        "(CNIL: 3 months for access-control logs); daily counts per centre are kept.",
+    )
+    visit_retention_days: int = _setting(
+        3653,
+        "Visits and day credits (invoicing records) are deleted after this many days "
+        "(10 years: French accounting records, Code de commerce L123-22).",
+    )
+    retention_interval_minutes: float = _setting(
+        60.0, "How often the running server applies the retention."
+    )
 
     @property
     def db_path(self) -> Path:

@@ -29,6 +29,11 @@ ACTIONS = (
     "badge.enrolled",
     "badge.revoked",
     "door.unlock",
+    # Privacy: a member's data exported or erased, members imported, the retention applied.
+    "member.exported",
+    "member.erased",
+    "member.imported",
+    "retention.purged",
 )
 
 

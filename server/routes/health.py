@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 def healthz(runtime: RuntimeDep) -> dict:
     """ok: every worker thread alive and the broker connected."""
     bridge = runtime.bridge
-    workers = [*bridge.workers, *runtime.store.workers]
+    workers = [*bridge.workers, *runtime.store.workers, *runtime.workers]
     health = [asdict(w.health()) for w in workers]
     mqtt = bridge.stats()
     return {
