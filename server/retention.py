@@ -75,6 +75,7 @@ class RetentionWorker(Worker):
         self.requested = 1  # runs asked for; the first one is at start
         self.done = 0  # the last request a finished run covered
         self.last: dict[str, int] | None = None  # what the last run removed
+        self.tried = threading.Event()  # set once the first run is over, done or failed
 
     def request(self) -> int:
         """Run now; returns the number ``done`` reaches once a run started after this call
@@ -101,7 +102,10 @@ class RetentionWorker(Worker):
         self._wake.clear()
         with self._lock:
             ticket = self.requested
-        self.last = apply_retention(
-            self.store, self.settings, actor=RETENTION_ACTOR, now=self._clock()
-        )
+        try:
+            self.last = apply_retention(
+                self.store, self.settings, actor=RETENTION_ACTOR, now=self._clock()
+            )
+        finally:
+            self.tried.set()
         self.done = ticket

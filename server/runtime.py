@@ -17,6 +17,8 @@ from server.retention import RetentionWorker
 from server.settings import Settings, SettingsError
 from server.store import Store
 
+FIRST_PURGE_WAIT_S = 10.0
+
 
 @dataclass
 class Runtime:
@@ -43,6 +45,9 @@ class Runtime:
         bridge = Bridge(settings, store, signer)
         bridge.start()
         retention.start()
+        # The API opens on a database within its retention (bounded: a first run after a
+        # long stop may take a while, and units are already being served meanwhile).
+        retention.tried.wait(FIRST_PURGE_WAIT_S)
         return cls(settings, store, bridge, key, signer, retention=retention)
 
     def stop(self) -> None:
