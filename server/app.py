@@ -23,6 +23,7 @@ from server.routes import (
     web,
 )
 from server.routes import auth as auth_routes
+from server.routes import privacy as privacy_routes
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -56,4 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for module in (fleet, alarms, metrics):
         app.include_router(module.router)
+    app.include_router(privacy_routes.router)  # a member's export and erasure
     return app

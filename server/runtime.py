@@ -15,8 +15,11 @@ from protocol.workers import Worker
 from server.domain.alarms import Thresholds
 from server.metrics import ServerMetrics
 from server.mqtt.bridge import Bridge
+from server.retention import RetentionWorker
 from server.settings import Settings, SettingsError
 from server.store import Store
+
+FIRST_PURGE_WAIT_S = 10.0
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Runtime:
     clock: Callable[[], float] = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     alarm_watch: AlarmWatch | None = None
+    retention: RetentionWorker | None = None  # the scheduled purge (server.retention)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -43,6 +47,7 @@ class Runtime:
             alarm_thresholds=alarm_thresholds(settings),
         )
         metrics = ServerMetrics()
+        retention = RetentionWorker(store, settings)
         bridge = Bridge(settings, store, signer, metrics=metrics)
         watch = AlarmWatch(store, settings.alarm_check_interval_s)
         metrics.watch(
@@ -53,9 +58,24 @@ class Runtime:
         store.observe_commits(metrics.batch_committed)
         bridge.start()
         watch.worker.start()
-        return cls(settings, store, bridge, key, signer, metrics=metrics, alarm_watch=watch)
+        retention.start()
+        # The API opens on a database within its retention (bounded: a first run after a
+        # long stop may take a while, and units are already being served meanwhile).
+        retention.tried.wait(FIRST_PURGE_WAIT_S)
+        return cls(
+            settings,
+            store,
+            bridge,
+            key,
+            signer,
+            metrics=metrics,
+            alarm_watch=watch,
+            retention=retention,
+        )
 
     def stop(self) -> None:
+        if self.retention is not None:
+            self.retention.stop()
         if self.alarm_watch is not None:
             self.alarm_watch.worker.stop()
         self.bridge.stop()
@@ -63,8 +83,18 @@ class Runtime:
 
     @property
     def workers(self) -> list[Worker]:
-        """The runtime's own threads (the bridge's and the store's are theirs), for /healthz."""
-        return [self.alarm_watch.worker] if self.alarm_watch is not None else []
+        """The runtime's own threads (besides the bridge's and the store's), for /healthz."""
+        found: list[Worker] = []
+        if self.alarm_watch is not None:
+            found.append(self.alarm_watch.worker)
+        if self.retention is not None:
+            found.append(self.retention)
+        return found
+
+    def member_erased(self, centre_ids: Iterable[str] | None) -> None:
+        """A member was erased: these centres (None: every centre) publish new snapshots,
+        so that no stored or retained list names their cards any more."""
+        self.bridge.lists.snapshot(centre_ids)
 
     def access_changed(
         self, centre_ids: Iterable[str] | None, member_ids: Iterable[int] | None = None

@@ -93,6 +93,20 @@ class Settings:
     alarm_check_interval_s: float = _setting(
         10.0, "How often the server looks for units offline past alarm_offline_after_s."
     )
+    # Privacy (docs/security.md, "Personal data"): how long raw data is kept.
+    event_retention_days: int = _setting(
+        92,
+        "Raw access events and unknown cards are deleted after this many whole days "
+        "(CNIL: 3 months for access-control logs); daily counts per centre are kept.",
+    )
+    visit_retention_days: int = _setting(
+        3653,
+        "Visits and day credits (invoicing records) are deleted after this many days "
+        "(10 years: French accounting records, Code de commerce L123-22).",
+    )
+    retention_interval_minutes: float = _setting(
+        60.0, "How often the running server applies the retention."
+    )
 
     @property
     def db_path(self) -> Path:

@@ -42,6 +42,11 @@ ACTIONS = (
     "room.updated",
     "door.updated",
     "alarm.acknowledged",
+    # Privacy: a member's data exported or erased, members imported, the retention applied.
+    "member.exported",
+    "member.erased",
+    "member.imported",
+    "retention.purged",
 )
 
 

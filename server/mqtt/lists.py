@@ -33,7 +33,7 @@ from protocol.lists import MAX_DELTA_ENTRIES, cumulative_changes, cut_snapshot, 
 from protocol.messages import CentreHours, ListDelta, ListEntry
 from protocol.signing import Signer
 from protocol.workers import Worker
-from server.store import Store
+from server.store import NotFound, Store
 from server.store.records import CentreListState
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class AccessListPublisher(Worker):
         # Centre -> the members whose entries to refresh; None: recompile the whole centre.
         self._dirty: dict[str, set[int] | None] = {}
         self._all_members: set[int] = set()  # members of every centre to refresh
+        self._fresh: set[str] = set()  # centres to publish as new snapshots, changed or not
         # The first pass compiles every centre: a change made while the server was down
         # (an import, a restored database) goes out; an unchanged list is not sent again.
         self._all = True
@@ -118,6 +119,16 @@ class AccessListPublisher(Worker):
                     _merge(self._dirty, centre_id, members)
         self._wake.set()
 
+    def snapshot(self, centre_ids: Iterable[str] | None = None) -> None:
+        """Publish these centres' lists (every centre when None) as new snapshots, changed
+        or not: after an erasure, no stored or retained list still names the member's cards
+        (a delta would, in its removals). Returns at once."""
+        if centre_ids is None:
+            centre_ids = [c["id"] for c in self.store.centres()]
+        with self._lock:
+            self._fresh.update(centre_ids)
+        self._wake.set()
+
     def republish(self) -> None:
         """Send every centre's stored list again, same versions (after a broker reconnect)."""
         with self._lock:
@@ -144,21 +155,24 @@ class AccessListPublisher(Worker):
         with self._lock:
             self._wake.clear()
             every, dirty, again = self._all, self._dirty, self._republish_all
-            all_members = self._all_members
+            all_members, fresh = self._all_members, self._fresh
             self._all, self._dirty, self._republish_all = False, {}, False
-            self._all_members = set()
+            self._all_members, self._fresh = set(), set()
         if every or all_members:
             for centre in self.store.centres():
                 _merge(dirty, centre["id"], None if every else all_members)
+        for centre_id in fresh:
+            _merge(dirty, centre_id, None)
         todo = sorted(dirty)
         try:
             while todo:
-                self._refresh(todo[0], dirty[todo[0]])
+                self._refresh(todo[0], dirty[todo[0]], snapshot=todo[0] in fresh)
                 todo.pop(0)
         except Exception:
             with self._lock:
                 for centre_id in todo:  # tried again after the worker's back-off
                     _merge(self._dirty, centre_id, dirty[centre_id])
+                self._fresh |= fresh & set(todo)
                 self._republish_all |= again
             self._wake.set()
             raise
@@ -179,13 +193,15 @@ class AccessListPublisher(Worker):
             if left <= 0 or not self._wake.wait(min(self._coalesce_s, left)):
                 return
 
-    def _refresh(self, centre_id: str, members: set[int] | None) -> None:
+    def _refresh(self, centre_id: str, members: set[int] | None, *, snapshot: bool = False) -> None:
         now = self._clock()
         state = self._load(centre_id)
         if state is None or members is None:
             entries = self.store.list_entries(centre_id, now)
-            if state is None or calendar_outdated(
-                state, self.store.centre_hours(centre_id, now), now
+            if (
+                state is None
+                or snapshot
+                or calendar_outdated(state, self.store.centre_hours(centre_id, now), now)
             ):
                 self._cut_snapshot(centre_id, entries, state, now)
                 return
@@ -241,7 +257,11 @@ class AccessListPublisher(Worker):
             remove=remove,
             calendar=state.calendar,
         )
-        self.store.save_list_state(new, snapshot=False)
+        try:
+            self.store.save_list_state(new, snapshot=False)
+        except NotFound:  # the stored state was dropped (a member erased on the command line)
+            self._cut_snapshot(centre_id, entries, state, now)
+            return
         self._states[centre_id] = new
         self.deltas += 1
         log.info(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from protocol.messages import CentreHours, Command, CommandResult, Event, ListEn
 from protocol.workers import Worker
 from server.domain import alarms as alarm_rules
 from server.domain import calendar as calendar_rules
+from server.domain import privacy as privacy_rules
 from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
@@ -45,6 +47,7 @@ from server.store.sqlite import events as events_sql  # `events` is also ingest'
 from server.store.sqlite import fleet as fleet_sql
 from server.store.sqlite import operators as operators_sql
 from server.store.sqlite import plans as plans_sql
+from server.store.sqlite import privacy as privacy_sql
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
 
@@ -644,3 +647,97 @@ class Store:
 
     def open_alarm_counts(self) -> dict[str, int]:
         return alarms_sql.open_counts(self.db)
+
+    # -- privacy: retention, a member's export and erasure ----------------------------------
+
+    def purge(
+        self,
+        *,
+        event_days: int,
+        visit_days: int,
+        now: float,
+        batch: int = privacy_sql.PURGE_BATCH,
+    ) -> dict[str, int]:
+        """Apply the retention, oldest first, ``batch`` rows per write: events dated before
+        the last ``event_days`` whole local days of their centre are added to the daily
+        counts, then deleted; other tables of ``privacy_sql.MEMBER_TABLES`` lose their rows
+        past their retention. Returns the rows removed per table (tables the database has)
+        and ``days_counted``, the days newly added to the daily counts."""
+        zones = privacy_sql.centre_zones(self.db)
+        default = privacy_rules.zone(None)
+        removed = {"events": 0, "days_counted": 0}
+        for centre_id in [*sorted(zones), None]:
+            tz = zones.get(centre_id, default) if centre_id else default
+            before = privacy_rules.boundary(now, event_days, tz)
+            while True:
+                gone, days = self.write(
+                    partial(
+                        privacy_sql.fold_events,
+                        centre_id=centre_id,
+                        tz=tz,
+                        before=before,
+                        limit=batch,
+                        now=now,
+                    )
+                )
+                removed["events"] += gone
+                removed["days_counted"] += days
+                if gone < batch:
+                    break
+        for table in privacy_sql.MEMBER_TABLES:
+            if table.retention is None or table.table == "events":
+                continue
+            if not privacy_sql.table_exists(self.db, table.table):
+                continue
+            days = event_days if table.retention == "events" else visit_days
+            before = privacy_rules.boundary(now, days, default)
+            removed[table.table] = 0
+            while True:
+                gone = self.write(
+                    partial(privacy_sql.purge_rows, table=table, before=before, limit=batch)
+                )
+                removed[table.table] += gone
+                if gone < batch:
+                    break
+        if removed["events"]:
+            self._notify()
+        return removed
+
+    def daily_counts(
+        self,
+        *,
+        centre_ids: Iterable[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[dict]:
+        """Entries granted, refused and unique members per centre and local day, for the
+        days whose raw events the retention removed."""
+        return privacy_sql.daily_counts(self.db, centre_ids=centre_ids, since=since, until=until)
+
+    def member_export(self, member_id: int) -> dict[str, Any]:
+        """Everything stored about a member (profile, badges, plans, credit days, presence,
+        events, unknown cards, visits when stored, audit entries about them)."""
+        return privacy_sql.export(self.db, member_id)
+
+    def erase_member(self, member_id: int, *, now: float, forget_lists: bool) -> dict[str, int]:
+        """Erase a member (``privacy_sql.erase``); returns the rows removed or anonymised
+        per table. ``forget_lists``: drop the stored lists that name their cards (when no
+        running list publisher sends new snapshots)."""
+        member = self.member(member_id)
+        event_ids, scanned_to = privacy_sql.member_event_ids(self.db, member_id)
+        zones = privacy_sql.centre_zones(self.db)
+        removed = self.write(
+            lambda db: privacy_sql.erase(
+                db,
+                member_id,
+                event_ids=event_ids,
+                scanned_to=scanned_to,
+                zones=zones,
+                now=now,
+                list_centres=member["centres"],
+                forget_lists=forget_lists,
+            )
+        )
+        privacy_sql.checkpoint(self.path)  # the write-ahead log forgets them too
+        self._notify()
+        return removed

@@ -326,6 +326,19 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
         ),
         write(201),
     ),
+    # A member's data: exported and erased by admins only (erasure: a fresh member each time).
+    ("GET", "/api/members/{member_id}/export"): (
+        lambda w, c, caller: ("GET", f"/api/members/{w.members[c]}/export", None),
+        admin_only(),
+    ),
+    ("POST", "/api/members/{member_id}/erase"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/api/members/{(m := w.new_member(c))}/erase",
+            {"confirm": m},
+        ),
+        admin_only(),
+    ),
     # Events and occupancy.
     ("GET", "/api/events"): (get("/api/events?centre={centre}"), read()),
     ("GET", "/api/occupancy"): (get("/api/occupancy"), read_all()),

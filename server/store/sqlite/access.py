@@ -183,7 +183,7 @@ def import_members(
     """Insert many members, each with an optional ``badge_hash`` (and ``label``); return how
     many members. One transaction of batched inserts. A card already enrolled fails the
     whole import (the badges' unique index)."""
-    first = (db.execute("SELECT max(id) FROM members").fetchone()[0] or 0) + 1
+    first = members.next_id(db)
     member_rows: list[dict[str, Any]] = []
     badge_rows: list[dict[str, Any]] = []
     centres_json: dict[tuple[str, ...], str] = {}

@@ -1,5 +1,6 @@
 """SQL for the audit log: append and read, nothing else (the table refuses UPDATE and
-DELETE through triggers, see migration m031_audit)."""
+DELETE through triggers, see migration m031_audit). Personal values of an entry about a
+member are stored apart (``privacy.keep_personal``) and put back when read."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import json
 from sqlite_utils import Database
 
 from server.domain.audit import AuditEvent
+from server.domain.privacy import split_personal
+from server.store.sqlite import privacy
 
 
 def append(db: Database, event: AuditEvent) -> int:
-    row = event.to_dict()
+    public, member_id = split_personal(event)
+    row = public.to_dict()
     for key in ("before", "after"):
         row[key] = json.dumps(row[key], ensure_ascii=False, default=str) if row[key] else None
-    return db["audit"].insert(row).last_pk
+    audit_id = db["audit"].insert(row).last_pk
+    if member_id is not None:
+        privacy.keep_personal(db, audit_id, member_id, event)
+    return audit_id
 
 
 def _where(
@@ -52,7 +59,7 @@ def page(
     rows = db["audit"].rows_where(
         where, args, order_by="at DESC, id DESC", limit=limit, offset=offset
     )
-    return total, [_row(r) for r in rows]
+    return total, privacy.restore_entries(db, [_row(r) for r in rows])
 
 
 def times(

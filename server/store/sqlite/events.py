@@ -9,7 +9,7 @@ from sqlite_utils import Database
 
 from protocol.messages import Event
 from server.store.records import IngestResult
-from server.store.sqlite import alarms, badges, centres, devices, occupancy, plans
+from server.store.sqlite import alarms, badges, centres, devices, occupancy, plans, privacy
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ def ingest(
     live = False
     credited: list[int] = []
     for e in events:
+        # An event of a member erased since (from a unit's outbox) is kept naming nobody.
+        gone = e.member_id is not None and privacy.erased(db, e.member_id)
+        member_id, badge_hash = (None, None) if gone else (e.member_id, e.badge_hash)
         historical = e.historical or (e.clock_synced and received_at - e.ts > late_event_s)
         suspect = time_suspect(e, received_at, future_margin_s)
         cur = db.execute(
@@ -55,11 +58,11 @@ def ingest(
                 historical,
                 suspect,
                 e.door,
-                e.badge_hash,
+                badge_hash,
                 e.granted,
                 e.reason,
                 e.direction,
-                e.member_id,
+                member_id,
                 e.room,
                 e.room_state,
             ],
@@ -75,7 +78,7 @@ def ingest(
         live = live or not historical
         if e.kind == "access" and not e.granted and e.reason == "unknown_card":
             badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
-        if not suspect:
+        if not suspect and not gone:
             _apply(db, centre_id, device_id, e)
         if (
             e.kind == "access"

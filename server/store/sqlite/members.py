@@ -33,9 +33,21 @@ def to_row(fields: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def next_id(db: Database) -> int:
+    """The id a new member gets: never one given before, not even an erased member's (the
+    audit log names members by id)."""
+    return (
+        db.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM members), 0),"
+            " coalesce((SELECT max(id) FROM erased_members), 0))"
+        ).fetchone()[0]
+        + 1
+    )
+
+
 def insert(db: Database, row: dict[str, Any], now: float) -> int:
     """Insert a member row (from ``to_row``), active unless told otherwise; return its id."""
-    row = {**row, "created_at": now}
+    row = {**row, "id": next_id(db), "created_at": now}
     row.setdefault("active", 1)
     return db["members"].insert(row).last_pk
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from server.store.sqlite.privacy import move_personal_audit_values
+
 migrations = Migrations("telecentre")
 
 
@@ -416,3 +418,61 @@ def m071_device_health(db: Database) -> None:
     db["devices"].add_column("reported_centre", str)
     db["devices"].add_column("outbox_oldest_at", float)
     db.execute("UPDATE devices SET state_since = last_seen WHERE state IS NOT NULL")
+
+
+# The keys m080 treats as personal, frozen here: the migration must do the same forever.
+M080_PERSONAL_KEYS = frozenset(
+    {"name", "email", "label", "badge_hash", "uid", "commute_insee", "suspended_reason"}
+)
+
+
+@migrations()
+def m080_privacy(db: Database) -> None:
+    # Daily anonymous counts per centre and local day, folded from the raw events before
+    # the retention purge deletes them: counts only, never a member.
+    db["daily_counts"].create(
+        {
+            "centre_id": str,
+            "day": str,  # local date, ISO
+            "granted": int,  # entries granted
+            "denied": int,  # access refused
+            "unique_members": int,
+            "updated_at": float,
+        },
+        pk=("centre_id", "day"),
+        not_null={"centre_id", "day", "granted", "denied", "unique_members"},
+    )
+    # 1 on the first entry of a day of a member since erased (member_id cleared): that
+    # member still counts once in the day's unique members.
+    db["events"].add_column("unique_erased", int, not_null_default=0)
+    # The purge finds events of untrusted time by arrival; those are few.
+    db.execute(
+        "CREATE INDEX idx_events_suspect_received ON events (received_at) WHERE time_suspect = 1"
+    )
+    db["credit_days"].create_index(["ts"])
+    # Ids of erased members, and nothing else: a member id is never given again (the audit
+    # log names members by id), and an event of an erased member still in a unit's outbox
+    # is stored without member or card.
+    db["erased_members"].create({"id": int, "erased_at": float}, pk="id", not_null={"erased_at"})
+    # Personal values of audit entries about a member (name, e-mail, card label, ...), kept
+    # apart so that erasing the member can delete them: the audit row holds "[personal]" in
+    # their place and stays append-only. These rows are inserted and deleted, never changed.
+    db["audit_personal"].create(
+        {"audit_id": int, "member_id": int, "before": str, "after": str},
+        pk="audit_id",
+        foreign_keys=[("audit_id", "audit", "id")],
+        not_null={"member_id"},
+    )
+    db["audit_personal"].create_index(["member_id"])
+    db.execute(
+        "CREATE TRIGGER audit_personal_no_update BEFORE UPDATE ON audit_personal"
+        " BEGIN SELECT RAISE(ABORT, 'personal audit values are deleted, never changed'); END"
+    )
+    # Entries written before this migration hold personal values inline: they move out. The
+    # one time audit rows are rewritten, with the trigger lifted for this step only.
+    db.execute("DROP TRIGGER audit_no_update")
+    move_personal_audit_values(db, keys=M080_PERSONAL_KEYS)
+    db.execute(
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+        " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )

@@ -496,3 +496,44 @@ def test_a_change_of_one_member_does_not_recompile_the_centre(
     delta = unit("boitron").delta()
     assert delta is not None and [(e.badge.hex(), e.state) for e in delta.upsert] == [(A, REVOKED)]
     assert unit("boitron").access().decide(B, clock.now).granted
+
+
+# -- erasure: no list keeps an erased member's cards ------------------------------------------
+
+
+def test_an_erasure_publishes_new_snapshots_without_the_cards(
+    store: Store, clock: Clock, make_publisher: Callable[..., AccessListPublisher], unit
+) -> None:
+    zoe = enrol(store, A, centres=["boitron"])
+    enrol(store, B, centres=["boitron"])
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(None))
+    first = unit("boitron").head().version  # type: ignore[union-attr]
+    clock.now += 1
+    store.erase_member(zoe["id"], now=clock.now, forget_lists=False)
+    settle(publisher, lambda: publisher.snapshot(["boitron"]))
+    head, delta = unit("boitron").head(), unit("boitron").delta()
+    assert head is not None and head.version > first and head.entries == 1
+    assert delta is not None and delta.remove == [] and delta.upsert == []
+    state = store.list_state("boitron")
+    assert state is not None and [e.badge.hex() for e in state.snapshot] == [B]
+    assert unit("boitron").access().decide(A, clock.now).reason == "unknown_card"
+
+
+def test_a_list_state_dropped_on_the_command_line_becomes_a_snapshot(
+    store: Store, clock: Clock, make_publisher: Callable[..., AccessListPublisher], unit
+) -> None:
+    zoe = enrol(store, A, centres=["boitron"])
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(None))
+    first = unit("boitron").head().version  # type: ignore[union-attr]
+    clock.now += 1
+    store.erase_member(zoe["id"], now=clock.now, forget_lists=True)
+    assert store.list_state("boitron") is None
+    enrol(store, B, centres=["boitron"])  # the next change of the centre
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    head = unit("boitron").head()
+    assert head is not None and head.version > first and head.entries == 1
+    assert publisher.errors == 0
+    state = store.list_state("boitron")
+    assert state is not None and [e.badge.hex() for e in state.snapshot] == [B]
