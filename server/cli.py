@@ -8,7 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from server import member_commands
+from server import member_commands, plan_commands
 from server.auth import cli as auth_commands
 from server.broker import commands as broker_commands
 from server.settings import Settings, SettingsError
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     auth_commands.add_parsers(sub)
     broker_commands.add_parsers(sub)
     member_commands.add_parsers(sub)
+    plan_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return auth_commands.run(args)
         if args.command in broker_commands.COMMANDS:
             return broker_commands.run(args)
+        if args.command in plan_commands.COMMANDS:
+            return plan_commands.run(args)
         if args.command in member_commands.COMMANDS:
             return member_commands.run(args)
         for name, default, help_text in Settings.documentation():
