@@ -93,6 +93,7 @@ class AccessListPublisher(Worker):
         # Each centre's entries as the units hold them: the snapshot with the delta applied.
         self._current: dict[str, dict[bytes, ListEntry]] = {}
         self.snapshots = 0
+        self._checked_day: int | None = None  # the day the lists were last compiled for
         self.deltas = 0
         self.republished = 0
         self.messages = 0
@@ -148,8 +149,18 @@ class AccessListPublisher(Worker):
     # -- the worker ----------------------------------------------------------------------------
 
     def _step(self) -> None:
-        self._wake.wait(self._retry_s if self._unpublished else None)
+        woken = self._wake.wait(self._retry_s if self._unpublished else CALENDAR_CHECK_S)
         if self.stopping.is_set():
+            return
+        today = date.fromtimestamp(self._clock()).toordinal()
+        if today != self._checked_day:
+            # A new day: every centre compiled again, so that the calendar's horizon, the
+            # plans that ended and the credits' recent days reach the units.
+            if self._checked_day is not None:
+                with self._lock:
+                    self._all = True
+            self._checked_day = today
+        elif not woken and not self._unpublished:
             return
         self._settle()
         with self._lock:
@@ -399,6 +410,7 @@ def _merge(dirty: dict[str, set[int] | None], centre_id: str, members: set[int] 
 
 
 CALENDAR_REFRESH_S = 31 * 86400
+CALENDAR_CHECK_S = 3600.0  # how often an idle publisher looks whether the day changed
 
 
 def calendar_outdated(state: CentreListState, calendar: CentreHours | None, now: float) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -537,3 +538,28 @@ def test_a_list_state_dropped_on_the_command_line_becomes_a_snapshot(
     assert publisher.errors == 0
     state = store.list_state("boitron")
     assert state is not None and [e.badge.hex() for e in state.snapshot] == [B]
+
+
+def test_a_new_day_brings_the_closures_entering_the_lists_horizon(
+    store: Store, clock: Clock, make_publisher: Callable[..., AccessListPublisher]
+) -> None:
+    """The head carries 62 days of closed days: a closure further ahead reaches the units
+    when the days go by, without anyone touching the centre."""
+    today = date.fromtimestamp(clock.now)
+    far = today + timedelta(days=80)
+    store.add_closure("boitron", far.isoformat(), far.isoformat(), "travaux")
+    publisher = make_publisher()
+    settle(publisher, lambda: publisher.invalidate(["boitron"]))
+    first = publisher.state("boitron")
+    assert first is not None and first.calendar is not None
+    assert far.toordinal() not in first.calendar.closed
+
+    clock.now += 30 * 86400
+    settle(publisher, publisher._wake.set)  # the hourly look at the date, now
+    later = publisher.state("boitron")
+    assert later is not None and later.calendar is not None
+    assert far.toordinal() in later.calendar.closed
+    assert later.snapshot_version > first.snapshot_version
+
+    settle(publisher, publisher._wake.set)  # the same day again: nothing new
+    assert publisher.state("boitron").snapshot_version == later.snapshot_version  # type: ignore[union-attr]
