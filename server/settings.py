@@ -84,6 +84,10 @@ class Settings:
     )
     login_window_minutes: float = _setting(15.0, "The window failed logins are counted in.")
     token_max_days: int = _setting(365, "Longest validity of a personal API token, in days.")
+    impact_kg_co2e_per_km: float = _setting(
+        0.2156,
+        "Impact report: kg CO2e per car-km (ADEME Base Carbone, average car, 2018 entry).",
+    )
 
     @property
     def db_path(self) -> Path:

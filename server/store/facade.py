@@ -19,9 +19,11 @@ from sqlite_utils import Database
 
 from protocol.messages import Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
+from server.data import communes
 from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
+from server.domain.reports import Period
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
     access,
@@ -36,6 +38,8 @@ from server.store.sqlite import (
 from server.store.sqlite import audit as audit_sql
 from server.store.sqlite import events as events_sql  # `events` is also ingest's argument
 from server.store.sqlite import operators as operators_sql
+from server.store.sqlite import reports as reports_sql
+from server.store.sqlite import visits as visits_sql
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
 
@@ -274,6 +278,7 @@ class Store:
                 received_at,
                 late_event_s=self.late_event_s,
                 future_margin_s=self.future_margin_s,
+                max_stay_s=self.max_stay_s,
             )
         )
         future.add_done_callback(self._notify_if_new)
@@ -470,3 +475,57 @@ class Store:
     ) -> list[float]:
         """When ``action`` was logged since ``since`` for one account or one address."""
         return audit_sql.times(self.db, action, target_id=target_id, address=address, since=since)
+
+    # -- visits and reports -----------------------------------------------------------------
+
+    def visits(
+        self,
+        *,
+        now: float,
+        centre_id: str | None = None,
+        member_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+        centre_ids: Iterable[str] | None = None,
+    ) -> tuple[int, list[dict]]:
+        """(total matching, one page of visits newest first) as read at ``now``: an open
+        visit past its limit is shown closed there (nothing is written)."""
+        return visits_sql.page(
+            self.db,
+            centre_ids=centre_ids,
+            centre_id=centre_id,
+            member_id=member_id,
+            since=since,
+            until=until,
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
+            now=now,
+        )
+
+    def rebuild_visits(self) -> int:
+        """Build every visit again from the stored events; return how many."""
+        return self.write(lambda db: visits_sql.rebuild_all(db, max_stay_s=self.max_stay_s))
+
+    def invoicing_report(
+        self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
+    ) -> dict:
+        return reports_sql.invoicing(self.db, period, now=now, centre_ids=centre_ids)
+
+    def departement_report(
+        self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
+    ) -> dict:
+        names = {code: c.name for code, c in communes().items()}
+        return reports_sql.departement(
+            self.db, period, now=now, centre_ids=centre_ids, commune_names=names
+        )
+
+    def impact_report(
+        self, period: Period, *, kg_per_km: float, centre_ids: Iterable[str] | None = None
+    ) -> dict:
+        return reports_sql.impact(
+            self.db, period, centre_ids=centre_ids, communes=communes(), kg_per_km=kg_per_km
+        )
