@@ -8,6 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from server import reports_cli as report_commands
 from server.auth import cli as auth_commands
 from server.broker import commands as broker_commands
 from server.settings import Settings, SettingsError
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings", help="list every setting with its default and meaning")
     auth_commands.add_parsers(sub)
     broker_commands.add_parsers(sub)
+    report_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return auth_commands.run(args)
         if args.command in broker_commands.COMMANDS:
             return broker_commands.run(args)
+        if args.command in report_commands.COMMANDS:
+            return report_commands.run(args)
         for name, default, help_text in Settings.documentation():
             print(f"TELECENTRE_{name.upper():<22} default {str(default):<20} {help_text}")
         return 0
