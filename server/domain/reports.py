@@ -12,10 +12,12 @@ import io
 import math
 import re
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
+from itertools import accumulate, pairwise
 from typing import Any
 
 from protocol.calendar import Calendar
@@ -103,10 +105,16 @@ def week(text: str) -> Period:
 def sample_instants(cal: Calendar, day: date) -> list[float]:
     """The epoch times of a local day's samples: every 5 minutes of wall-clock time from
     midnight (on a day the clocks change, a skipped time is read as the hour after)."""
+    return list(_instants(cal.timezone, day))
+
+
+@lru_cache(maxsize=4096)
+def _instants(timezone: str, day: date) -> tuple[float, ...]:
+    cal = Calendar(timezone=timezone)
     start = cal.at(day, 0)
     if cal.at(day + timedelta(days=1), 0) - start == 86400:
-        return [start + i * SAMPLE_MINUTES * 60 for i in range(SAMPLES_PER_DAY)]
-    return [cal.at(day, i * SAMPLE_MINUTES) for i in range(SAMPLES_PER_DAY)]
+        return tuple(start + i * SAMPLE_MINUTES * 60 for i in range(SAMPLES_PER_DAY))
+    return tuple(cal.at(day, i * SAMPLE_MINUTES) for i in range(SAMPLES_PER_DAY))
 
 
 def day_occupancy(
@@ -114,9 +122,17 @@ def day_occupancy(
 ) -> tuple[int, list[int]]:
     """(most people present at once within [start, end), people present at each instant)
     from visits as (check_in, end) pairs: present from check-in, gone at the end."""
-    ins = sorted(s[0] for s in spans if s[1] > s[0])
-    outs = sorted(s[1] for s in spans if s[1] > s[0])
-    samples = [bisect_right(ins, t) - bisect_right(outs, t) for t in instants]
+    kept = [(s[0], s[1]) for s in spans if s[1] > s[0]]
+    ins = sorted(s for s, _ in kept)
+    outs = sorted(e for _, e in kept)
+    if all(a <= b for a, b in pairwise(instants)):
+        steps = [0] * (len(instants) + 1)
+        for check_in, gone in kept:
+            steps[bisect_left(instants, check_in)] += 1
+            steps[bisect_left(instants, gone)] -= 1
+        samples = list(accumulate(steps[:-1]))
+    else:  # the night the clocks go forward: some instants repeat
+        samples = [bisect_right(ins, t) - bisect_right(outs, t) for t in instants]
     # The most at once: at the start, or just after a check-in within the day (departures
     # at the same instant go first).
     moments = [start, *(t for t in ins if start <= t < end)]
@@ -125,8 +141,9 @@ def day_occupancy(
 
 
 def pack_samples(samples: Sequence[int]) -> bytes:
-    packed = array("H", (min(65535, max(0, n)) for n in samples))
-    return packed.tobytes()
+    if samples and (max(samples) > 65535 or min(samples) < 0):
+        samples = [min(65535, max(0, n)) for n in samples]
+    return array("H", samples).tobytes()
 
 
 def unpack_samples(raw: bytes) -> list[int]:
@@ -147,7 +164,8 @@ def invoicing(
 ) -> dict[str, Any]:
     """One row per member with a visit or a day credit in the period.
 
-    ``usage``: (member_id, days present, visits, seconds present); ``credits``: (member_id,
+    ``usage``: (member_id, days present, visits, seconds present), a day belonging to the
+    centre of its first visit; ``credits``: (member_id,
     day credits used); ``plans``: (member_id, plan name) of plans held during the period.
     """
     rows: dict[int, dict[str, Any]] = {}
@@ -237,24 +255,28 @@ def departement(
         visits[centre_id] = visits.get(centre_id, 0) + n
         seconds[centre_id] = seconds.get(centre_id, 0.0) + (secs or 0.0)
         members.setdefault(centre_id, set()).add(member_id)
+    # New members: a member's first visit ever at a centre, at any centre of a commune,
+    # at any centre shown, falls within the period.
     first_at: dict[int, dict[str, date]] = {}
     for member_id, centre_id, day in firsts:
         if centre_id in shown:
             first_at.setdefault(member_id, {})[centre_id] = as_date(day)
+    new: dict[str, int] = {}
+    for by_centre in first_at.values():
+        earliest: dict[str, date] = {}
+        for centre_id, day in by_centre.items():
+            for key in (centre_id, f"insee:{shown[centre_id].get('insee') or ''}", "total"):
+                if key not in earliest or day < earliest[key]:
+                    earliest[key] = day
+        for key, day in earliest.items():
+            if period.first <= day <= period.last:
+                new[key] = new.get(key, 0) + 1
     stored: dict[str, dict[date, OccupancyDay]] = {}
     for d in days:
         if d.centre_id in shown:
             stored.setdefault(d.centre_id, {})[d.day] = d
 
-    def new_members(centre_ids: Sequence[str]) -> int:
-        count = 0
-        for by_centre in first_at.values():
-            found = [by_centre[c] for c in centre_ids if c in by_centre]
-            if found and period.first <= min(found) <= period.last:
-                count += 1
-        return count
-
-    def summary(centre_ids: Sequence[str]) -> dict[str, Any]:
+    def summary(centre_ids: Sequence[str], key: str) -> dict[str, Any]:
         people: set[int] = set()
         for c in centre_ids:
             people |= members.get(c, set())
@@ -264,7 +286,7 @@ def departement(
         return {
             "visits": sum(visits.get(c, 0) for c in centre_ids),
             "unique_members": len(people),
-            "new_members": new_members(centre_ids),
+            "new_members": new.get(key, 0),
             "hours": hours(sum(seconds.get(c, 0.0) for c in centre_ids)),
             "peak_occupancy": peak,
             "occupancy": profile,
@@ -275,7 +297,7 @@ def departement(
             "centre_id": c["id"],
             "name": c["name"],
             "insee": c.get("insee"),
-            **summary([c["id"]]),
+            **summary([c["id"]], c["id"]),
         }
         for c in centres
     ]
@@ -284,12 +306,14 @@ def departement(
         name = commune_names.get(insee) or next(
             (shown[i].get("commune") for i in ids if shown[i].get("commune")), insee
         )
-        commune_rows.append({"insee": insee or None, "name": name, "centres": ids, **summary(ids)})
+        commune_rows.append(
+            {"insee": insee or None, "name": name, "centres": ids, **summary(ids, f"insee:{insee}")}
+        )
     return {
         "period": period.public(),
         "centres": centre_rows,
         "communes": commune_rows,
-        "total": {"centres": len(centres), **summary([c["id"] for c in centres])},
+        "total": {"centres": len(centres), **summary([c["id"] for c in centres], "total")},
     }
 
 
@@ -379,7 +403,7 @@ def commune(communes: Mapping[str, Commune], insee: str, what: str) -> Commune:
 def impact(
     period: Period,
     centres: Sequence[Mapping[str, Any]],
-    member_days: Iterable[Sequence[Any]],
+    days: Iterable[Sequence[Any]],
     commutes: Mapping[int, str | None],
     communes: Mapping[str, Commune],
     *,
@@ -387,10 +411,11 @@ def impact(
 ) -> dict[str, Any]:
     """Commuting avoided per centre and in total over the period.
 
-    ``member_days``: (member_id, day, centre_id): each day a member came, at the centre of
-    their first visit that day. ``commutes``: member_id -> declared commute INSEE code (None:
-    not declared). One day present avoids one round trip home <-> workplace, the centre's
-    commune standing for home; a member whose workplace is the centre's commune avoids none.
+    ``days``: (member_id, centre_id, days present): a day belongs to the centre of the
+    member's first visit that day. ``commutes``: member_id -> declared commute INSEE code
+    (None: not declared). One day present avoids one round trip home <-> workplace, the
+    centre's commune standing for home; a member whose workplace is the centre's commune
+    avoids none.
     """
     shown = {c["id"]: c for c in centres}
     rows = {
@@ -406,13 +431,13 @@ def impact(
         for c in centres
     }
     distances: dict[tuple[str, str], float] = {}
-    for member_id, _day, centre_id in member_days:
+    for member_id, centre_id, count in days:
         row = rows.get(centre_id)
-        if row is None:
+        if row is None or not count:
             continue
         work = commutes.get(member_id)
         if not work:
-            row["undeclared_member_days"] += 1
+            row["undeclared_member_days"] += count
             continue
         home_insee = shown[centre_id].get("insee")
         if not home_insee:
@@ -425,9 +450,9 @@ def impact(
             home = commune(communes, home_insee, f"INSEE code of centre {centre_id!r}")
             place = commune(communes, work, f"commute_insee of member {member_id}")
             distances[key] = round_trip_km(home, place)
-        row["member_days"] += 1
+        row["member_days"] += count
         row["members"].add(member_id)
-        row["km"] += distances[key]
+        row["km"] += count * distances[key]
     out = []
     everyone: set[int] = set()
     for row in rows.values():

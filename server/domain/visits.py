@@ -56,7 +56,8 @@ class Passage:
 @dataclass(frozen=True)
 class Visit:
     """A stay. ``limit_at``/``limit_reason``: when and why it ends if no badge-out comes
-    first; ``check_out`` is None while it is open. ``id`` is the stored row's, if any."""
+    first; ``check_out`` is None while it is open; ``historical``: its badge-in was sent
+    late (replayed). ``id`` is the stored row's, if any."""
 
     check_in: float
     in_event_id: str
@@ -78,12 +79,12 @@ class Visit:
         """When the visit ends: its check-out, or its limit while open."""
         return self.check_out if self.check_out is not None else self.limit_at
 
-    def holds(self, p: Passage) -> bool:
-        """Whether passage ``p`` (later than the check-in) falls within this visit: up to
-        and including its badge-out, or before its limit."""
+    def holds(self, key: Key) -> bool:
+        """Whether a passage with this key (later than the check-in) falls within this
+        visit: up to and including its badge-out, or before its limit."""
         if self.out_event_id is not None and self.check_out is not None:
-            return p.key <= (self.check_out, self.out_event_id)
-        return p.ts < self.limit_at
+            return key <= (self.check_out, self.out_event_id)
+        return key[0] < self.limit_at
 
 
 def closing_time(calendar: Calendar, ts: float) -> float | None:
@@ -142,13 +143,7 @@ def closed_at_limit(v: Visit) -> Visit:
 
 
 def closed_by(v: Visit, p: Passage) -> Visit:
-    return replace(
-        v,
-        check_out=p.ts,
-        stop_reason=BADGE_OUT,
-        out_event_id=p.event_id,
-        historical=v.historical or p.historical,
-    )
+    return replace(v, check_out=p.ts, stop_reason=BADGE_OUT, out_event_id=p.event_id)
 
 
 def build(passages: Iterable[Passage], calendar: Calendar, max_stay_s: float) -> list[Visit]:
@@ -173,17 +168,19 @@ def replay(
     new: Key | None,
     calendar: Calendar,
     max_stay_s: float,
+    start: Visit | None = None,
 ) -> Replay:
-    """Read the passages again from an anchor, after a new passage (key ``new``) arrived.
+    """Read the passages again after a new passage (key ``new``) arrived.
 
-    ``passages``: the member's passages at the centre from the anchor on, in key order, the
-    new one included; ``old``: the stored visits from the anchor on, in key order. The
-    anchor is the check-in of the last stored visit that began at or before the new passage
-    (or the new passage itself): no visit is open just before it. The reading stops at the
-    first passage after the new one before which neither reading has a visit open: from
-    there on both readings see the same passages from the same state. A check-in read again
-    keeps the limit and day it was stored with. Visits equal in both readings are neither
-    removed nor added.
+    ``start`` is the last stored visit that began at or before the new passage (None: there
+    is none); the passages between its check-in and the new one left it as it is, so the
+    reading starts at the new passage with that visit open if it held the new passage's
+    time, and none open otherwise. ``passages``: the member's passages at the centre from
+    the new one on, in key order; ``old``: the stored visits from ``start`` (or the new
+    passage) on, in key order. The reading stops at the first passage after the new one
+    before which neither reading has a visit open: from there on both readings see the same
+    passages from the same state. A check-in read again keeps the limit and day it was
+    stored with. Visits equal in both readings are neither removed nor added.
     """
     stored: Iterator[Visit] = iter(old)
     pending: Visit | None = next(stored, None)
@@ -192,6 +189,16 @@ def replay(
     rebuilt: list[Visit] = []
     current: Visit | None = None
     until: Key | None = None
+    if start is not None and new is not None:
+        latest_old = pending
+        seen_old.append(start)
+        pending = next(stored, None)
+        if start.holds(new):  # open again until its passages from the new one close it
+            current = replace(start, check_out=None, stop_reason=None, out_event_id=None)
+        elif start.check_out is None:  # a passage now follows its limit: it ended there
+            rebuilt.append(closed_at_limit(start))
+        else:
+            rebuilt.append(start)
     for p in passages:
         while pending is not None and pending.key < p.key:
             latest_old = pending
@@ -200,7 +207,7 @@ def replay(
         if current is not None and p.ts >= current.limit_at:
             rebuilt.append(closed_at_limit(current))
             current = None
-        old_open = latest_old is not None and latest_old.holds(p)
+        old_open = latest_old is not None and latest_old.holds(p.key)
         if new is not None and p.key > new and current is None and not old_open:
             until = p.key
             break
@@ -265,3 +272,24 @@ def as_read(row: dict, now: float) -> dict:
     if out["closed_on_read"]:
         out["check_out"], out["stop_reason"] = row["limit_at"], row["limit_reason"]
     return out
+
+
+def month_rows(
+    visits: Iterable[tuple[str, str, float, str, float]],
+) -> dict[str, tuple[int, int, int, float]]:
+    """A member's month by centre, from their visits that month as (centre_id, day,
+    check_in, in_event_id, end_at): centre -> (visits, days with a visit there, days whose
+    first visit was there, seconds from check-in to end)."""
+    rows: dict[str, list] = {}
+    first_of_day: dict[str, tuple[float, str, str]] = {}
+    for centre_id, day, check_in, in_event_id, end_at in visits:
+        row = rows.setdefault(centre_id, [0, set(), 0, 0.0])
+        row[0] += 1
+        row[1].add(day)
+        row[3] += max(0.0, end_at - check_in)
+        key = (check_in, in_event_id, centre_id)
+        if day not in first_of_day or key < first_of_day[day]:
+            first_of_day[day] = key
+    for _, _, centre_id in first_of_day.values():
+        rows[centre_id][2] += 1
+    return {c: (n, len(days), first, secs) for c, (n, days, first, secs) in rows.items()}

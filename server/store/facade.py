@@ -507,8 +507,11 @@ class Store:
         )
 
     def rebuild_visits(self) -> int:
-        """Build every visit again from the stored events; return how many."""
-        return self.write(lambda db: visits_sql.rebuild_all(db, max_stay_s=self.max_stay_s))
+        """Build every visit again from the stored events; return how many. One long
+        transaction on the writer (minutes for millions of events): waited for without
+        the usual write timeout."""
+        job = self._writer.submit(lambda db: visits_sql.rebuild_all(db, max_stay_s=self.max_stay_s))
+        return job.result()
 
     def invoicing_report(
         self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None

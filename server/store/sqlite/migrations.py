@@ -408,7 +408,7 @@ def m060_visits(db: Database) -> None:
     db["visits"].create_index(["member_id", "centre_id", "check_in", "in_event_id"], unique=True)
     # Reports read these two covering indexes, never the events.
     db["visits"].create_index(["day", "centre_id", "member_id", "check_in", "end_at"])
-    db["visits"].create_index(["centre_id", "day", "check_in", "end_at"])
+    db["visits"].create_index(["centre_id", "day", "member_id", "check_in", "end_at"])
     db.execute("CREATE INDEX idx_visits_open ON visits (limit_at) WHERE check_out IS NULL")
     # A member's passages at a centre, for rebuilding their visits after a late event.
     db.execute(
@@ -429,6 +429,23 @@ def m060_visits(db: Database) -> None:
         pk=("centre_id", "day"),
         not_null={"peak", "samples"},
     )
+    # Each member's month at each centre, for the monthly reports: visits, days with a visit
+    # there, days whose first visit was there (a day belongs to one centre), seconds present
+    # (open visits up to their limit: a report takes off what is still ahead of it).
+    db["visit_months"].create(
+        {
+            "month": str,
+            "centre_id": str,
+            "member_id": int,
+            "visits": int,
+            "days": int,
+            "first_days": int,
+            "seconds": float,
+        },
+        pk=("month", "centre_id", "member_id"),
+        not_null={"visits", "days", "first_days", "seconds"},
+    )
+    db["visit_months"].create_index(["member_id", "month"])
     from server.store.sqlite import visits
 
     visits.rebuild_all(db, max_stay_s=visits.DEFAULT_MAX_STAY_S)

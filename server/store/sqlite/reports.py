@@ -1,7 +1,10 @@
-"""SQL for reports: sums over the visits and the centres' occupancy days, never the events.
+"""SQL for reports: sums over the visits and their aggregates, never the events.
 
-Each query reads a period's rows through the visits' covering indexes (by local day, then
-centre); the rules that turn them into a report are in ``server.domain.reports``.
+A month reads each member's month per centre (``visit_months``, kept with the visits), an
+ISO week the visits themselves through their covering indexes (by local day, then centre);
+both read the centres' occupancy days and first visits. Months store an open visit up to
+its limit: what is still ahead of now is taken off (``_ahead``). The rules that turn the
+rows into a report are in ``server.domain.reports``.
 ``centre_ids`` (a manager's centres, or the one centre asked for) keeps only these
 centres' rows; None keeps every centre's.
 """
@@ -35,16 +38,42 @@ def _days(period: Period) -> list[str]:
     return [period.first.isoformat(), period.last.isoformat()]
 
 
+def _ahead(
+    db: Database, period: Period, now: float, where: str, only: list[str]
+) -> dict[tuple[str, int], float]:
+    """Seconds still ahead of ``now`` in the period's open visits, by (centre, member)."""
+    rows = db.execute(
+        "SELECT centre_id, member_id, SUM(end_at - MAX(?, check_in))"
+        " FROM visits INDEXED BY idx_visits_open"  # the few visits still open
+        f" WHERE check_out IS NULL AND limit_at > ? AND day BETWEEN ? AND ?{where}"
+        " GROUP BY centre_id, member_id",
+        [now, now, *_days(period), *only],
+    ).fetchall()
+    return {(c, m): secs for c, m, secs in rows}
+
+
+def _month(period: Period) -> str:
+    if period.kind != "month":
+        raise rules.ReportError(f"{period.label}: this report is monthly")
+    return period.first.isoformat()[:7]
+
+
 def invoicing(
     db: Database, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
 ) -> dict[str, Any]:
     """Per member: days present, visits, hours, day credits used, plans held."""
     where, only = _only("centre_id", centre_ids)
-    usage = db.execute(
-        "SELECT member_id, COUNT(DISTINCT day), COUNT(*), SUM(MAX(0, MIN(end_at, ?) - check_in))"
-        f" FROM visits WHERE day BETWEEN ? AND ?{where} GROUP BY member_id",
-        [now, *_days(period), *only],
-    ).fetchall()
+    by_member: dict[int, list] = {}
+    for member_id, days, visits, seconds in db.execute(
+        f"SELECT member_id, first_days, visits, seconds FROM visit_months WHERE month = ?{where}",
+        [_month(period), *only],
+    ):
+        row = by_member.setdefault(member_id, [member_id, 0, 0, 0.0])
+        row[1] += days
+        row[2] += visits
+        row[3] += seconds
+    for (_, member_id), ahead in _ahead(db, period, now, where, only).items():
+        by_member[member_id][3] -= ahead
     credits = db.execute(
         "SELECT member_id, COUNT(*) FROM credit_days"
         f" WHERE day BETWEEN ? AND ?{where} GROUP BY member_id",
@@ -60,7 +89,7 @@ def invoicing(
         [end, start, start],
     ).fetchall()
     names = dict(db.execute("SELECT id, name FROM members").fetchall())
-    return rules.invoicing(period, usage, credits, plans, names)
+    return rules.invoicing(period, by_member.values(), credits, plans, names)
 
 
 def departement(
@@ -73,11 +102,22 @@ def departement(
 ) -> dict[str, Any]:
     """Visits, members, new members, hours and people present per centre and commune."""
     where, only = _only("centre_id", centre_ids)
-    pairs = db.execute(
-        "SELECT centre_id, member_id, COUNT(*), SUM(MAX(0, MIN(end_at, ?) - check_in))"
-        f" FROM visits WHERE day BETWEEN ? AND ?{where} GROUP BY centre_id, member_id",
-        [now, *_days(period), *only],
-    ).fetchall()
+    if period.kind == "month":
+        ahead = _ahead(db, period, now, where, only)
+        pairs = [
+            (c, m, n, seconds - ahead.get((c, m), 0.0))
+            for c, m, n, seconds in db.execute(
+                "SELECT centre_id, member_id, visits, seconds FROM visit_months"
+                f" WHERE month = ?{where}",
+                [_month(period), *only],
+            )
+        ]
+    else:
+        pairs = db.execute(
+            "SELECT centre_id, member_id, COUNT(*), SUM(MAX(0, MIN(end_at, ?) - check_in))"
+            f" FROM visits WHERE day BETWEEN ? AND ?{where} GROUP BY centre_id, member_id",
+            [now, *_days(period), *only],
+        ).fetchall()
     firsts = db.execute(
         f"SELECT member_id, centre_id, day FROM first_visits WHERE day <= ?{where}",
         [period.last.isoformat(), *only],
@@ -109,22 +149,17 @@ def impact(
     communes: Mapping[str, Commune],
     kg_per_km: float,
 ) -> dict[str, Any]:
-    """Commuting avoided: each member's days present, at the centre of the day's first
-    visit, with their declared commute commune."""
+    """Commuting avoided: each member's days present at each centre (a day belongs to the
+    centre of its first visit), with their declared commute commune."""
     where, only = _only("centre_id", centre_ids)
-    member_days: Sequence[tuple] = db.execute(
-        "SELECT member_id, day, centre_id, MIN(check_in) FROM visits"
-        f" WHERE day BETWEEN ? AND ?{where} GROUP BY member_id, day",
-        [*_days(period), *only],
+    days: Sequence[tuple] = db.execute(
+        "SELECT member_id, centre_id, first_days FROM visit_months"
+        f" WHERE month = ? AND first_days > 0{where}",
+        [_month(period), *only],
     ).fetchall()
     commutes = dict(
         db.execute("SELECT id, commute_insee FROM members WHERE commute_insee IS NOT NULL")
     )
     return rules.impact(
-        period,
-        _centres(db, centre_ids),
-        [(m, d, c) for m, d, c, _ in member_days],
-        commutes,
-        communes,
-        kg_per_km=kg_per_km,
+        period, _centres(db, centre_ids), days, commutes, communes, kg_per_km=kg_per_km
     )

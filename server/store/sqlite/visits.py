@@ -2,15 +2,16 @@
 
 ``record_passage`` runs for every new granted badge-in or badge-out (live or replayed) and
 rebuilds only the stretch of that member's visits at that centre the passage can change
-(``server.domain.visits.replay``); it then refreshes the member's first visit there and the
-centre's occupancy of the days those visits touch. Reports read these tables, never the
-events.
+(``server.domain.visits.replay``); it then refreshes the member's first visit there, their
+months (``visit_months``) and the centre's occupancy of the days those visits touch.
+Reports read these tables, never the events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
+from itertools import groupby
 from typing import Any
 
 from sqlite_utils import Database
@@ -18,7 +19,16 @@ from sqlite_utils import Database
 from protocol.calendar import Calendar
 from server.domain import calendar as calendars
 from server.domain import reports as rules
-from server.domain.visits import Key, Passage, Visit, as_read, build, days_spanned, replay
+from server.domain.visits import (
+    Key,
+    Passage,
+    Visit,
+    as_read,
+    build,
+    days_spanned,
+    month_rows,
+    replay,
+)
 from server.store.errors import NotFound
 
 DEFAULT_MAX_STAY_S = 14 * 3600.0
@@ -60,16 +70,17 @@ def record_passage(
     cal = calendar or centre_calendar(db, centre_id, Calendar().local_day(ts))
     new: Key = (ts, event_id)
     before = db.execute(
-        "SELECT check_in, in_event_id FROM visits WHERE member_id = ? AND centre_id = ?"
+        f"SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
         " AND (check_in, in_event_id) <= (?, ?) ORDER BY check_in DESC, in_event_id DESC"
         " LIMIT 1",
         [member_id, centre_id, *new],
     ).fetchone()
-    anchor: Key = (before[0], before[1]) if before else new
+    start = _visit(before) if before else None
     result = replay(
-        _passages(db, member_id, centre_id, anchor),
-        _stored(db, member_id, centre_id, anchor),
+        _passages(db, member_id, centre_id, new),
+        _stored(db, member_id, centre_id, start.key if start else new),
         new=new,
+        start=start,
         calendar=cal,
         max_stay_s=max_stay_s,
     )
@@ -79,6 +90,8 @@ def record_passage(
         db.execute("DELETE FROM visits WHERE id = ?", [v.id])
     _insert(db, member_id, centre_id, result.added)
     _refresh_first(db, member_id, centre_id)
+    for month in sorted({v.day[:7] for v in (*result.removed, *result.added)}):
+        refresh_month(db, member_id, month)
     days = {d for v in (*result.removed, *result.added) for d in days_spanned(v, cal)}
     for day in sorted(days):
         refresh_day(db, centre_id, day, cal)
@@ -161,6 +174,25 @@ def _refresh_first(db: Database, member_id: int, centre_id: str) -> None:
     )
 
 
+def refresh_month(db: Database, member_id: int, month: str) -> None:
+    """Recount a member's month (``YYYY-MM``) at every centre from their visits."""
+    found = db.execute(
+        "SELECT centre_id, day, check_in, in_event_id, end_at FROM visits"
+        " WHERE member_id = ? AND day BETWEEN ? AND ?",
+        [member_id, f"{month}-01", f"{month}-31"],
+    ).fetchall()
+    db.execute("DELETE FROM visit_months WHERE member_id = ? AND month = ?", [member_id, month])
+    _insert_months(db, member_id, month, found)
+
+
+def _insert_months(db: Database, member_id: int, month: str, found: list) -> None:
+    db.conn.executemany(
+        "INSERT INTO visit_months (month, centre_id, member_id, visits, days, first_days,"
+        " seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(month, c, member_id, *counts) for c, counts in month_rows(found).items()],
+    )
+
+
 def refresh_day(db: Database, centre_id: str, day: date, cal: Calendar) -> None:
     """Recount the people present at the centre on a local day from its visits."""
     start, end = cal.at(day, 0), cal.at(day + timedelta(days=1), 0)
@@ -192,8 +224,9 @@ def refresh_day(db: Database, centre_id: str, day: date, cal: Calendar) -> None:
 
 def rebuild_all(db: Database, *, max_stay_s: float = DEFAULT_MAX_STAY_S) -> int:
     """Build every visit again from the stored events (a new database, or one whose events
-    came in bulk); return how many. Replaces visits, first visits and occupancy days."""
-    for table in ("visits", "first_visits", "occupancy_days"):
+    came in bulk); return how many. Replaces visits, first visits, visit months and
+    occupancy days."""
+    for table in ("visits", "first_visits", "occupancy_days", "visit_months"):
         db.execute(f"DELETE FROM {table}")
     pairs = db.execute(
         "SELECT DISTINCT member_id, centre_id FROM events WHERE member_id IS NOT NULL"
@@ -216,6 +249,12 @@ def rebuild_all(db: Database, *, max_stay_s: float = DEFAULT_MAX_STAY_S) -> int:
         "INSERT INTO first_visits (member_id, centre_id, day)"
         " SELECT member_id, centre_id, MIN(day) FROM visits GROUP BY member_id, centre_id"
     )
+    rows = db.execute(
+        "SELECT member_id, substr(day, 1, 7), centre_id, day, check_in, in_event_id, end_at"
+        " FROM visits ORDER BY member_id, day"
+    ).fetchall()
+    for (member_id, month), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        _insert_months(db, member_id, month, [r[2:] for r in group])
     for centre_id, days in touched.items():
         for day in sorted(days):
             refresh_day(db, centre_id, day, calendars_by_centre[centre_id])

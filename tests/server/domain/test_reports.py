@@ -214,13 +214,7 @@ def test_impact_counts_one_round_trip_per_day_present() -> None:
     report = impact(
         MARCH,
         centres,
-        member_days=[
-            (1, "2026-03-02", "b"),
-            (1, "2026-03-03", "b"),
-            (2, "2026-03-02", "b"),
-            (3, "2026-03-02", "b"),
-            (4, "2026-03-02", "elsewhere"),
-        ],
+        days=[(1, "b", 2), (2, "b", 1), (3, "b", 1), (4, "elsewhere", 1)],
         commutes={1: "72181", 2: None, 3: "61051"},  # 3 works in Boitron itself
         communes=COMMUNES,
         kg_per_km=0.2,
@@ -238,7 +232,7 @@ def test_impact_names_what_it_cannot_place() -> None:
         impact(
             MARCH,
             [{"id": "b", "name": "B", "insee": "61051"}],
-            [(7, "2026-03-02", "b")],
+            [(7, "b", 1)],
             {7: "14047"},
             COMMUNES,
         )
@@ -246,7 +240,7 @@ def test_impact_names_what_it_cannot_place() -> None:
         impact(
             MARCH,
             [{"id": "b", "name": "B", "insee": None}],
-            [(7, "2026-03-02", "b")],
+            [(7, "b", 1)],
             {7: "72181"},
             COMMUNES,
         )

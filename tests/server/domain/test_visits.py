@@ -22,6 +22,7 @@ from server.domain.visits import (
     days_spanned,
     effective,
     limit,
+    month_rows,
     replay,
 )
 
@@ -192,12 +193,14 @@ def test_days_spanned_by_a_visit_across_midnight() -> None:
     ]
 
 
-def test_historical_passages_mark_their_visit() -> None:
+def test_a_replayed_badge_in_marks_its_visit_historical() -> None:
     late = [
         Passage(at("03-02 09:00"), "a", "in", historical=True),
         Passage(at("03-02 10:00"), "b", "out"),
+        Passage(at("03-02 11:00"), "c", "in"),
+        Passage(at("03-02 12:00"), "d", "out", historical=True),
     ]
-    assert build(late, OFFICE, MAX)[0].historical
+    assert [v.historical for v in build(late, OFFICE, MAX)] == [True, False]
 
 
 # -- late and out-of-order passages -----------------------------------------------------------
@@ -213,11 +216,13 @@ class Stored:
 
     def arrive(self, p: Passage):
         insort(self.passages, p, key=lambda q: q.key)
-        anchor = max((v.key for v in self.visits if v.key <= p.key), default=p.key)
+        start = max((v for v in self.visits if v.key <= p.key), key=lambda v: v.key, default=None)
+        anchor = start.key if start else p.key
         result = replay(
-            [q for q in self.passages if q.key >= anchor],
+            [q for q in self.passages if q.key >= p.key],
             [v for v in self.visits if v.key >= anchor],
             new=p.key,
+            start=start,
             calendar=self.calendar,
             max_stay_s=MAX,
         )
@@ -325,3 +330,15 @@ def test_random_histories_in_random_orders() -> None:
         for p in arrival:
             stored.arrive(p)
         assert stored.visits == expected
+
+
+def test_a_members_month_by_centre() -> None:
+    rows = month_rows(
+        [
+            ("a", "2026-03-02", at("03-02 09:00"), "x", at("03-02 10:00")),
+            ("b", "2026-03-02", at("03-02 14:00"), "y", at("03-02 16:30")),  # not first that day
+            ("b", "2026-03-03", at("03-03 09:00"), "z", at("03-03 09:30")),
+            ("b", "2026-03-03", at("03-03 11:00"), "w", at("03-03 12:00")),
+        ]
+    )
+    assert rows == {"a": (1, 1, 1, 3600.0), "b": (3, 2, 1, 4 * 3600.0)}

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from protocol.messages import Event
-from server.domain.reports import SAMPLES_PER_DAY, unpack_samples
+from server.domain.reports import SAMPLES_PER_DAY, month, unpack_samples, week
 from server.store import Store
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -106,6 +106,7 @@ def table(store: Store, name: str) -> list[tuple]:
             " limit_reason, end_at, in_event_id, out_event_id, historical",
             "first_visits": "member_id, centre_id, day",
             "occupancy_days": "centre_id, day, peak, samples",
+            "visit_months": "month, centre_id, member_id, visits, days, first_days, seconds",
         }[name]
         return conn.execute(f"SELECT {columns} FROM {name} ORDER BY 1, 2, 3").fetchall()
 
@@ -234,6 +235,11 @@ def test_each_centre_has_its_own_visits_and_first_visit(store: Store) -> None:
         passage("03-06 09:00", "in"),
     )
     assert len(visits(store)) == 2 and len(visits(store, centre_id="belleme")) == 1
+    # March: two days at Boitron, one at Bellême; each day belongs to its first visit.
+    assert [row[1:6] for row in table(store, "visit_months")] == [
+        ("belleme", 1, 1, 1, 1),
+        ("boitron", 1, 2, 2, 2),
+    ]
     assert table(store, "first_visits") == [
         (1, "belleme", "2026-03-05"),
         (1, "boitron", "2026-03-02"),
@@ -271,9 +277,10 @@ def test_any_arrival_order_gives_the_same_tables_as_a_rebuild(store: Store) -> N
     ]
     for member_id in range(1, 9):
         assert visits(store, member_id=member_id) == expected
-    built = [table(store, name) for name in ("visits", "first_visits", "occupancy_days")]
+    names = ("visits", "first_visits", "occupancy_days", "visit_months")
+    built = [table(store, name) for name in names]
     assert store.rebuild_visits() == 4 * 8
-    assert [table(store, name) for name in ("visits", "first_visits", "occupancy_days")] == built
+    assert [table(store, name) for name in names] == built
     (_, peak, _) = next((d, p, r) for _, d, p, r in table(store, "occupancy_days"))
     assert peak == 8
 
@@ -288,7 +295,7 @@ def test_the_migration_builds_visits_from_existing_events(tmp_path: Path) -> Non
     finally:
         first.close()
     with closing(sqlite3.connect(path)) as conn:  # as a database from before visits
-        for table_name in ("visits", "first_visits", "occupancy_days"):
+        for table_name in ("visits", "first_visits", "occupancy_days", "visit_months"):
             conn.execute(f"DROP TABLE {table_name}")
         conn.execute("DROP INDEX idx_events_passages")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm060_visits'")
@@ -299,3 +306,17 @@ def test_the_migration_builds_visits_from_existing_events(tmp_path: Path) -> Non
         assert table(again, "first_visits") == [(1, "boitron", "2026-03-02")]
     finally:
         again.close()
+
+
+def test_reports_count_an_open_visit_up_to_now(store: Store) -> None:
+    office_hours(store)
+    ingest(store, passage("03-02 09:00", "in"), passage("03-02 09:30", "in", member_id=2))
+    ingest(store, passage("03-02 09:45", "out", member_id=2))
+    now = at("03-02 10:00")  # member 1 is still inside, until 18:00 at the latest
+    invoicing = store.invoicing_report(month("2026-03"), now=now)
+    assert [(r["member_id"], r["hours"]) for r in invoicing["members"]] == [(1, 1.0), (2, 0.25)]
+    for period in (month("2026-03"), week("2026-W10")):
+        report = store.departement_report(period, now=now)
+        assert report["total"]["hours"] == 1.25 and report["total"]["visits"] == 2
+    later = store.invoicing_report(month("2026-03"), now=at("03-05 00:00"))
+    assert [r["hours"] for r in later["members"]] == [9.0, 0.25]  # read closed at 18:00
