@@ -4,7 +4,7 @@ Every figure is printed with the floor measured in the same run on the same mach
 their ratio, so results from different machines compare; all of them also go to
 ``bench/results.json``. Traffic stays on 127.0.0.1, in bounded loops.
 
-``python -m bench [door] [ingest] [lists]`` runs some of them (all by default).
+``python -m bench [door] [ingest] [lists] [reports]`` runs some of them (all by default).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from bench.common import Results
 from bench.door import bench_badge, bench_online
 from bench.ingest import bench_ingest
 from bench.lists import bench_encoding, bench_scale
+from bench.reports import bench_reports
 from protocol.signing import Signer
 from server.broker import LocalBroker
 
-GROUPS = ("door", "ingest", "lists")
+GROUPS = ("door", "ingest", "lists", "reports")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark {sorted(unknown)[0]!r}; choose from {', '.join(GROUPS)}")
         return 2
     results = Results()
+    if "reports" in wanted:  # no broker: the store alone
+        with tempfile.TemporaryDirectory(prefix="telecentre-bench-") as tmp:
+            bench_reports(results, Path(tmp))
+        wanted.discard("reports")
+        if not wanted:
+            results.write()
+            return 0
     # One observer account per benchmark client (the client id is the user name).
     observers = 2_100
     with (

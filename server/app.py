@@ -20,6 +20,8 @@ from server.routes import (
     members,
     metrics,
     plans,
+    reports,
+    visits,
     web,
 )
 from server.routes import auth as auth_routes
@@ -53,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http.install(app, allowed_hosts=settings.allowed_hosts, max_body_bytes=settings.max_body_bytes)
     openapi.install(app)
     auth.install(app)  # 401/403/429 refusals, with their headers
-    for module in (centres, members, events, health, web, auth_routes, audit, calendar, plans):
+    for module in (centres, members, events, health, web, auth_routes, audit):
+        app.include_router(module.router)
+    for module in (calendar, plans, visits, reports):
         app.include_router(module.router)
     for module in (fleet, alarms, metrics):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from server import member_commands, plan_commands
+from server import reports_cli as report_commands
 from server.auth import cli as auth_commands
 from server.broker import commands as broker_commands
 from server.settings import Settings, SettingsError
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     broker_commands.add_parsers(sub)
     member_commands.add_parsers(sub)
     plan_commands.add_parsers(sub)
+    report_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             return plan_commands.run(args)
         if args.command in member_commands.COMMANDS:
             return member_commands.run(args)
+        if args.command in report_commands.COMMANDS:
+            return report_commands.run(args)
         for name, default, help_text in Settings.documentation():
             print(f"TELECENTRE_{name.upper():<22} default {str(default):<20} {help_text}")
         return 0

@@ -107,6 +107,10 @@ class Settings:
     retention_interval_minutes: float = _setting(
         60.0, "How often the running server applies the retention."
     )
+    impact_kg_co2e_per_km: float = _setting(
+        0.2156,
+        "Impact report: kg CO2e per car-km (ADEME Base Carbone, average car, 2018 entry).",
+    )
 
     @property
     def db_path(self) -> Path:

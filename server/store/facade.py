@@ -22,12 +22,14 @@ from sqlite_utils import Database
 from protocol.calendar import Calendar
 from protocol.messages import CentreHours, Command, CommandResult, Event, ListEntry, Status
 from protocol.workers import Worker
+from server.data import communes
 from server.domain import alarms as alarm_rules
 from server.domain import calendar as calendar_rules
 from server.domain import privacy as privacy_rules
 from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
+from server.domain.reports import Period
 from server.store.errors import Conflict, NotFound
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
@@ -48,6 +50,8 @@ from server.store.sqlite import fleet as fleet_sql
 from server.store.sqlite import operators as operators_sql
 from server.store.sqlite import plans as plans_sql
 from server.store.sqlite import privacy as privacy_sql
+from server.store.sqlite import reports as reports_sql
+from server.store.sqlite import visits as visits_sql
 from server.store.sqlite.migrations import migrations
 from server.store.sqlite.writer import Writer, connect
 
@@ -391,6 +395,7 @@ class Store:
                 received_at,
                 late_event_s=self.late_event_s,
                 future_margin_s=self.future_margin_s,
+                max_stay_s=self.max_stay_s,
             )
         )
         future.add_done_callback(self._notify_if_new)
@@ -741,3 +746,60 @@ class Store:
         privacy_sql.checkpoint(self.path)  # the write-ahead log forgets them too
         self._notify()
         return removed
+
+    # -- visits and reports -----------------------------------------------------------------
+
+    def visits(
+        self,
+        *,
+        now: float,
+        centre_id: str | None = None,
+        member_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+        centre_ids: Iterable[str] | None = None,
+    ) -> tuple[int, list[dict]]:
+        """(total matching, one page of visits newest first) as read at ``now``: an open
+        visit past its limit is shown closed there (nothing is written)."""
+        return visits_sql.page(
+            self.db,
+            centre_ids=centre_ids,
+            centre_id=centre_id,
+            member_id=member_id,
+            since=since,
+            until=until,
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
+            now=now,
+        )
+
+    def rebuild_visits(self) -> int:
+        """Build every visit again from the stored events; return how many. One long
+        transaction on the writer (minutes for millions of events): waited for without
+        the usual write timeout."""
+        job = self._writer.submit(lambda db: visits_sql.rebuild_all(db, max_stay_s=self.max_stay_s))
+        return job.result()
+
+    def invoicing_report(
+        self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
+    ) -> dict:
+        return reports_sql.invoicing(self.db, period, now=now, centre_ids=centre_ids)
+
+    def departement_report(
+        self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
+    ) -> dict:
+        names = {code: c.name for code, c in communes().items()}
+        return reports_sql.departement(
+            self.db, period, now=now, centre_ids=centre_ids, commune_names=names
+        )
+
+    def impact_report(
+        self, period: Period, *, kg_per_km: float, centre_ids: Iterable[str] | None = None
+    ) -> dict:
+        return reports_sql.impact(
+            self.db, period, centre_ids=centre_ids, communes=communes(), kg_per_km=kg_per_km
+        )

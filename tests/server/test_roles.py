@@ -378,6 +378,22 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     # The audit log.
     ("GET", "/api/audit"): (get("/api/audit?centre={centre}"), admin_only()),
     ("GET", "/api/audit.csv"): (get("/api/audit.csv?centre={centre}"), admin_only()),
+    # Visits and reports: every operator reads them, a manager only for their centres.
+    ("GET", "/api/visits"): (get("/api/visits?centre={centre}"), read()),
+    **{
+        ("GET", f"/api/reports/{name}"): (
+            get(f"/api/reports/{name}?month=2026-03&centre={{centre}}"),
+            read(),
+        )
+        for name in (
+            "invoicing",
+            "invoicing.csv",
+            "departement",
+            "departement.csv",
+            "impact",
+            "impact.csv",
+        )
+    },
 }
 
 

@@ -9,7 +9,7 @@ from sqlite_utils import Database
 
 from protocol.messages import Event
 from server.store.records import IngestResult
-from server.store.sqlite import alarms, badges, centres, devices, occupancy, plans, privacy
+from server.store.sqlite import alarms, badges, centres, devices, occupancy, plans, privacy, visits
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ def ingest(
     *,
     late_event_s: float = 60.0,
     future_margin_s: float = 300.0,
+    max_stay_s: float = visits.DEFAULT_MAX_STAY_S,
 ) -> IngestResult:
     """Insert a unit's events (one outbox epoch) once each; fold the new ones into live state.
 
@@ -79,7 +80,7 @@ def ingest(
         if e.kind == "access" and not e.granted and e.reason == "unknown_card":
             badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
         if not suspect and not gone:
-            _apply(db, centre_id, device_id, e)
+            _apply(db, centre_id, device_id, e, max_stay_s)
         if (
             e.kind == "access"
             and e.granted
@@ -104,12 +105,15 @@ def time_suspect(e: Event, received_at: float, future_margin_s: float) -> bool:
     return not e.clock_synced or e.ts > received_at + future_margin_s
 
 
-def _apply(db: Database, centre_id: str | None, device_id: str, e: Event) -> None:
+def _apply(
+    db: Database, centre_id: str | None, device_id: str, e: Event, max_stay_s: float
+) -> None:
     """Fold one new event into live state; an older (replayed) event never overwrites newer."""
     if centre_id is None:
         return
     if e.kind == "access" and e.granted and e.member_id is not None:
         occupancy.record_passage(db, centre_id, e.member_id, e.direction == "in", e.ts)
+        visits.record_passage(db, centre_id, e.member_id, e.ts, e.event_id, max_stay_s=max_stay_s)
     elif e.kind == "room" and e.room is not None:
         holder = devices.room_holder(db, centre_id, e.room)
         if holder is not None and holder != device_id:

@@ -476,3 +476,82 @@ def m080_privacy(db: Database) -> None:
         "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
         " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
     )
+
+
+@migrations()
+def m060_visits(db: Database) -> None:
+    # Each member's stays at a centre, built as events arrive (server.domain.visits).
+    # end_at: check_out, or limit_at while open; day: local date of the check-in.
+    db["visits"].create(
+        {
+            "id": int,
+            "member_id": int,
+            "centre_id": str,
+            "day": str,
+            "check_in": float,
+            "check_out": float,
+            "stop_reason": str,  # badge_out, closing_time, max_stay; NULL while open
+            "limit_at": float,
+            "limit_reason": str,
+            "end_at": float,
+            "in_event_id": str,
+            "out_event_id": str,
+            "historical": int,
+        },
+        pk="id",
+        not_null={
+            "member_id",
+            "centre_id",
+            "day",
+            "check_in",
+            "limit_at",
+            "limit_reason",
+            "end_at",
+            "in_event_id",
+            "historical",
+        },
+    )
+    db["visits"].create_index(["member_id", "centre_id", "check_in", "in_event_id"], unique=True)
+    # Reports read these two covering indexes, never the events.
+    db["visits"].create_index(["day", "centre_id", "member_id", "check_in", "end_at"])
+    db["visits"].create_index(["centre_id", "day", "member_id", "check_in", "end_at"])
+    db.execute("CREATE INDEX idx_visits_open ON visits (limit_at) WHERE check_out IS NULL")
+    # A member's passages at a centre, for rebuilding their visits after a late event.
+    db.execute(
+        "CREATE INDEX idx_events_passages ON events (member_id, centre_id, ts, event_id)"
+        " WHERE member_id IS NOT NULL"
+    )
+    # Each member's first visit at each centre (new members in a period).
+    db["first_visits"].create(
+        {"member_id": int, "centre_id": str, "day": str},
+        pk=("member_id", "centre_id"),
+        not_null={"day"},
+    )
+    db["first_visits"].create_index(["day"])
+    # People present per centre and local day: the most at once and a count every 5 minutes
+    # from local midnight (288 unsigned 16-bit little-endian counts), from the visits.
+    db["occupancy_days"].create(
+        {"centre_id": str, "day": str, "peak": int, "samples": bytes},
+        pk=("centre_id", "day"),
+        not_null={"peak", "samples"},
+    )
+    # Each member's month at each centre, for the monthly reports: visits, days with a visit
+    # there, days whose first visit was there (a day belongs to one centre), seconds present
+    # (open visits up to their limit: a report takes off what is still ahead of it).
+    db["visit_months"].create(
+        {
+            "month": str,
+            "centre_id": str,
+            "member_id": int,
+            "visits": int,
+            "days": int,
+            "first_days": int,
+            "seconds": float,
+        },
+        pk=("month", "centre_id", "member_id"),
+        not_null={"visits", "days", "first_days", "seconds"},
+    )
+    db["visit_months"].create_index(["member_id", "month"])
+    from server.store.sqlite import visits
+
+    visits.rebuild_all(db, max_stay_s=visits.DEFAULT_MAX_STAY_S)

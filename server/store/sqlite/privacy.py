@@ -8,6 +8,7 @@ erasure and the purge all walk it, and a table missing from the database is skip
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,15 +31,18 @@ class MemberTable:
 
     ``member_column`` / ``badge_column``: how a member's rows are found (their id, their
     cards' hashes). ``erase``: ``delete`` the rows, or ``anonymise`` them (those columns set
-    to NULL, the row kept for counts). ``time_column`` and ``retention``: rows dated before
-    the retention of that kind are purged (``events`` are first folded into daily counts).
+    to NULL, the row kept for counts), or ``pseudonymise`` them (the member column set to
+    one random negative number for the erasure, kept nowhere else: the reports still count
+    one person, who can no longer be named or linked to anything). ``time_column`` and
+    ``retention``: rows dated before the retention of that kind are purged (``events``
+    are first folded into daily counts).
     """
 
     table: str
     export_key: str
     member_column: str | None
     badge_column: str | None = None
-    erase: Literal["delete", "anonymise"] = "delete"
+    erase: Literal["delete", "anonymise", "pseudonymise"] = "delete"
     time_column: str | None = None
     retention: Retention | None = None
 
@@ -53,7 +57,9 @@ MEMBER_TABLES: tuple[MemberTable, ...] = (
     MemberTable(
         "unknown_cards", "unknown_cards", None, "badge_hash", "delete", "last_seen", "events"
     ),
-    MemberTable("visits", "visits", "member_id", None, "anonymise", "check_in", "visits"),
+    MemberTable("visits", "visits", "member_id", None, "pseudonymise", "check_in", "visits"),
+    MemberTable("first_visits", "first_visits", "member_id", None, "pseudonymise"),
+    MemberTable("visit_months", "visit_months", "member_id", None, "pseudonymise"),
 )
 
 _EVENTS = next(t for t in MEMBER_TABLES if t.table == "events")  # scanned apart: it is big
@@ -307,6 +313,7 @@ def erase(
             f" WHERE id IN ({_marks(chunk)}) AND ({where})",
             [*chunk, *args],
         ).rowcount
+    pseudonym = -secrets.randbelow(2**62) - 1  # this erasure's stand-in, never stored apart
     for table in MEMBER_TABLES:
         found = _where(table, member_id, hashes)
         if table is _EVENTS or found is None or not table_exists(db, table.table):
@@ -314,6 +321,9 @@ def erase(
         where, args = found
         if table.erase == "delete":
             sql = f"DELETE FROM [{table.table}] WHERE {where}"
+        elif table.erase == "pseudonymise":
+            sql = f"UPDATE [{table.table}] SET [{table.member_column}] = ? WHERE {where}"
+            args = [pseudonym, *args]
         else:
             cleared = [c for c in (table.member_column, table.badge_column) if c]
             sets = ", ".join(f"[{c}] = NULL" for c in cleared)

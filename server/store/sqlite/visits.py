@@ -1,0 +1,320 @@
+"""SQL for visits: built in the writer's ingest transaction as passages arrive, and read.
+
+``record_passage`` runs for every new granted badge-in or badge-out (live or replayed) and
+rebuilds only the stretch of that member's visits at that centre the passage can change
+(``server.domain.visits.replay``); it then refreshes the member's first visit there, their
+months (``visit_months``) and the centre's occupancy of the days those visits touch.
+Reports read these tables, never the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import date, timedelta
+from itertools import groupby
+from typing import Any
+
+from sqlite_utils import Database
+
+from protocol.calendar import Calendar
+from server.domain import calendar as calendars
+from server.domain import reports as rules
+from server.domain.visits import (
+    Key,
+    Passage,
+    Visit,
+    as_read,
+    build,
+    days_spanned,
+    month_rows,
+    replay,
+)
+from server.store.errors import NotFound
+
+DEFAULT_MAX_STAY_S = 14 * 3600.0
+# How far back a visit may begin and still be present on a day (visits end within a day or
+# two: a longer maximum stay needs a longer look-back).
+LOOKBACK_DAYS = 2
+
+_PASSAGES = (
+    "SELECT ts, event_id, direction, historical FROM events"
+    " WHERE member_id = ? AND centre_id = ? AND kind = 'access' AND granted = 1"
+    " AND time_suspect = 0 AND direction IN ('in', 'out')"
+)
+_COLUMNS = (
+    "id, check_in, in_event_id, day, limit_at, limit_reason, check_out, stop_reason,"
+    " out_event_id, historical"
+)
+
+
+def centre_calendar(db: Database, centre_id: str, around: date, days: int = 3) -> Calendar:
+    """The centre's calendar with its closed days from ``days`` before ``around`` on."""
+    rows = list(db["centres"].rows_where("id = ?", [centre_id]))
+    if not rows:
+        raise NotFound(f"no centre {centre_id!r}")
+    closures = db.query("SELECT * FROM closures WHERE centre_id = ?", [centre_id])
+    return calendars.calendar(rows[0], closures, around, days=days)
+
+
+def record_passage(
+    db: Database,
+    centre_id: str,
+    member_id: int,
+    ts: float,
+    event_id: str,
+    *,
+    max_stay_s: float = DEFAULT_MAX_STAY_S,
+    calendar: Calendar | None = None,
+) -> None:
+    """Fold a stored passage (event ``event_id``) into the member's visits at the centre."""
+    cal = calendar or centre_calendar(db, centre_id, Calendar().local_day(ts))
+    new: Key = (ts, event_id)
+    before = db.execute(
+        f"SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
+        " AND (check_in, in_event_id) <= (?, ?) ORDER BY check_in DESC, in_event_id DESC"
+        " LIMIT 1",
+        [member_id, centre_id, *new],
+    ).fetchone()
+    start = _visit(before) if before else None
+    result = replay(
+        _passages(db, member_id, centre_id, new),
+        _stored(db, member_id, centre_id, start.key if start else new),
+        new=new,
+        start=start,
+        calendar=cal,
+        max_stay_s=max_stay_s,
+    )
+    if not result.removed and not result.added:
+        return
+    for v in result.removed:
+        db.execute("DELETE FROM visits WHERE id = ?", [v.id])
+    _insert(db, member_id, centre_id, result.added)
+    _refresh_first(db, member_id, centre_id)
+    for month in sorted({v.day[:7] for v in (*result.removed, *result.added)}):
+        refresh_month(db, member_id, month)
+    days = {d for v in (*result.removed, *result.added) for d in days_spanned(v, cal)}
+    for day in sorted(days):
+        refresh_day(db, centre_id, day, cal)
+
+
+def _passages(db: Database, member_id: int, centre_id: str, start: Key) -> Iterator[Passage]:
+    rows = db.execute(
+        f"{_PASSAGES} AND (ts, event_id) >= (?, ?) ORDER BY ts, event_id",
+        [member_id, centre_id, *start],
+    )
+    for ts, event_id, direction, historical in rows:
+        yield Passage(ts, event_id, direction, bool(historical))
+
+
+def _stored(db: Database, member_id: int, centre_id: str, start: Key) -> Iterator[Visit]:
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
+        " AND (check_in, in_event_id) >= (?, ?) ORDER BY check_in, in_event_id",
+        [member_id, centre_id, *start],
+    )
+    for r in rows:
+        yield _visit(r)
+
+
+def _visit(r: tuple) -> Visit:
+    return Visit(
+        id=r[0],
+        check_in=r[1],
+        in_event_id=r[2],
+        day=r[3],
+        limit_at=r[4],
+        limit_reason=r[5],
+        check_out=r[6],
+        stop_reason=r[7],
+        out_event_id=r[8],
+        historical=bool(r[9]),
+    )
+
+
+def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit]) -> None:
+    db.conn.executemany(
+        "INSERT INTO visits (member_id, centre_id, day, check_in, check_out, stop_reason,"
+        " limit_at, limit_reason, end_at, in_event_id, out_event_id, historical)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                member_id,
+                centre_id,
+                v.day,
+                v.check_in,
+                v.check_out,
+                v.stop_reason,
+                v.limit_at,
+                v.limit_reason,
+                v.end_at,
+                v.in_event_id,
+                v.out_event_id,
+                int(v.historical),
+            )
+            for v in visits
+        ],
+    )
+
+
+def _refresh_first(db: Database, member_id: int, centre_id: str) -> None:
+    first = db.execute(
+        "SELECT MIN(day) FROM visits WHERE member_id = ? AND centre_id = ?",
+        [member_id, centre_id],
+    ).fetchone()[0]
+    if first is None:
+        db.execute(
+            "DELETE FROM first_visits WHERE member_id = ? AND centre_id = ?",
+            [member_id, centre_id],
+        )
+        return
+    db.execute(
+        "INSERT INTO first_visits (member_id, centre_id, day) VALUES (?, ?, ?)"
+        " ON CONFLICT (member_id, centre_id) DO UPDATE SET day = excluded.day",
+        [member_id, centre_id, first],
+    )
+
+
+def refresh_month(db: Database, member_id: int, month: str) -> None:
+    """Recount a member's month (``YYYY-MM``) at every centre from their visits."""
+    found = db.execute(
+        "SELECT centre_id, day, check_in, in_event_id, end_at FROM visits"
+        " WHERE member_id = ? AND day BETWEEN ? AND ?",
+        [member_id, f"{month}-01", f"{month}-31"],
+    ).fetchall()
+    db.execute("DELETE FROM visit_months WHERE member_id = ? AND month = ?", [member_id, month])
+    _insert_months(db, member_id, month, found)
+
+
+def _insert_months(db: Database, member_id: int, month: str, found: list) -> None:
+    db.conn.executemany(
+        "INSERT INTO visit_months (month, centre_id, member_id, visits, days, first_days,"
+        " seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(month, c, member_id, *counts) for c, counts in month_rows(found).items()],
+    )
+
+
+def refresh_day(db: Database, centre_id: str, day: date, cal: Calendar) -> None:
+    """Recount the people present at the centre on a local day from its visits."""
+    start, end = cal.at(day, 0), cal.at(day + timedelta(days=1), 0)
+    spans = db.execute(
+        "SELECT check_in, end_at FROM visits WHERE centre_id = ? AND day BETWEEN ? AND ?"
+        " AND check_in < ? AND end_at > ?",
+        [
+            centre_id,
+            (day - timedelta(days=LOOKBACK_DAYS)).isoformat(),
+            day.isoformat(),
+            end,
+            start,
+        ],
+    ).fetchall()
+    if not spans:
+        db.execute(
+            "DELETE FROM occupancy_days WHERE centre_id = ? AND day = ?",
+            [centre_id, day.isoformat()],
+        )
+        return
+    peak, samples = rules.day_occupancy(spans, rules.sample_instants(cal, day), start, end)
+    db.execute(
+        "INSERT INTO occupancy_days (centre_id, day, peak, samples) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (centre_id, day) DO UPDATE SET peak = excluded.peak,"
+        " samples = excluded.samples",
+        [centre_id, day.isoformat(), peak, rules.pack_samples(samples)],
+    )
+
+
+def rebuild_all(db: Database, *, max_stay_s: float = DEFAULT_MAX_STAY_S) -> int:
+    """Build every visit again from the stored events (a new database, or one whose events
+    came in bulk); return how many. Replaces visits, first visits, visit months and
+    occupancy days."""
+    for table in ("visits", "first_visits", "occupancy_days", "visit_months"):
+        db.execute(f"DELETE FROM {table}")
+    pairs = db.execute(
+        "SELECT DISTINCT member_id, centre_id FROM events WHERE member_id IS NOT NULL"
+        " AND centre_id IS NOT NULL AND kind = 'access' AND granted = 1"
+    ).fetchall()
+    calendars_by_centre: dict[str, Calendar] = {}
+    touched: dict[str, set[date]] = {}
+    total = 0
+    for member_id, centre_id in pairs:
+        cal = calendars_by_centre.get(centre_id)
+        if cal is None:
+            cal = calendars_by_centre[centre_id] = _wide_calendar(db, centre_id)
+        found = build(_passages(db, member_id, centre_id, (float("-inf"), "")), cal, max_stay_s)
+        _insert(db, member_id, centre_id, found)
+        total += len(found)
+        days = touched.setdefault(centre_id, set())
+        for v in found:
+            days.update(days_spanned(v, cal))
+    db.execute(
+        "INSERT INTO first_visits (member_id, centre_id, day)"
+        " SELECT member_id, centre_id, MIN(day) FROM visits GROUP BY member_id, centre_id"
+    )
+    rows = db.execute(
+        "SELECT member_id, substr(day, 1, 7), centre_id, day, check_in, in_event_id, end_at"
+        " FROM visits ORDER BY member_id, day"
+    ).fetchall()
+    for (member_id, month), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        _insert_months(db, member_id, month, [r[2:] for r in group])
+    for centre_id, days in touched.items():
+        for day in sorted(days):
+            refresh_day(db, centre_id, day, calendars_by_centre[centre_id])
+    return total
+
+
+def _wide_calendar(db: Database, centre_id: str) -> Calendar:
+    """The centre's calendar with closed days over the whole span of its events."""
+    first, last = db.execute(
+        "SELECT MIN(ts), MAX(ts) FROM events WHERE centre_id = ?", [centre_id]
+    ).fetchone()
+    if first is None:
+        return centre_calendar(db, centre_id, date.today())
+    probe = Calendar()
+    start, end = probe.local_day(first), probe.local_day(last)
+    return centre_calendar(db, centre_id, end, days=(end - start).days + 3)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def page(
+    db: Database,
+    *,
+    centre_ids: Iterable[str] | None = None,
+    centre_id: str | None = None,
+    member_id: int | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    open_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    now: float,
+) -> tuple[int, list[dict[str, Any]]]:
+    """(total matching, one page of visits newest check-in first, with the member's name,
+    as read at ``now``); ``since``/``until`` bound the check-in; ``open_only``: still open
+    at ``now``."""
+    clauses, args = [], []
+    if centre_ids is not None:
+        allowed = sorted(centre_ids)
+        clauses.append(f"v.centre_id IN ({', '.join('?' * len(allowed)) or 'NULL'})")
+        args.extend(allowed)
+    for clause, value in (
+        ("v.centre_id = ?", centre_id),
+        ("v.member_id = ?", member_id),
+        ("v.check_in >= ?", since),
+        ("v.check_in < ?", until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    if open_only:
+        clauses.append("v.check_out IS NULL AND v.limit_at > ?")
+        args.append(now)
+    where = " AND ".join(clauses) or "1"
+    total = db.execute(f"SELECT COUNT(*) FROM visits v WHERE {where}", args).fetchone()[0]
+    rows = db.query(
+        f"SELECT v.*, m.name AS member_name FROM visits v"
+        f" LEFT JOIN members m ON m.id = v.member_id WHERE {where}"
+        " ORDER BY v.check_in DESC, v.id DESC LIMIT ? OFFSET ?",
+        [*args, limit, offset],
+    )
+    return total, [as_read(r, now) for r in rows]
