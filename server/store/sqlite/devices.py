@@ -50,6 +50,7 @@ def record_status(db: Database, status: Status, received_at: float) -> StatusRes
             outbox_pending=status.outbox_pending,
             faults=json.dumps(status.faults or []),
             doors=json.dumps(status.doors or []),
+            lockdown=status.lockdown,
         )
     db["devices"].update(status.device_id, row)
     centre_id = existing[0]["centre_id"]
@@ -95,6 +96,7 @@ def _row(r: dict) -> dict:
     out = dict(r)
     for key in ("faults", "doors"):
         out[key] = json.loads(r[key]) if r.get(key) else []
-    if out.get("clock_synced") is not None:
-        out["clock_synced"] = bool(out["clock_synced"])
+    for flag in ("clock_synced", "lockdown"):
+        if out.get(flag) is not None:
+            out[flag] = bool(out[flag])
     return out

@@ -376,3 +376,12 @@ def m050_centres_and_plans(db: Database) -> None:
 def m051_list_calendar(db: Database) -> None:
     # The centre's calendar sent in the snapshot's head (MessagePack of CentreHours).
     db["list_state"].add_column("calendar", bytes)
+
+
+@migrations()
+def m090_lockdown(db: Database) -> None:
+    # Lockdown: members whose badges still open a locked-down unit (ListEntry.exempt), the
+    # lockdown a unit reports in its status, and commands for a whole unit (no door).
+    db["members"].add_column("lockdown_exempt", int, not_null_default=0)
+    db["devices"].add_column("lockdown", int)
+    db["commands"].transform(not_null={"door": False})
