@@ -17,6 +17,8 @@ from edge import config as edge_config
 from edge.hardware import HardwareError
 from edge.simulate import SCRIPT_HELP, ScriptError
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 if TYPE_CHECKING:
     from edge.agent import EdgeAgent
     from edge.simulate import Scenario
@@ -99,7 +101,7 @@ def serve(cfg: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
 
 def _run(agent: EdgeAgent, scenario: Scenario | None = None) -> int:
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda *_: stop.set())
     agent.start()
     if scenario is not None:
@@ -160,14 +162,15 @@ def _simulate(
         return _run(agent, Scenario(agent, members, day_seconds=args.day_seconds, seed=args.seed))
     runner = ScriptRunner(agent, steps, chips=chips, out=lambda line: print(line, flush=True))
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     agent.start()
     try:
         runner.run(stop)
         pending = 0 if stop.is_set() else runner.drain(args.drain_s)
     finally:
         agent.stop()
+        for sig, handler in previous.items():  # a script ends: whoever ran it gets them back
+            signal.signal(sig, handler)
     told = f"{len(runner.events)} events recorded"
     if pending:
         told += f", {pending} not yet acknowledged by the server (kept in the outbox)"

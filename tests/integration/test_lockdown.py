@@ -1,6 +1,6 @@
 """Lockdown end to end: the API sends it, the real unit answers and obeys (only badges of
 lockdown-exempt members open), says so in its status, and the release lifts it; the unit's
-exit and tamper events reach the server like any other.
+exit and tamper events reach the server like any other, from a scripted simulation too.
 
 A private mosquitto, the real app, and a real edge agent on MockFactory pins.
 """
@@ -8,12 +8,17 @@ A private mosquitto, the real app, and a real edge agent on MockFactory pins.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from edge.agent import EdgeAgent
+from edge.cli import main
 from protocol.badges import badge_hash
-from tests.conftest import wait_until
+from server.broker import LocalBroker
+from tests.conftest import unit_toml, wait_until
+from tests.edge.wired import wire
 
 ALICE = bytes.fromhex("04a1b2c3")  # an ordinary member
 GUARD = bytes.fromhex("04feed01")  # lockdown-exempt
@@ -123,3 +128,34 @@ def test_exit_and_tamper_events_are_stored_and_filtered_by_kind(
         assert items[0]["device_id"] == "boitron-01"
     assert server.get("/api/events", params={"kind": "exit"}).json()["items"][0]["door"] == "entree"
     wait_until(lambda: unit.outbox.pending_count() == 0, what="every event acknowledged")
+
+
+def test_a_scripted_simulation_reaches_the_server(
+    server: TestClient,
+    broker: LocalBroker,
+    tmp_path: Path,
+    key_file: Path,
+    server_key: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    enrol(server, "Alice Martin", ALICE)
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        wire(
+            unit_toml(
+                broker=broker, key_file=key_file, data_dir=tmp_path / "sim", server_key=server_key
+            )
+        )
+    )
+    steps = ["tap entree 04a1b2c3", "exit entree", "tamper entree", "tamper-clear entree"]
+    args = ["simulate", "-c", str(config), "--drain-s", "20"]
+
+    code = main([*args, *(a for step in steps for a in ("--step", step))])
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[-1] == "done: 5 events recorded, all acknowledged by the server"
+    for kind in ("access", "exit", "tamper", "tamper_cleared"):
+        assert server.get("/api/events", params={"kind": kind}).json()["total"] == 1, kind
+    [access] = server.get("/api/events", params={"kind": "access"}).json()["items"]
+    assert (access["granted"], access["direction"]) == (True, "in")
