@@ -12,9 +12,20 @@ for another unit or centre. Commands follow the rules of the wire contract (reta
 replayed, too long, expired or unplaceable in time: refused) and each gets a
 CommandResult.
 
+Inputs besides the readers: a door's request-to-exit button opens it without a badge (an
+``exit`` event), tamper switches raise ``tamper`` and ``tamper_cleared``, and an optional
+second reader inside a door reads the way out. Every one of them goes through the outbox,
+online or not. The lights and buzzer at each reader (``edge.feedback``) say how a card was
+decided and show the unit's state: locked down, a reader fault, offline.
+
+Lockdown (by command): only lockdown-exempt badges open the doors, every other card is
+refused ``lockdown``; exit buttons and remote unlocks still work. The state is kept in the
+outbox database with the event that changed it, so it survives a restart.
+
 Threads: paho's network thread only parses topics and hands payloads over (online answers
 excepted: a member is waiting at the door). The list installer, the inbox (acks, commands,
-server status), the publisher and the card pollers are ``protocol.workers.Worker``s.
+server status), the publisher, the card pollers and the feedback player are
+``protocol.workers.Worker``s.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from edge.access import Decision, LocalAccess, decide_entry
 from edge.clock import TrustedClock, clock_synced
 from edge.config import ConfigError, EdgeConfig
 from edge.door import Door
+from edge.feedback import Feedback, for_access
 from edge.hardware.build import Hardware
 from edge.link import MqttLink
 from edge.lists import ListSync
@@ -80,6 +92,8 @@ COMMAND_FUTURE_S = 60.0
 COMMAND_ID_MARGIN_S = 3600.0
 # ServerStatus is small JSON.
 SERVER_STATUS_LIMIT = 4096
+# The outbox setting that keeps the lockdown across restarts ("1" locked down).
+LOCKDOWN = "lockdown"
 
 _LIST_SPECS = (topics.LIST_HEAD, topics.LIST_SEGMENT, topics.LIST_DELTA)
 
@@ -155,9 +169,12 @@ class EdgeAgent:
         self.outbox = Outbox(config.outbox_path)
         self.access = LocalAccess()
         self.rejected = RejectCounter()
-        self.faults: dict[str, str] = {}
+        self.faults: dict[str, str] = {}  # "<door or unit>: <device>" -> what is wrong
         self._reported_pending = 0  # outbox_pending of the last status built
         self._waiting: dict[str, _Waiting] = {}
+        # Called with each event once it is in the outbox (simulate prints them); on the
+        # thread that recorded it, so an observer must not block.
+        self.observers: list[Callable[[Event], None]] = []
         self._server_instance: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -173,15 +190,24 @@ class EdgeAgent:
         }
         self.pollers = [
             CardPoller(
-                hardware.readers[d.id],
-                partial(self.badge, d.id),
-                poll_interval_ms=d.reader.poll_interval_ms,
-                repeat_ms=d.reader.repeat_ms,
-                on_fault=partial(self._reader_fault, d.id),
-                name=f"reader-{d.id}"[:32],
+                hardware.exit_readers[d.id] if way == "exit" else hardware.readers[d.id],
+                partial(self.badge, d.id, exit_reader=way == "exit"),
+                poll_interval_ms=reader.poll_interval_ms,
+                repeat_ms=reader.repeat_ms,
+                on_fault=partial(self._reader_fault, d.id, way),
+                name=f"{'exit-reader' if way == 'exit' else 'reader'}-{d.id}"[:32],
             )
             for d in config.doors
+            for way, reader in d.readers.items()
         ]
+        self.lockdown = self.outbox.setting(LOCKDOWN) == "1"
+        self.feedback = Feedback(hardware.signals)
+        self._shown_online: bool | None = None
+        for door_id, button in hardware.exit_buttons.items():
+            button.on_press(partial(self.exit_pressed, door_id))
+        self._tampered: set[str | None] = set()
+        for where, switch in hardware.tampers.items():
+            switch.on_change(partial(self._tamper_changed, where))
         self.link = MqttLink(
             config,
             on_message=self._on_message,
@@ -206,7 +232,8 @@ class EdgeAgent:
 
     @property
     def workers(self) -> list[Worker]:
-        return [self.publisher, self.inbox, self.installer, *self.pollers]
+        feedback = [self.feedback] if self.feedback.fitted else []
+        return [self.publisher, self.inbox, self.installer, *self.pollers, *feedback]
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -216,6 +243,13 @@ class EdgeAgent:
         self.outbox.forget_commands_before(self.clock.now() - COMMAND_ID_MARGIN_S)
         for room in self.rooms.values():  # the server learns each room's state at boot
             self._room_state(room.id, room.state)
+        for where, switch in self.hardware.tampers.items():  # opened while the unit was off
+            if not switch.is_closed:
+                self._tamper_changed(where, False)
+        self.feedback.set_state("lockdown", self.lockdown)
+        self._show_link()
+        if self.feedback.fitted:
+            self.feedback.start()
         self.link.start()
         for worker in (self.publisher, self.inbox, self.installer):
             worker.start()
@@ -238,8 +272,10 @@ class EdgeAgent:
             door.close()
         for room in self.rooms.values():
             room.close()
-        for reader in self.hardware.readers.values():
+        for reader in (*self.hardware.readers.values(), *self.hardware.exit_readers.values()):
             reader.close()
+        self.feedback.close()
+        self.hardware.close()
         for worker in (self.publisher, self.inbox, self.installer):
             worker.stop(timeout=2)
         self.link.stop()
@@ -260,29 +296,36 @@ class EdgeAgent:
             outbox_pending=pending,
             outbox_rejected=self.outbox.rejected_count(),
             outbox_oldest_ts=self.outbox.oldest_pending_ts() if pending else None,
-            faults=[f"{door}: {msg}"[:200] for door, msg in sorted(self.faults.items())] or None,
+            faults=[f"{what}: {msg}"[:200] for what, msg in sorted(self.faults.items())] or None,
             doors=[d.id for d in self.config.doors],
             rooms=[RoomInfo(id=r.id, name=r.name) for r in self.config.rooms],
             workers=[
                 WorkerInfo(name=w.name, alive=w.is_alive(), errors=w.errors) for w in self.workers
             ],
             rejected=self.rejected.snapshot() or None,
+            lockdown=self.lockdown,
         )
 
     # -- the badge path ------------------------------------------------------------------------
 
-    def badge(self, door_id: str, uid: bytes) -> Event:
-        """A card was presented at ``door_id``: decide, record, open. Returns the event."""
+    def badge(self, door_id: str, uid: bytes, *, exit_reader: bool = False) -> Event:
+        """A card was presented at ``door_id`` (at its exit reader: on the way out): decide,
+        record, open, say so. Returns the event."""
         door = self.doors[door_id]
         hashed = badge_hash(self.key, uid)
         now = self._clock()
-        decision = self.access.decide(hashed, self.clock.now(), self.outbox.credit_days)
-        if decision.needs_server:
-            decision = self._ask_server(hashed, door_id)
+        entry = self.access.entry(hashed) if self.lockdown else None
+        if self.lockdown and (entry is None or not entry.exempt):
+            decision = Decision(False, "lockdown", entry.member_id if entry else None)
+        else:
+            decision = self.access.decide(hashed, self.clock.now(), self.outbox.credit_days)
+            if decision.needs_server:
+                decision = self._ask_server(hashed, door_id)
         direction = None
         presence = None
         if decision.granted and decision.member_id is not None:
-            direction = self._direction(door.config.direction, decision.member_id, now)
+            way = "out" if exit_reader else door.config.direction
+            direction = self._direction(way, decision.member_id, now)
             presence = (decision.member_id, direction == "in", now)
         event = self._record(
             now=now,
@@ -302,12 +345,22 @@ class EdgeAgent:
         )
         if decision.granted:
             door.open_for()
+        self.feedback.play(door_id, for_access(decision.granted, decision.reason))
         log.info(
-            "door %s: %s (%s)",
+            "door %s%s: %s (%s)",
             door_id,
+            " (exit reader)" if exit_reader else "",
             "granted" if decision.granted else "denied",
             decision.reason,
         )
+        return event
+
+    def exit_pressed(self, door_id: str) -> Event:
+        """The request-to-exit button of ``door_id``: open without a badge (lockdown too)."""
+        event = self._record(kind="exit", door=door_id)
+        self.doors[door_id].open_for()
+        self.feedback.play(door_id, "exit")
+        log.info("door %s: opened by its exit button", door_id)
         return event
 
     def _direction(self, door_direction: str, member_id: int, now: float) -> str:
@@ -356,6 +409,7 @@ class EdgeAgent:
         presence: tuple[int, bool, float] | None = None,
         command: tuple[str, float] | None = None,
         credit_day: tuple[int, int] | None = None,
+        setting: tuple[str, str] | None = None,
         **fields: Any,
     ) -> Event:
         """Put an event in the outbox (with its presence change) and wake the publisher."""
@@ -375,8 +429,14 @@ class EdgeAgent:
             presence=presence,
             command=command,
             credit_day=credit_day,
+            setting=setting,
         )
         self._wake.set()
+        for observe in self.observers:
+            try:
+                observe(event)
+            except Exception:
+                log.exception("event observer failed")
         return event
 
     def _alarm(self, door_id: str, kind: str) -> None:
@@ -385,16 +445,47 @@ class EdgeAgent:
     def _room_state(self, room_id: str, state: RoomState) -> None:
         self._record(kind="room", room=room_id, room_state=state)
 
-    def _reader_fault(self, door_id: str, message: str | None) -> None:
-        if message is None:
-            self.faults.pop(door_id, None)
+    def _tamper_changed(self, where: str | None, closed: bool) -> None:
+        """A tamper switch (a door's reader's, or the unit's: None) opened or closed."""
+        if closed == (where not in self._tampered):
+            return  # no change (a bounce, or the state reported at boot)
+        label = f"{where or 'unit'}: tamper switch"
+        if closed:
+            self._tampered.discard(where)
+            self.faults.pop(label, None)
         else:
-            self.faults[door_id] = f"card reader: {message}"
+            self._tampered.add(where)
+            self.faults[label] = "open"
+            log.warning("tamper switch of %s opened", f"door {where}" if where else "the unit")
+        self._record(kind="tamper_cleared" if closed else "tamper", door=where)
         self.link.publish_status()
+
+    def _reader_fault(self, door_id: str, way: str, message: str | None) -> None:
+        label = f"{door_id}: {'exit reader' if way == 'exit' else 'card reader'}"
+        if message is None:
+            self.faults.pop(label, None)
+        else:
+            self.faults[label] = message
+        faulty = any(key.startswith(f"{door_id}: ") and "reader" in key for key in self.faults)
+        self.feedback.set_state("reader_fault", faulty, [door_id])
+        self.link.publish_status()
+
+    def _set_lockdown(self, on: bool) -> None:
+        self.lockdown = on
+        self.feedback.set_state("lockdown", on)
+        self.link.publish_status()
+
+    def _show_link(self) -> None:
+        """The lights show an unreachable server (cards still work)."""
+        online = self.link.connected.is_set()
+        if online != self._shown_online:
+            self._shown_online = online
+            self.feedback.set_state("offline", not online)
 
     # -- MQTT: paho's thread -------------------------------------------------------------------
 
     def _on_connected(self) -> None:
+        self._show_link()
         self.outbox.resend_all()
         self._wake.set()
         self.lists.resubscribe()
@@ -431,6 +522,7 @@ class EdgeAgent:
     def _publish_step(self) -> None:
         self._wake.wait(1.0)
         self._wake.clear()
+        self._show_link()
         if self._stop.is_set() or not self.link.connected.is_set():
             return
         now = self._monotonic()
@@ -533,26 +625,10 @@ class EdgeAgent:
         reason, detail = self._check_command(command)
         if reason is None:
             self.outbox.forget_commands_before(self.clock.now() - COMMAND_ID_MARGIN_S)
-            door = self.doors[command.door]
             try:
-                self._record(
-                    command=(command.command_id, command.expires_at),
-                    kind="unlock",
-                    door=command.door,
-                    reason="remote",
-                    command_id=command.command_id,
-                    requested_by=command.requested_by,
-                )
+                self._execute(command)
             except sqlite3.IntegrityError:  # the same id, recorded meanwhile
                 reason, detail = "replayed", "command id already executed"
-            else:
-                door.open_for()
-                log.info(
-                    "door %s unlocked by command %s (%s)",
-                    command.door,
-                    command.command_id,
-                    command.requested_by or "server",
-                )
         if command.device_id == self.config.device_id and reason != "ttl_too_long":
             self.clock.observe(command.issued_at)
         self._command_result(command.command_id, reason, detail)
@@ -583,9 +659,46 @@ class EdgeAgent:
                 return "clock_unsynced", "issued before the newest signed message"
             if estimate > command.expires_at:
                 return "expired", f"expired {estimate - command.expires_at:.1f} s ago"
-        if command.door not in self.doors:
+        if command.door is not None and command.door not in self.doors:
             return "unknown_door", f"no door {command.door!r}"
         return None, ""
+
+    def _execute(self, command: Command) -> None:
+        """Carry out a command that passed every rule; its id is recorded as seen first
+        (``sqlite3.IntegrityError`` when it already was)."""
+        seen = (command.command_id, command.expires_at)
+        who = command.requested_by or "server"
+        if command.action == "unlock" and command.door is not None:
+            self._record(
+                command=seen,
+                kind="unlock",
+                door=command.door,
+                reason="remote",
+                command_id=command.command_id,
+                requested_by=command.requested_by,
+            )
+            self.doors[command.door].open_for()
+            log.info("door %s unlocked by command %s (%s)", command.door, command.command_id, who)
+        elif command.action in ("lockdown", "release"):
+            on = command.action == "lockdown"
+            self._record(
+                command=seen,
+                setting=(LOCKDOWN, "1" if on else "0"),
+                kind=command.action,
+                command_id=command.command_id,
+                requested_by=command.requested_by,
+            )
+            self._set_lockdown(on)
+            log.warning("%s by command %s (%s)", command.action, command.command_id, who)
+        else:
+            if not self.outbox.remember_command(*seen):
+                raise sqlite3.IntegrityError(command.command_id)
+            if command.action == "send_status":
+                self.link.publish_status()
+            elif command.action == "refetch_list":
+                with self.lists.lock:
+                    self.lists.refetch()
+            log.info("%s by command %s (%s)", command.action, command.command_id, who)
 
     def _command_result(self, command_id: str | None, reason: str | None, detail: str) -> None:
         if reason is not None:

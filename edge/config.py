@@ -47,6 +47,22 @@ class ReaderConfig:
 
 
 @dataclass(frozen=True)
+class FeedbackConfig:
+    """The lights and buzzer at a door's reader (``[doors.feedback]``); every pin optional."""
+
+    green_pin: int | None = None
+    red_pin: int | None = None
+    buzzer_pin: int | None = None
+    buzzer: Literal["active", "tonal"] = "active"  # tonal: a passive buzzer (PWM)
+
+    @property
+    def pins(self) -> dict[str, int]:
+        """Output name -> pin, for the outputs fitted."""
+        named = {"green": self.green_pin, "red": self.red_pin, "buzzer": self.buzzer_pin}
+        return {name: pin for name, pin in named.items() if pin is not None}
+
+
+@dataclass(frozen=True)
 class DoorConfig:
     id: str
     relay_pin: int
@@ -56,6 +72,18 @@ class DoorConfig:
     contact_pin: int | None = None
     held_open_seconds: float = 60.0
     direction: Literal["in", "out", "toggle"] = "toggle"
+    exit_button_pin: int | None = None  # request-to-exit: opens without a badge
+    tamper_pin: int | None = None  # the reader's tamper switch (closed when intact)
+    exit_reader: ReaderConfig | None = None  # a second reader inside: its cards go out
+    feedback: FeedbackConfig = FeedbackConfig()
+
+    @property
+    def readers(self) -> dict[str, ReaderConfig]:
+        """``entry`` (and ``exit`` when fitted) -> the reader's config."""
+        found = {"entry": self.reader}
+        if self.exit_reader is not None:
+            found["exit"] = self.exit_reader
+        return found
 
 
 @dataclass(frozen=True)
@@ -81,6 +109,7 @@ class EdgeConfig:
     pin_factory: Literal["default", "lgpio", "rpigpio", "mock"] = "default"
     online_deadline_ms: int = 800
     ack_timeout_s: float = 10.0
+    tamper_pin: int | None = None  # the unit's enclosure tamper switch (closed when intact)
     config_hash: str = field(default="", compare=False)
 
     @property
@@ -135,16 +164,25 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
     doors = []
     seen: set[str] = set()
     for d in r.tables("doors"):
-        rd = d.table("reader")
-        reader = ReaderConfig(
-            kind=rd.choice("kind", ("mfrc522", "fake"), "mfrc522"),
-            spi_bus=rd.int("spi_bus", 0, low=0, high=7),
-            spi_device=rd.int("spi_device", 0, low=0, high=7),
-            reset_pin=rd.int("reset_pin", 25, low=0, high=53),
-            poll_interval_ms=rd.int("poll_interval_ms", 50, low=10, high=1000),
-            repeat_ms=rd.int("repeat_ms", 2000, low=0, high=60_000),
+        reader = _reader(d.table("reader"))
+        exit_reader = _reader(d.table("exit_reader")) if "exit_reader" in d.data else None
+        fb = d.table("feedback")
+        feedback = FeedbackConfig(
+            green_pin=fb.opt_int("green_pin", low=0, high=53),
+            red_pin=fb.opt_int("red_pin", low=0, high=53),
+            buzzer_pin=fb.opt_int("buzzer_pin", low=0, high=53),
+            buzzer=fb.choice("buzzer", ("active", "tonal"), "active"),
         )
-        rd.done()
+        fb.done()
+        # With an exit reader the door's own reader reads the way in.
+        direction = d.choice(
+            "direction", ("in", "out", "toggle"), "in" if exit_reader else "toggle"
+        )
+        if exit_reader is not None and direction == "out":
+            raise ConfigError(
+                f'{d.prefix}direction: "out" with an exit_reader: the exit reader reads the '
+                'way out, the door\'s reader must be "in" (or "toggle")'
+            )
         door = DoorConfig(
             id=d.ident("id"),
             relay_pin=d.int("relay_pin", low=0, high=53),
@@ -153,7 +191,11 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
             unlock_seconds=d.number("unlock_seconds", 5.0, low=0.5, high=60),
             contact_pin=d.opt_int("contact_pin", low=0, high=53),
             held_open_seconds=d.number("held_open_seconds", 60.0, low=5, high=3600),
-            direction=d.choice("direction", ("in", "out", "toggle"), "toggle"),
+            direction=direction,
+            exit_button_pin=d.opt_int("exit_button_pin", low=0, high=53),
+            tamper_pin=d.opt_int("tamper_pin", low=0, high=53),
+            exit_reader=exit_reader,
+            feedback=feedback,
         )
         d.done()
         if door.id in seen:
@@ -174,18 +216,38 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         if any(other.id == room.id for other in rooms):
             raise ConfigError(f"{rm.prefix}id: room {room.id!r} is listed twice")
         rooms.append(room)
+    tamper_pin = r.opt_int("tamper_pin", low=0, high=53)
     pins: dict[int, str] = {}
+    _claim_pin(pins, tamper_pin, "tamper_pin")
     for door in doors:
-        for key, pin in (("relay_pin", door.relay_pin), ("contact_pin", door.contact_pin)):
+        for key, pin in (
+            ("relay_pin", door.relay_pin),
+            ("contact_pin", door.contact_pin),
+            ("exit_button_pin", door.exit_button_pin),
+            ("tamper_pin", door.tamper_pin),
+            *((f"feedback.{k}_pin", v) for k, v in door.feedback.pins.items()),
+        ):
             _claim_pin(pins, pin, f"doors[{door.id}].{key}")
     for room in rooms:
         _claim_pin(pins, room.motion_pin, f"rooms[{room.id}].motion_pin")
+    chips: dict[tuple[int, int], str] = {}
     for door in doors:  # readers may share one reset line, nothing else may use it
-        if door.reader.kind == "mfrc522" and door.reader.reset_pin in pins:
-            raise ConfigError(
-                f"doors[{door.id}].reader.reset_pin: GPIO {door.reader.reset_pin} is already "
-                f"used by {pins[door.reader.reset_pin]}"
-            )
+        for name, reader in door.readers.items():
+            key = f"doors[{door.id}].{'reader' if name == 'entry' else 'exit_reader'}"
+            if reader.kind != "mfrc522":
+                continue
+            if reader.reset_pin in pins:
+                raise ConfigError(
+                    f"{key}.reset_pin: GPIO {reader.reset_pin} is already used by "
+                    f"{pins[reader.reset_pin]}"
+                )
+            chip = (reader.spi_bus, reader.spi_device)
+            if chip in chips:
+                raise ConfigError(
+                    f"{key}.spi_device: SPI bus {chip[0]} device {chip[1]} is already the "
+                    f"reader of {chips[chip]}"
+                )
+            chips[chip] = key
     cfg = EdgeConfig(
         device_id=device_id,
         centre=r.ident("centre"),
@@ -199,6 +261,7 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         ack_timeout_s=r.number("ack_timeout_s", 10.0, low=0.5, high=3600),
         server_public_keys=_server_keys(r),
         max_command_ttl_s=r.int("max_command_ttl_s", 30, low=1, high=300),
+        tamper_pin=tamper_pin,
         config_hash=config_hash,
     )
     r.done()
@@ -206,6 +269,19 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
 
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _reader(rd: _Reader) -> ReaderConfig:
+    reader = ReaderConfig(
+        kind=rd.choice("kind", ("mfrc522", "fake"), "mfrc522"),
+        spi_bus=rd.int("spi_bus", 0, low=0, high=7),
+        spi_device=rd.int("spi_device", 0, low=0, high=7),
+        reset_pin=rd.int("reset_pin", 25, low=0, high=53),
+        poll_interval_ms=rd.int("poll_interval_ms", 50, low=10, high=1000),
+        repeat_ms=rd.int("repeat_ms", 2000, low=0, high=60_000),
+    )
+    rd.done()
+    return reader
 
 
 def _server_keys(r: _Reader) -> tuple[str, ...]:

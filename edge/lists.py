@@ -66,6 +66,7 @@ class ListSync:
         self._collected: dict[int, tuple[ListSegment, bytes]] = {}
         self._delta: tuple[ListDelta, bytes] | None = None  # the newest delta seen
         self._waiting_head_since: float | None = None
+        self._refetch = False  # fetch the next head's snapshot even if it is installed
         self.lock = threading.Lock()  # held while handling, so a reconnect reads a stable state
 
     # -- boot ----------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class ListSync:
     def on_head(self, payload: bytes) -> None:
         head: ListHead = self._open(ListHead, payload)
         self._observe(head.issued_at)
-        if head.version == self.access.snapshot_version:
+        if head.version == self.access.snapshot_version and not self._refetch:
             self._waiting_head_since = None
             if self._delta is not None and self._delta[0].base != head.version:
                 self._delta = None  # a stale retained delta: the head says this is current
@@ -153,6 +154,7 @@ class ListSync:
         self._head_payload = payload
         self._collected = {}
         self._waiting_head_since = None
+        self._refetch = False
 
     def on_segment(self, payload: bytes) -> None:
         segment: ListSegment = self._open(ListSegment, payload)
@@ -224,6 +226,16 @@ class ListSync:
             self._waiting_head_since = self._monotonic()
             self._unsubscribe(self.head_topic)
             self._subscribe(self.head_topic)
+
+    def refetch(self) -> None:
+        """Fetch the centre's snapshot again, even the installed version (by command): ask
+        the broker for the retained head again, as ``tick`` does."""
+        log.info("fetching the access list again")
+        self._refetch = True
+        if self.fetching is not None:
+            self._stop_fetching()
+        self._unsubscribe(self.head_topic)
+        self._subscribe(self.head_topic)
 
     def resubscribe(self) -> None:
         """After a reconnect: keep collecting segments if a fetch was under way."""

@@ -143,12 +143,14 @@ class Outbox:
         presence: tuple[int, bool, float] | None = None,
         credit_day: tuple[int, int] | None = None,
         command: tuple[str, float] | None = None,
+        setting: tuple[str, str] | None = None,
     ) -> Event:
         """Allocate the next seq, store the event built for it and apply a presence change.
 
         ``presence`` is (member_id, inside, ts); ``command`` is (command_id, expires_at) of
-        the command this event executes, remembered so it is never executed twice. All of
-        it commits together or not at all.
+        the command this event executes, remembered so it is never executed twice;
+        ``setting`` is (key, value) of a state of the unit this event changes (lockdown).
+        All of it commits together or not at all.
         """
         with self._lock:
             seq = self._last_seq + 1
@@ -179,6 +181,11 @@ class Outbox:
                 if command is not None:
                     self._db.execute(
                         "INSERT INTO commands_seen (command_id, expires_at) VALUES (?, ?)", command
+                    )
+                if setting is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (f"setting.{setting[0]}", setting[1]),
                     )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -281,12 +288,19 @@ class Outbox:
             ).fetchone()
         return row is not None
 
-    def remember_command(self, command_id: str, expires_at: float) -> None:
+    def remember_command(self, command_id: str, expires_at: float) -> bool:
+        """Record a command id as seen; False when it already was."""
         with self._lock:
-            self._db.execute(
+            cur = self._db.execute(
                 "INSERT OR IGNORE INTO commands_seen (command_id, expires_at) VALUES (?, ?)",
                 (command_id, expires_at),
             )
+            return cur.rowcount == 1
+
+    def setting(self, key: str) -> str | None:
+        """A state of the unit recorded with an event (``record(setting=...)``)."""
+        with self._lock:
+            return self._meta(f"setting.{key}")
 
     def forget_commands_before(self, ts: float) -> None:
         """Ids of commands that expired before ``ts`` cannot be replayed usefully any more."""

@@ -65,6 +65,7 @@ DENY_REASONS = (  # in the order the policy (protocol.policy) checks them
     "no_credit",
     "server_denied",
     "server_timeout",
+    "lockdown",  # the unit is locked down and the badge is not lockdown-exempt
 )
 
 # States of a badge in an access list.
@@ -126,9 +127,22 @@ class Status(_Message, kw_only=True):
     rooms: Annotated[list[RoomInfo], Meta(max_length=32)] | None = None
     workers: Annotated[list[WorkerInfo], Meta(max_length=32)] | None = None
     rejected: dict[Reason, Count] | None = None
+    lockdown: bool | None = None
 
 
-EventKind = Literal["access", "door_forced", "door_held", "door_closed", "room", "unlock"]
+EventKind = Literal[
+    "access",
+    "door_forced",
+    "door_held",
+    "door_closed",
+    "room",
+    "unlock",
+    "exit",
+    "tamper",
+    "tamper_cleared",
+    "lockdown",
+    "release",
+]
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "access": ("door", "badge_hash", "granted", "reason"),
@@ -137,6 +151,11 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "door_closed": ("door",),
     "room": ("room", "room_state"),
     "unlock": ("door", "command_id"),
+    "exit": ("door",),
+    "tamper": (),
+    "tamper_cleared": (),
+    "lockdown": ("command_id",),
+    "release": ("command_id",),
 }
 
 
@@ -148,6 +167,9 @@ class Event(_Message, kw_only=True):
     - ``door_forced`` / ``door_held`` / ``door_closed``: door
     - ``room``: room, room_state
     - ``unlock``: door, reason, command_id, requested_by (remote unlock by command)
+    - ``exit``: door (opened by its request-to-exit button, no badge)
+    - ``tamper`` / ``tamper_cleared``: door (a reader's tamper switch) or none (the unit's)
+    - ``lockdown`` / ``release``: command_id, requested_by (by command, the whole unit)
     """
 
     event_id: Uuid
@@ -251,13 +273,14 @@ class PlanRule(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
 
 class ListEntry(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     """One badge of an access list:
-    [badge, member_id, state, valid_from, valid_until, plans, days].
+    [badge, member_id, state, valid_from, valid_until, plans, days, exempt].
 
     ``badge`` is the 32 raw bytes of the badge hash; ``state`` is 0 active, 1 revoked,
     2 suspended (a revoked or suspended badge is denied at once, offline too).
     ``plans`` (omitted: the member holds no plan, only the validity window applies) are the
     member's plans valid at this centre; ``days`` the recent local days (``date.toordinal``)
-    the server has already counted against the member's day credits.
+    the server has already counted against the member's day credits. ``exempt``: the
+    badge still opens while the unit is locked down.
     """
 
     badge: BadgeBytes
@@ -267,6 +290,7 @@ class ListEntry(Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     valid_until: Timestamp | None = None
     plans: Annotated[list[PlanRule], Meta(max_length=16)] | None = None
     days: Annotated[list[DayNumber], Meta(max_length=31)] = []
+    exempt: bool = False
 
     @property
     def badge_hash(self) -> str:
@@ -312,20 +336,31 @@ class AccessResponse(_Body, tag="access_response", kw_only=True):
             raise ProtocolError("entry: for another badge than the one asked about")
 
 
+CommandAction = Literal["unlock", "lockdown", "release", "send_status", "refetch_list"]
+DOOR_ACTIONS = ("unlock",)  # the actions aimed at one door; the others are for the whole unit
+
+
 class Command(_Body, tag="command", kw_only=True):
     """A one-off order to one unit, valid from ``issued_at`` until ``expires_at``.
 
-    Never retained; published with an MQTT message expiry as well.
+    Never retained; published with an MQTT message expiry as well. ``door`` is required
+    for ``unlock`` and absent for the actions that concern the whole unit.
     """
 
     command_id: Uuid
     device_id: DeviceId
-    action: Literal["unlock"]
-    door: LocalId
+    action: CommandAction
+    door: LocalId | None = None
     issued_at: Timestamp
     expires_at: Timestamp
     requested_by: OperatorName | None = None
     reason: Text | None = None
+
+    def __post_init__(self) -> None:
+        if self.action in DOOR_ACTIONS and self.door is None:
+            raise ProtocolError(f"door: required when action is {self.action!r}")
+        if self.action not in DOOR_ACTIONS and self.door is not None:
+            raise ProtocolError(f"door: not allowed when action is {self.action!r}")
 
 
 HoursDay = Annotated[

@@ -59,3 +59,20 @@ class DoorContact(Protocol):
     def on_change(self, callback: Callable[[bool], None]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class PushButton(Protocol):
+    """A momentary button (request-to-exit); callbacks run on gpiozero's thread."""
+
+    def on_press(self, callback: Callable[[], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Signal(Protocol):
+    """A light or a buzzer at a reader: ``set(0)`` is off; any other value is on, and for a
+    tonal buzzer it is the tone's frequency in Hz."""
+
+    def set(self, value: float) -> None: ...
+
+    def close(self) -> None: ...

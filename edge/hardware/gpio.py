@@ -1,4 +1,5 @@
-"""gpiozero adapters: the door strike relay, the door contact and PIR room sensors.
+"""gpiozero adapters: the door strike relay, the door contact, PIR room sensors, the
+request-to-exit button, and the lights and buzzer at a reader.
 
 gpiozero is imported here only, and every device is given its pin factory explicitly:
 the mfrc522 library and gpiozero's RPi.GPIO backend must agree on BCM numbering, and tests
@@ -17,9 +18,9 @@ def make_pin_factory(name: str) -> Any:
     """The gpiozero pin factory named in the unit's config (``default`` picks lgpio first)."""
     try:
         if name == "mock":
-            from gpiozero.pins.mock import MockFactory
+            from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-            return MockFactory()
+            return MockFactory(pin_class=MockPWMPin)  # PWM too: a tonal buzzer needs it
         if name in ("lgpio", "default"):
             try:
                 from gpiozero.pins.lgpio import LGPIOFactory
@@ -113,3 +114,73 @@ class GpiozeroMotionSensor:
 
     def close(self) -> None:
         self._sensor.close()
+
+
+class GpiozeroExitButton:
+    """A request-to-exit push button wired between the pin and ground (pressed: low)."""
+
+    def __init__(self, pin: int, *, pin_factory: Any = None, bounce_s: float = 0.05) -> None:
+        # A plain input, like the door contact: gpiozero's Button adds a hold thread.
+        from gpiozero import DigitalInputDevice
+
+        try:
+            self._input = DigitalInputDevice(
+                pin, pull_up=True, bounce_time=bounce_s, pin_factory=pin_factory
+            )
+        except Exception as exc:
+            raise HardwareError(f"exit button on GPIO {pin}: {exc}") from exc
+
+    def on_press(self, callback: Callable[[], None]) -> None:
+        self._input.when_activated = callback
+
+    def close(self) -> None:
+        self._input.close()
+
+
+class GpiozeroSignal:
+    """An LED, or an active buzzer (it sounds its own tone when powered)."""
+
+    def __init__(self, pin: int, *, what: str, buzzer: bool = False, pin_factory: Any = None):
+        from gpiozero import LED, Buzzer
+
+        try:
+            self._device = (Buzzer if buzzer else LED)(pin, pin_factory=pin_factory)
+        except Exception as exc:
+            raise HardwareError(f"{what} on GPIO {pin}: {exc}") from exc
+
+    def set(self, value: float) -> None:
+        if value:
+            self._device.on()
+        else:
+            self._device.off()
+
+    def close(self) -> None:
+        self._device.off()
+        self._device.close()
+
+
+class GpiozeroTonalBuzzer:
+    """A passive buzzer driven by PWM at the tone asked for (220 to 880 Hz, clamped)."""
+
+    def __init__(self, pin: int, *, pin_factory: Any = None) -> None:
+        from gpiozero import TonalBuzzer
+
+        try:
+            self._device = TonalBuzzer(pin, pin_factory=pin_factory)
+        except Exception as exc:
+            raise HardwareError(
+                f"tonal buzzer on GPIO {pin} (needs a PWM-capable pin factory): {exc}"
+            ) from exc
+
+    def set(self, value: float) -> None:
+        from gpiozero.tones import Tone
+
+        if not value:
+            self._device.stop()
+            return
+        low, high = self._device.min_tone.frequency, self._device.max_tone.frequency
+        self._device.play(Tone(frequency=min(max(value, low), high)))
+
+    def close(self) -> None:
+        self._device.stop()
+        self._device.close()

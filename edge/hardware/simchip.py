@@ -197,10 +197,16 @@ class SimulatedMfrc522:
 
 
 class FakeSpiDev:
-    """Stands in for ``spidev.SpiDev``; its transfers go to a simulated chip."""
+    """Stands in for ``spidev.SpiDev``; its transfers go to a simulated chip (the one at
+    the bus and device opened, when the module has one per chip select)."""
 
-    def __init__(self, chip: SimulatedMfrc522) -> None:
+    def __init__(
+        self,
+        chip: SimulatedMfrc522,
+        chips: dict[tuple[int, int], SimulatedMfrc522] | None = None,
+    ) -> None:
         self.chip = chip
+        self._chips = chips or {}
         self.bus: int | None = None
         self.device: int | None = None
         self.max_speed_hz = 0
@@ -209,6 +215,7 @@ class FakeSpiDev:
 
     def open(self, bus: int, device: int) -> None:
         self.bus, self.device, self.closed = bus, device, False
+        self.chip = self._chips.get((bus, device), self.chip)
 
     def xfer2(self, data: Sequence[int]) -> list[int]:
         if self.bus is None or self.closed:
@@ -222,13 +229,18 @@ class FakeSpiDev:
 class FakeSpidevModule(types.ModuleType):
     """Stands in for the ``spidev`` module: every SpiDev it makes talks to one chip."""
 
-    def __init__(self, chip: SimulatedMfrc522) -> None:
+    def __init__(
+        self,
+        chip: SimulatedMfrc522,
+        chips: dict[tuple[int, int], SimulatedMfrc522] | None = None,
+    ) -> None:
         super().__init__("spidev")
         self.chip = chip
+        self.chips = chips or {}  # (bus, device) -> its own chip; others go to ``chip``
         self.devices: list[FakeSpiDev] = []  # Every SpiDev made, for tests to inspect.
 
     def SpiDev(self) -> FakeSpiDev:  # noqa: N802 - the name spidev uses.
-        device = FakeSpiDev(self.chip)
+        device = FakeSpiDev(self.chip, self.chips)
         self.devices.append(device)
         return device
 
@@ -320,14 +332,18 @@ def _pop_library() -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def install(chip: SimulatedMfrc522) -> Iterator[Fakes]:
-    """Makes ``import RPi.GPIO`` and ``import spidev`` give fakes wired to ``chip``.
+def install(
+    chip: SimulatedMfrc522,
+    chips: dict[tuple[int, int], SimulatedMfrc522] | None = None,
+) -> Iterator[Fakes]:
+    """Makes ``import RPi.GPIO`` and ``import spidev`` give fakes wired to ``chip`` (or, for
+    a (bus, device) in ``chips``, to that chip: one reader per chip select).
 
     The mfrc522 library binds GPIO and spidev when it is imported, so any copy already imported
     is dropped for the duration and imported afresh against the fakes. Everything is put back
     on exit, whether or not the real RPi.GPIO and spidev are installed.
     """
-    gpio, spidev = FakeGPIO(), FakeSpidevModule(chip)
+    gpio, spidev = FakeGPIO(), FakeSpidevModule(chip, chips)
     rpi = types.ModuleType("RPi")
     rpi.__path__ = []  # A package, so ``import RPi.GPIO`` looks no further than sys.modules.
     rpi.GPIO = gpio  # type: ignore[attr-defined]

@@ -29,6 +29,8 @@ ACTIONS = (
     "badge.enrolled",
     "badge.revoked",
     "door.unlock",
+    "unit.lockdown",
+    "unit.release",
     # Centres' calendars, plans, suspensions, lost badges.
     "centre.updated",
     "closure.added",

@@ -58,6 +58,7 @@ class BadgeRow(NamedTuple):
     valid_from: float | None
     valid_until: float | None
     centres: Sequence[str] | None  # None: every centre
+    exempt: int | bool = False  # the member's badges open during a lockdown
 
 
 def compile_entries(
@@ -81,7 +82,7 @@ def compile_entries(
     """
     admitted: dict[Any, bool] = {}
     entries: dict[bytes, ListEntry] = {}
-    for badge_hash, member_id, revoked_at, active, valid_from, valid_until, centres in rows:
+    for badge_hash, member_id, revoked_at, active, valid_from, valid_until, centres, exempt in rows:
         if valid_until is not None and valid_until <= now:
             continue
         if centres_of is None:
@@ -108,7 +109,9 @@ def compile_entries(
             rules = plan_rules(rows_of, centre_id)
             days = plans.days.get(member_id, [])
         badge = bytes.fromhex(badge_hash)
-        entries[badge] = ListEntry(badge, member_id, state, valid_from, valid_until, rules, days)
+        entries[badge] = ListEntry(
+            badge, member_id, state, valid_from, valid_until, rules, days, bool(exempt)
+        )
     return entries
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
@@ -41,8 +42,7 @@ class DeviceAssign(BaseModel):
     centre_id: CentreId
 
 
-class UnlockCommand(BaseModel):
-    door: str = Field(pattern=DOOR, examples=["entree"])
+class UnitCommand(BaseModel):
     reason: str | None = Field(default=None, min_length=1, max_length=200)
     ttl_s: float = Field(
         default=10,
@@ -50,6 +50,10 @@ class UnlockCommand(BaseModel):
         allow_inf_nan=False,
         description="The unit refuses the command after this; at most max_command_ttl_s.",
     )
+
+
+class UnlockCommand(UnitCommand):
+    door: str = Field(pattern=DOOR, examples=["entree"])
 
 
 @router.get("/api/centres", response_model=models.Page[models.CentrePublic])
@@ -153,6 +157,63 @@ def unlock(
     (with the unit's reason), 503 unit offline, 504 no answer (a late answer is still
     recorded: see ``GET /api/commands/{command_id}``).
     """
+    return _command_unit(
+        runtime, operator, scope, audit, device_id, "unlock", body, "door.unlock", body.door
+    )
+
+
+@router.post(
+    "/api/devices/{device_id}/lockdown",
+    response_model=models.UnlockResult,
+    responses={409: {"description": "The unit refused"}, 503: {}, 504: {}},
+)
+def lockdown(
+    device_id: DeviceIdPath,
+    body: UnitCommand,
+    runtime: RuntimeDep,
+    operator: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict | JSONResponse:
+    """Lock a unit down: until its release only lockdown-exempt badges open its doors (the
+    exit buttons still do). Sent and answered like an unlock; the unit keeps the state
+    across restarts and reports it in its status (``lockdown``)."""
+    return _command_unit(
+        runtime, operator, scope, audit, device_id, "lockdown", body, "unit.lockdown"
+    )
+
+
+@router.post(
+    "/api/devices/{device_id}/release",
+    response_model=models.UnlockResult,
+    responses={409: {"description": "The unit refused"}, 503: {}, 504: {}},
+)
+def release(
+    device_id: DeviceIdPath,
+    body: UnitCommand,
+    runtime: RuntimeDep,
+    operator: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+) -> dict | JSONResponse:
+    """End a unit's lockdown. Sent and answered like an unlock."""
+    return _command_unit(
+        runtime, operator, scope, audit, device_id, "release", body, "unit.release"
+    )
+
+
+def _command_unit(
+    runtime: RuntimeDep,
+    operator: CanWrite,
+    scope: Scope,
+    audit: AuditDep,
+    device_id: str,
+    action: Literal["unlock", "lockdown", "release"],
+    body: UnitCommand,
+    audit_action: str,
+    door: str | None = None,
+) -> dict | JSONResponse:
+    """Sign and send one command to a unit, wait for its answer, audit both."""
     settings = runtime.settings
     if body.ttl_s > settings.max_command_ttl_s:
         raise HTTPException(422, f"ttl_s: at most {settings.max_command_ttl_s:g} seconds")
@@ -164,8 +225,8 @@ def unlock(
     command = Command(
         command_id=str(uuid.uuid4()),
         device_id=device_id,
-        action="unlock",
-        door=body.door,
+        action=action,
+        door=door,
         issued_at=now,
         expires_at=now + body.ttl_s,
         requested_by=operator.login,
@@ -181,13 +242,13 @@ def unlock(
         bridge.handlers.forget(command.command_id)
     result = pending.result
     audit.record(
-        "door.unlock",
+        audit_action,
         "command",
         command.command_id,
         centre=device.get("centre_id"),
         after={
             "device_id": device_id,
-            "door": body.door,
+            **({"door": door} if door is not None else {}),
             "reason": body.reason,
             # The unit's answer; "no answer" when none came in time (a late one is
             # still recorded on the command).

@@ -16,7 +16,10 @@ from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["events and occupancy"])
 
-KINDS = r"^(access|door_forced|door_held|door_closed|room|unlock)$"
+KINDS = (
+    r"^(access|door_forced|door_held|door_closed|room|unlock"
+    r"|exit|tamper|tamper_cleared|lockdown|release)$"
+)
 
 
 @router.get("/api/events", response_model=models.Page[models.EventPublic])

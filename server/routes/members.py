@@ -35,6 +35,9 @@ class MemberCreate(BaseModel):
     centres: list[CentreId] | None = Field(
         default=None, max_length=1000, description="None: every centre."
     )
+    lockdown_exempt: bool = Field(
+        default=False, description="The member's badges still open a locked-down unit."
+    )
 
     @model_validator(mode="after")
     def _valid_range(self) -> MemberCreate:
@@ -49,10 +52,11 @@ class MemberUpdate(BaseModel):
     valid_from: EpochSeconds | None = None
     valid_until: EpochSeconds | None = None
     centres: list[CentreId] | None = Field(default=None, max_length=1000)
+    lockdown_exempt: bool | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> MemberUpdate:
-        for name in ("name", "active"):
+        for name in ("name", "active", "lockdown_exempt"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         check_validity(self.valid_from, self.valid_until)

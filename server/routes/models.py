@@ -128,6 +128,7 @@ class DevicePublic(Public):
     outbox_pending: int | None = None
     faults: list[Any] = []
     doors: list[Any] = []
+    lockdown: bool | None = Field(default=None, description="Locked down, as the unit said.")
 
 
 class BadgePublic(Public):
@@ -150,6 +151,7 @@ class MemberPublic(Public):
     created_at: float | None = None
     suspended_reason: str | None = None
     suspended_at: float | None = None
+    lockdown_exempt: bool = False
     badges: list[BadgePublic] | None = Field(
         default=None, description="Only on a single member, not in lists."
     )
@@ -191,7 +193,7 @@ class EventPublic(Public):
 class CommandPublic(Public):
     command_id: str
     device_id: str
-    door: str
+    door: str | None = Field(default=None, description="For an unlock; none for a whole unit.")
     action: str
     issued_at: float
     expires_at: float

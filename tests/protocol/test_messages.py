@@ -323,7 +323,7 @@ def test_list_entry_and_rejected_travel_as_arrays() -> None:
     body = msgspec.msgpack.decode(encode_body(SIGNED_SAMPLES[0]))
     assert body["rejected"] == [[4, "malformed"]]
     segment = msgspec.msgpack.decode(encode_body(SIGNED_SAMPLES[7]))
-    assert segment["entries"][0] == [BADGE_A, 1207, 0, None, 1798070400.0, None, []]
+    assert segment["entries"][0] == [BADGE_A, 1207, 0, None, 1798070400.0, None, [], False]
     assert ENTRY_A.badge_hash == HASH_A
 
 

@@ -301,7 +301,7 @@ def test_openapi_lists_every_api_route(server: TestClient) -> None:
         for method in route.methods  # type: ignore[attr-defined]
         if route.path.startswith("/api/")  # type: ignore[attr-defined]
     }
-    assert len(served) == 18  # every route the three routers declare
+    assert len(served) == 20  # every route the three routers declare
     assert served <= documented
     assert ("/api/occupancy/stream", "GET") in documented
     assert ("/healthz", "GET") in documented

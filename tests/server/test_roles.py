@@ -208,6 +208,14 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
         lambda w, c, caller: ("POST", f"/api/devices/{unit(c)}/unlock", {"door": "entree"}),
         write(503),
     ),
+    ("POST", "/api/devices/{device_id}/lockdown"): (
+        lambda w, c, caller: ("POST", f"/api/devices/{unit(c)}/lockdown", {"reason": "Alerte"}),
+        write(503),
+    ),
+    ("POST", "/api/devices/{device_id}/release"): (
+        lambda w, c, caller: ("POST", f"/api/devices/{unit(c)}/release", {}),
+        write(503),
+    ),
     ("GET", "/api/commands/{command_id}"): (
         lambda w, c, caller: ("GET", f"/api/commands/{w.commands[c]}", None),
         read(),

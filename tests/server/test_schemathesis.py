@@ -34,8 +34,12 @@ CHECKS = (
 CREDENTIALS = ("authorization", "cookie", "x-csrf-token")
 # An endless Server-Sent Events stream: its shape is tested in test_api.
 SKIPPED = "/api/occupancy/stream"
-# Documented answers that are not bugs: no unit is online in the test, so an unlock is 503.
-UNIT_ANSWERS = {"/api/devices/{device_id}/unlock": {503, 504}}
+# Documented answers that are not bugs: no unit is online in the test, so a command is 503.
+UNIT_ANSWERS = {
+    "/api/devices/{device_id}/unlock": {503, 504},
+    "/api/devices/{device_id}/lockdown": {503, 504},
+    "/api/devices/{device_id}/release": {503, 504},
+}
 
 
 class CurrentApp:

@@ -48,8 +48,8 @@ def badge_record(db: Database, badge_hash: str) -> BadgeRecord | None:
 # No ORDER BY: sorting by badge in SQL walks the badge index and triples the time; the
 # snapshot is sorted once in Python when it is cut.
 _CENTRE_ROWS = (
-    "SELECT b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from, m.valid_until, m.centres"
-    " FROM members m JOIN badges b ON b.member_id = m.id"
+    "SELECT b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from, m.valid_until, m.centres,"
+    " m.lockdown_exempt FROM members m JOIN badges b ON b.member_id = m.id"
     " WHERE (m.valid_until IS NULL OR m.valid_until > ?)"
     " AND (m.centres IS NULL OR instr(m.centres, '\"' || ? || '\"') > 0)"
 )
@@ -65,8 +65,8 @@ def badge_rows_for_centre(db: Database, centre_id: str, now: float) -> list[tupl
 
 
 _MEMBER_ROWS = (
-    "SELECT b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from, m.valid_until, m.centres"
-    " FROM members m JOIN badges b ON b.member_id = m.id WHERE m.id IN ({})"
+    "SELECT b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from, m.valid_until, m.centres,"
+    " m.lockdown_exempt FROM members m JOIN badges b ON b.member_id = m.id WHERE m.id IN ({})"
 )
 
 

@@ -72,6 +72,7 @@ def record_status(
             reported_centre=status.centre,
             faults=json.dumps(status.faults or []),
             doors=json.dumps(status.doors or []),
+            lockdown=status.lockdown,
         )
     db["devices"].update(status.device_id, row)
     centre_id = before["centre_id"]
@@ -120,6 +121,7 @@ def to_dict(r: dict) -> dict:
     out = dict(r)
     for key in ("faults", "doors"):
         out[key] = json.loads(r[key]) if r.get(key) else []
-    if out.get("clock_synced") is not None:
-        out["clock_synced"] = bool(out["clock_synced"])
+    for flag in ("clock_synced", "lockdown"):
+        if out.get(flag) is not None:
+            out[flag] = bool(out[flag])
     return out

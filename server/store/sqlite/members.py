@@ -20,6 +20,7 @@ _FIELDS = (
     "centres",
     "suspended_reason",
     "suspended_at",
+    "lockdown_exempt",
 )
 
 
@@ -28,8 +29,9 @@ def to_row(fields: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in fields.items() if k in _FIELDS}
     if "centres" in row and row["centres"] is not None:
         row["centres"] = json.dumps(sorted(row["centres"]))
-    if "active" in row:
-        row["active"] = int(bool(row["active"]))
+    for flag in ("active", "lockdown_exempt"):
+        if flag in row:
+            row[flag] = int(bool(row[flag]))
     return row
 
 
@@ -91,6 +93,7 @@ def centres_of(raw: str | None) -> list[str] | None:
 def _row(r: dict, member_badges: Iterable[dict] | None = None) -> dict:
     out = dict(r)
     out["active"] = bool(r["active"])
+    out["lockdown_exempt"] = bool(r.get("lockdown_exempt"))
     out["centres"] = centres_of(r["centres"])
     if member_badges is not None:
         out["badges"] = list(member_badges)

@@ -555,3 +555,12 @@ def m060_visits(db: Database) -> None:
     from server.store.sqlite import visits
 
     visits.rebuild_all(db, max_stay_s=visits.DEFAULT_MAX_STAY_S)
+
+
+@migrations()
+def m090_lockdown(db: Database) -> None:
+    # Lockdown: members whose badges still open a locked-down unit (ListEntry.exempt), the
+    # lockdown a unit reports in its status, and commands for a whole unit (no door).
+    db["members"].add_column("lockdown_exempt", int, not_null_default=0)
+    db["devices"].add_column("lockdown", int)
+    db["commands"].transform(not_null={"door": False})

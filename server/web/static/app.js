@@ -8,10 +8,15 @@
   var REASONS = {
     unknown_card: "carte inconnue", revoked: "badge révoqué", expired: "badge expiré",
     not_yet_valid: "badge pas encore valide", wrong_centre: "autre télécentre",
-    server_timeout: "hors délai serveur", server_denied: "refusé par le serveur"
+    server_timeout: "hors délai serveur", server_denied: "refusé par le serveur",
+    lockdown: "confinement"
   };
   var DOOR_EVENTS = { door_forced: "porte forcée", door_held: "porte restée ouverte",
-                      door_closed: "porte fermée" };
+                      door_closed: "porte fermée", exit: "sortie par le bouton",
+                      tamper: "lecteur ou boîtier arraché",
+                      tamper_cleared: "lecteur ou boîtier remis en place",
+                      lockdown: "confinement du boîtier", release: "fin du confinement" };
+  var NOTICES = { door_closed: true, exit: true, tamper_cleared: true, release: true };  // no alarm
   var centreNames = {};   // centre_id -> name, learned from the occupancy data
   var memberNames = {};   // member_id -> name, learned from the people present
   var roomNames = {};     // "centre/room" -> name
@@ -110,7 +115,7 @@
     }
     if (e.kind === "unlock") return { text: "déverrouillage à distance" + door, cls: null };
     if (DOOR_EVENTS[e.kind]) {
-      return { text: DOOR_EVENTS[e.kind] + door, cls: e.kind === "door_closed" ? null : "alert" };
+      return { text: DOOR_EVENTS[e.kind] + door, cls: NOTICES[e.kind] ? null : "alert" };
     }
     return { text: String(e.kind), cls: null };
   }
