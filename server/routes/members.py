@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, EmailStr, Field, model_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
 
 from protocol.badges import badge_hash, parse_uid
 from server.auth.deps import AuditDep, CanWrite, Scope, require_centre
+from server.data import communes
 from server.domain.audit import changed
 from server.domain.lists import touched_centres
 from server.domain.operators import CentreScope
@@ -27,6 +30,26 @@ from server.store import NotFound, Store
 router = APIRouter(tags=["members and badges"])
 
 
+def _known_commune(code: str) -> str:
+    if code not in communes():
+        raise ValueError(
+            f"commute_insee: commune {code} is not in the communes the impact report knows "
+            "(server/data/communes.csv)"
+        )
+    return code
+
+
+Insee = Annotated[
+    str,
+    Field(
+        pattern=r"^(\d{5}|2[AB]\d{3})$",
+        description="INSEE code of the commune the member would otherwise commute to.",
+        examples=["14118"],
+    ),
+    AfterValidator(_known_commune),
+]
+
+
 class MemberCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr | None = Field(default=None, max_length=320)
@@ -38,6 +61,7 @@ class MemberCreate(BaseModel):
     lockdown_exempt: bool = Field(
         default=False, description="The member's badges still open a locked-down unit."
     )
+    commute_insee: Insee | None = None
 
     @model_validator(mode="after")
     def _valid_range(self) -> MemberCreate:
@@ -53,6 +77,7 @@ class MemberUpdate(BaseModel):
     valid_until: EpochSeconds | None = None
     centres: list[CentreId] | None = Field(default=None, max_length=1000)
     lockdown_exempt: bool | None = None
+    commute_insee: Insee | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> MemberUpdate:

@@ -151,6 +151,9 @@ class MemberPublic(Public):
     created_at: float | None = None
     suspended_reason: str | None = None
     suspended_at: float | None = None
+    commute_insee: str | None = Field(
+        default=None, description="The commune the member would otherwise commute to."
+    )
     lockdown_exempt: bool = False
     badges: list[BadgePublic] | None = Field(
         default=None, description="Only on a single member, not in lists."

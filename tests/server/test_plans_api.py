@@ -164,3 +164,16 @@ def test_rooms_and_doors_are_described_in_the_registry(server: TestClient) -> No
     assert [d["door_id"] for d in server.get("/api/centres/boitron/doors").json()] == ["entree"]
     assert server.get("/api/centres/boitron/rooms").json()[0]["capacity"] == 6
     assert {"room.updated", "door.updated"} <= set(audit_actions(server))
+
+
+def test_a_member_declares_the_commune_they_would_commute_to(server: TestClient) -> None:
+    unknown = server.post("/api/members", json={"name": "Paul Roy", "commute_insee": "99999"})
+    assert unknown.status_code == 422 and "commute_insee" in unknown.json()["error"]
+    assert (
+        server.post("/api/members", json={"name": "Paul Roy", "commute_insee": "caen"}).status_code
+        == 422
+    )
+    member = server.post("/api/members", json={"name": "Paul Roy", "commute_insee": "14118"})
+    assert member.status_code == 201 and member.json()["commute_insee"] == "14118"
+    moved = server.patch(f"/api/members/{member.json()['id']}", json={"commute_insee": None})
+    assert moved.status_code == 200 and moved.json()["commute_insee"] is None

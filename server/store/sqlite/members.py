@@ -21,6 +21,7 @@ _FIELDS = (
     "suspended_reason",
     "suspended_at",
     "lockdown_exempt",
+    "commute_insee",
 )
 
 
