@@ -98,6 +98,11 @@ def test_the_server_runs_alone_with_its_settings_file_and_a_watchdog() -> None:
 
 def test_the_broker_drop_in_restarts_mosquitto_as_its_own_user_hardened() -> None:
     unit = parse_unit(DROP_IN)
+    # Telecentre's rendered config alone: Debian's would give pid_file etc. twice.
+    assert unit["Service"]["ExecStart"] == [
+        "",
+        "/usr/sbin/mosquitto -c /etc/mosquitto/telecentre.conf",
+    ]
     assert one(unit, "Restart") == "always"
     assert one(unit, "User") == "mosquitto"
     assert one(unit, "ExecStartPre") == ""  # Debian's chown steps need root: reset
