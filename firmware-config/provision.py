@@ -514,6 +514,11 @@ def firmware(target: Target, unit: UnitFiles, args: argparse.Namespace, report: 
     block = firmware_block(unit, args.rtc)
     target.ensure_file(config_txt, with_block(text, block).encode(), None)
     if args.data_label:
+        if target.live and not Path("/dev/disk/by-label", args.data_label).exists():
+            raise ProvisionError(
+                f"--data-label: no partition labelled {args.data_label} on this Pi; make it "
+                "first (docs/deploy.md, the data partition)"
+            )
         fstab = Path("/etc/fstab")
         current = target.path(fstab).read_text() if target.path(fstab).exists() else ""
         target.ensure_file(

@@ -55,7 +55,7 @@ def test_the_shipped_example_names_only_real_settings_and_loads() -> None:
     assert (
         settings.badge_key_file.parent
         == settings.signing_key_file.parent
-        == Path("/etc/telecentre")
+        == Path("/etc/telecentre/server")
     )
     assert "telecentre.example.org" in settings.allowed_hosts.split(",")
 
