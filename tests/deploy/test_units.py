@@ -67,6 +67,8 @@ def test_the_agent_restarts_always_feeds_a_watchdog_and_relocks_after_any_stop()
     assert stop_post[1:] == ["relock", "--config", "/etc/telecentre/unit.toml"]
     assert one(unit, "User") == one(unit, "Group") == "telecentre"
     assert one(unit, "SupplementaryGroups").split() == ["gpio", "spi"]
+    # lgpio creates its notification pipes in the working directory: a writable one.
+    assert one(unit, "WorkingDirectory") == "/run/" + one(unit, "RuntimeDirectory")
     assert_hardened(unit)
     assert "PrivateDevices" not in unit["Service"]  # it needs /dev/gpiochip* and spidev
     writable = one(unit, "ReadWritePaths").split()
