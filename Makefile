@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench broker setup clean
+.PHONY: demo test lint bench broker deploy-tools setup clean
 
-setup: $(STAMP) broker
+setup: $(STAMP) broker deploy-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,17 +31,34 @@ broker:
 		fi; \
 	fi
 
+# What the deployment tests check files with: nginx (`nginx -t` on deploy/nginx/) and
+# systemd-analyze (`verify` on systemd/). Installed when missing and we are root;
+# otherwise those two tests say why they skipped.
+deploy-tools:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing$$missing with apt-get"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "Not installed:$$missing (the deployment tests that need them will skip)"; \
+		fi; \
+	fi
+
 demo: setup
 	$(BIN)/telecentre-server demo
 
 test: setup
-	$(BIN)/ruff check protocol edge server tests bench
-	$(BIN)/ruff format --check protocol edge server tests bench
+	$(BIN)/ruff check protocol edge server tests bench firmware-config
+	$(BIN)/ruff format --check protocol edge server tests bench firmware-config
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol edge server tests bench
-	$(BIN)/ruff format --check protocol edge server tests bench
+	$(BIN)/ruff check protocol edge server tests bench firmware-config
+	$(BIN)/ruff format --check protocol edge server tests bench firmware-config
 
 bench: setup
 	$(BIN)/python -m bench

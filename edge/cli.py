@@ -68,11 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the server's public key (64 hex; twice during a rotation), instead of the "
         "config's server_public_keys",
     )
+    relock = sub.add_parser("relock", help="drive every door's relay to its locked level")
+    relock.add_argument("--config", "-c", type=Path, default=Path("/etc/telecentre/unit.toml"))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if args.command == "relock":  # systemd's ExecStopPost: whatever stopped the agent
+        from edge.relock import run as relock_run
+
+        return relock_run(args.config)
     try:
         cfg = edge_config.load(args.config, server_public_keys=getattr(args, "server_key", None))
         if args.command == "selftest":
@@ -107,7 +113,9 @@ def _run(agent: EdgeAgent, scenario: Scenario | None = None) -> int:
     if scenario is not None:
         scenario.start()
     try:
-        stop.wait()
+        from protocol.sdnotify import Watchdog  # READY=1; WATCHDOG=1 while workers live
+
+        Watchdog(lambda: agent.workers).run_until(stop)
     finally:
         if scenario is not None:
             scenario.stop()

@@ -8,20 +8,29 @@ import secrets
 import sys
 from pathlib import Path
 
-from server import member_commands, plan_commands
+from server import backup_commands, envfile, member_commands, plan_commands
 from server import reports_cli as report_commands
 from server.auth import cli as auth_commands
 from server.broker import commands as broker_commands
 from server.settings import Settings, SettingsError
+from server.store.errors import SchemaTooNew
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="telecentre-server", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="read TELECENTRE_* settings from this file first, e.g. /etc/telecentre/server.env "
+        "(variables already set win)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server (settings from TELECENTRE_* variables)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--ssl-certfile", type=Path, help="serve HTTPS itself: certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", type=Path, help="serve HTTPS itself: private key (PEM)")
     demo = sub.add_parser("demo", help="broker + server + three simulated centres")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument(
@@ -43,23 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     member_commands.add_parsers(sub)
     plan_commands.add_parsers(sub)
     report_commands.add_parsers(sub)
+    backup_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
+        if args.env_file is not None:
+            envfile.load(args.env_file)
         if args.command == "serve":
-            import uvicorn
-
-            from server.app import create_app
-            from server.runtime import read_badge_key, read_signing_key
-
-            settings = Settings.from_env()
-            read_badge_key(settings)  # fail here, with the reason, not inside the lifespan
-            read_signing_key(settings)
-            uvicorn.run(create_app(settings), host=args.host, port=args.port)
-            return 0
+            return serve_command(args)
         if args.command == "demo":
             from server import demo as demo_module
 
@@ -78,12 +81,50 @@ def main(argv: list[str] | None = None) -> int:
             return member_commands.run(args)
         if args.command in report_commands.COMMANDS:
             return report_commands.run(args)
+        if args.command in backup_commands.COMMANDS:
+            return backup_commands.run(args)
         for name, default, help_text in Settings.documentation():
             print(f"TELECENTRE_{name.upper():<22} default {str(default):<20} {help_text}")
         return 0
-    except SettingsError as exc:
+    except (SettingsError, SchemaTooNew) as exc:
         print(f"telecentre-server: {exc}", file=sys.stderr)
         return 2
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.runtime import read_badge_key, read_signing_key
+
+    settings = Settings.from_env()
+    read_badge_key(settings)  # fail here, with the reason, not inside the lifespan
+    read_signing_key(settings)
+    check_schema(settings)
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        raise SettingsError("serve: --ssl-certfile and --ssl-keyfile go together")
+    tls = {}
+    if args.ssl_certfile is not None:
+        for path in (args.ssl_certfile, args.ssl_keyfile):
+            if not path.is_file():
+                raise SettingsError(f"serve: {path}: no such file")
+        tls = {"ssl_certfile": str(args.ssl_certfile), "ssl_keyfile": str(args.ssl_keyfile)}
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, **tls)
+    return 0
+
+
+def check_schema(settings: Settings) -> None:
+    """Refuse to start on a database a newer server migrated (before uvicorn starts)."""
+    if not settings.db_path.exists():
+        return
+    from server.store.sqlite.migrations import migrations
+    from server.store.sqlite.writer import connect
+
+    db = connect(settings.db_path)
+    try:
+        migrations.check(db, settings.db_path)
+    finally:
+        db.close()
 
 
 def init_key(path: Path) -> int:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from protocol.badges import parse_key
+from protocol.sdnotify import WatchdogWorker, feed_from_thread
 from protocol.signing import Signer, SigningKeyError
 from protocol.workers import Worker
 from server.domain.alarms import Thresholds
@@ -34,6 +35,7 @@ class Runtime:
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     alarm_watch: AlarmWatch | None = None
     retention: RetentionWorker | None = None  # the scheduled purge (server.retention)
+    watchdog: WatchdogWorker | None = None  # systemd's, fed while every worker lives
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -62,7 +64,7 @@ class Runtime:
         # The API opens on a database within its retention (bounded: a first run after a
         # long stop may take a while, and units are already being served meanwhile).
         retention.tried.wait(FIRST_PURGE_WAIT_S)
-        return cls(
+        runtime = cls(
             settings,
             store,
             bridge,
@@ -72,8 +74,14 @@ class Runtime:
             alarm_watch=watch,
             retention=retention,
         )
+        runtime.watchdog = feed_from_thread(
+            lambda: [*runtime.bridge.workers, *runtime.store.workers, *runtime.workers]
+        )
+        return runtime
 
     def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.alarm_watch is not None:

@@ -12,10 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.hardware import HardwareError
+from edge.hardware.filepins import mock_pins_from_env
 
 
 def make_pin_factory(name: str) -> Any:
     """The gpiozero pin factory named in the unit's config (``default`` picks lgpio first)."""
+    shared = mock_pins_from_env(name)  # tests: mock pins several processes share
+    if shared is not None:
+        return shared
     try:
         if name == "mock":
             from gpiozero.pins.mock import MockFactory, MockPWMPin

@@ -11,3 +11,7 @@ class NotFound(TelecentreError, LookupError):
 
 class Conflict(TelecentreError, ValueError):
     """The write contradicts what is stored (a badge enrolled twice, say)."""
+
+
+class SchemaTooNew(TelecentreError, RuntimeError):
+    """The database was migrated by a newer version of the server than this one."""

@@ -6,12 +6,43 @@ since existing databases have already run it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from server.store.errors import SchemaTooNew
 from server.store.sqlite.privacy import move_personal_audit_values
 
-migrations = Migrations("telecentre")
+
+class CheckedMigrations(Migrations):
+    """Refuses a database that a newer version of the server has migrated: code that does
+    not know its schema would read and write it wrong (see docs/deploy.md, "Upgrades")."""
+
+    @property
+    def known(self) -> set[str]:
+        return {m.name for m in self._migrations}
+
+    def unknown(self, db: Database) -> list[str]:
+        """Applied migrations this code does not have, oldest first."""
+        return [m.name for m in self.applied(db) if m.name not in self.known]
+
+    def check(self, db: Database, what: object = "the database") -> None:
+        """Raise ``SchemaTooNew`` when a newer server has migrated ``db``."""
+        newer = self.unknown(db)
+        if newer:
+            raise SchemaTooNew(
+                f"{what}: its schema is newer than this version of the server (migrations "
+                f"{', '.join(newer)}): install that version again, or restore a backup made "
+                "before the upgrade"
+            )
+
+    def apply(self, db: Database, *, stop_before: str | Iterable[str] | None = None) -> None:
+        self.check(db, db.conn.execute("PRAGMA database_list").fetchone()[2] or "the database")
+        super().apply(db, stop_before=stop_before)
+
+
+migrations = CheckedMigrations("telecentre")
 
 
 @migrations()
