@@ -1275,3 +1275,13 @@ def test_parse_key() -> None:
     for bad in ["", KEY_1.hex()[:-2], KEY_1.hex() + "00", "g" * 64]:
         with pytest.raises(ValueError, match="badge key"):
             badges.parse_key(bad)
+
+
+def test_lists_of_the_previous_release_still_decode() -> None:
+    """Units are upgraded before the server: they must read the older, shorter entries and
+    heads (the new fields are trailing and optional)."""
+    old_entry = msgspec.msgpack.encode([BADGE_A, 1207, 0, None, 1798070400.0])
+    entry = msgspec.msgpack.decode(old_entry, type=ListEntry)
+    assert (entry.plans, entry.days, entry.exempt) == (None, [], False)
+    head = ListHead(centre="boitron", version=VERSION, segments=1, entries=1, issued_at=TS)
+    assert decode_body(ListHead, encode_body(head)).calendar is None
