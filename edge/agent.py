@@ -323,10 +323,12 @@ class EdgeAgent:
                 decision = self._ask_server(hashed, door_id)
         direction = None
         presence = None
+        passback = False
         if decision.granted and decision.member_id is not None:
             way = "out" if exit_reader else door.config.direction
             direction = self._direction(way, decision.member_id, now)
             presence = (decision.member_id, direction == "in", now)
+            passback = direction == "in" and self._re_entry(decision.member_id, now)
         event = self._record(
             now=now,
             presence=presence,
@@ -345,6 +347,14 @@ class EdgeAgent:
         )
         if decision.granted:
             door.open_for()
+        if passback:  # soft: the door opens, the central team is told
+            self._record(
+                now=now,
+                kind="passback",
+                door=door_id,
+                badge_hash=hashed,
+                member_id=decision.member_id,
+            )
         self.feedback.play(door_id, for_access(decision.granted, decision.reason))
         log.info(
             "door %s%s: %s (%s)",
@@ -362,6 +372,15 @@ class EdgeAgent:
         self.feedback.play(door_id, "exit")
         log.info("door %s: opened by its exit button", door_id)
         return event
+
+    def _re_entry(self, member_id: int, now: float) -> bool:
+        """A card going in again within ``anti_passback_s`` of its last entry, with no exit
+        seen in between (passed back to someone outside, or a tailgated way out)."""
+        window = self.config.anti_passback_s
+        if window <= 0:
+            return False
+        since = self.outbox.inside_since(member_id)
+        return since is not None and 0 <= now - since < window
 
     def _direction(self, door_direction: str, member_id: int, now: float) -> str:
         if door_direction != "toggle":

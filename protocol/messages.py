@@ -142,6 +142,7 @@ EventKind = Literal[
     "tamper_cleared",
     "lockdown",
     "release",
+    "passback",
 ]
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -156,6 +157,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "tamper_cleared": (),
     "lockdown": ("command_id",),
     "release": ("command_id",),
+    "passback": ("door", "badge_hash", "member_id"),
 }
 
 

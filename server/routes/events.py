@@ -18,7 +18,7 @@ router = APIRouter(tags=["events and occupancy"])
 
 KINDS = (
     r"^(access|door_forced|door_held|door_closed|room|unlock"
-    r"|exit|tamper|tamper_cleared|lockdown|release)$"
+    r"|exit|tamper|tamper_cleared|lockdown|release|passback)$"
 )
 
 

@@ -78,6 +78,7 @@ def unit_toml(
     ttl: int | None = None,
     online_deadline_ms: int = 800,
     device_id: str = DEVICE,
+    anti_passback_s: float = 0,
 ) -> str:
     toml = f"""
 schema = 1
@@ -88,6 +89,7 @@ data_dir = "{data_dir}"
 pin_factory = "mock"
 online_deadline_ms = {online_deadline_ms}
 ack_timeout_s = 2
+anti_passback_s = {anti_passback_s}
 
 [mqtt]
 host = "127.0.0.1"

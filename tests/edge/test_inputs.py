@@ -140,3 +140,39 @@ def test_an_exit_reader_that_stops_answering_is_a_fault_of_its_own(wired: Wired)
     inside.failing = False
     wait_until(lambda: agent.status().faults is None, what="the reader back")
     assert agent.feedback.states("entree") == set()
+
+
+def test_a_card_going_in_again_without_leaving_is_reported_but_opens(
+    wired: Wired, badge_key: bytes
+) -> None:
+    """Soft anti-passback: the second entry within the window, with no exit between, opens
+    the door and records a ``passback`` event after its access event."""
+    agent = wired.make(anti_passback_s=600)
+    install_list(agent, badge_key)
+    assert agent.config.doors[0].direction == "in"  # an exit reader reads the way out
+    first = agent.badge("entree", ALICE)
+    wired.fake_time.wall += 120
+    second = agent.badge("entree", ALICE)
+    assert first.granted and second.granted
+    [passback] = events(agent, "passback")
+    assert (passback.door, passback.member_id, passback.badge_hash) == (
+        "entree",
+        11,
+        second.badge_hash,
+    )
+    assert passback.seq == second.seq + 1
+
+    agent.badge("entree", ALICE, exit_reader=True)  # out, then in again: nothing to say
+    wired.fake_time.wall += 60
+    agent.badge("entree", ALICE)
+    wired.fake_time.wall += 601  # in again, but after the window
+    agent.badge("entree", ALICE)
+    assert len(events(agent, "passback")) == 1
+
+
+def test_anti_passback_is_off_unless_configured(wired: Wired, badge_key: bytes) -> None:
+    agent = wired.make()
+    install_list(agent, badge_key)
+    agent.badge("entree", ALICE)
+    agent.badge("entree", ALICE)
+    assert events(agent, "passback") == []
