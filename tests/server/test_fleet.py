@@ -359,12 +359,15 @@ def test_metrics_count_events_decisions_refusals_and_alarms(
         now = samples(anonymous)
         ready = (
             now.get(("telecentre_events_ingested_total", (("kind", "access"),))) == 1
+            and now.get(("telecentre_events_ingested_total", (("kind", "door_forced"),))) == 1
+            and now.get(("telecentre_alarms_open", (("kind", "door_forced"),))) == 1
             and now.get(("telecentre_messages_rejected_total", (("reason", "malformed"),))) == 1
             and now[("telecentre_units_online", ())] == 1
         )
         return ready and now
 
-    after = wait_until(counted, what="the event, the refusal and the unit counted")
+    # Each event is committed on its own: wait for every one, not only the first.
+    after = wait_until(counted, what="the events, the refusal, the alarm and the unit counted")
     decision = (("outcome", "denied"), ("reason", "unknown_card"))
     assert after[("telecentre_access_decisions_total", decision)] == 1
     assert after[("telecentre_events_ingested_total", (("kind", "door_forced"),))] == 1
