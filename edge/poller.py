@@ -18,8 +18,9 @@ class CardPoller(Worker):
     """Calls ``on_card(uid)`` once per presentation of a card.
 
     A card held in the field is seen on every poll; it counts again only after it has
-    been out of the field for ``repeat_ms``. A reader that fails is retried with a growing
-    pause and reported through ``on_fault`` so the technician sees it in the status. Any
+    been out of the field for ``repeat_ms``. A reader that fails is reinitialised and
+    retried with a growing pause (up to ``MAX_BACKOFF_S``) and reported through
+    ``on_fault`` so the technician sees it in the status; the door stays locked meanwhile. Any
     other error (a bug in an adapter) is logged with its traceback and counted by the
     worker, which backs off and polls again.
     """
@@ -44,6 +45,7 @@ class CardPoller(Worker):
         self._last_seen = 0.0
         self._backoff = self._interval
         self._faulty = False
+        self.reinits = 0  # successful reinitialisations of a failing reader
 
     def _poll(self) -> None:
         try:
@@ -52,6 +54,7 @@ class CardPoller(Worker):
             self._fault(str(exc))
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
             self.stopping.wait(self._backoff)
+            self._reinit()
             return
         except Exception as exc:
             self._fault(f"{type(exc).__name__}: {exc}")
@@ -64,6 +67,21 @@ class CardPoller(Worker):
         if uid is not None:
             self._seen(uid, time.monotonic())
         self.stopping.wait(self._interval)
+
+    def _reinit(self) -> None:
+        """Reset and configure a failing reader again (a chip reset by a supply dip reads
+        no card until then); a reader that still fails is tried again after the next,
+        longer, pause."""
+        reinit = getattr(self.reader, "reinit", None)
+        if reinit is None or self.stopping.is_set():
+            return
+        try:
+            reinit()
+        except HardwareError as exc:
+            log.debug("card reader not back yet: %s", exc)
+        else:
+            self.reinits += 1
+            log.info("card reader reinitialised")
 
     def _fault(self, message: str) -> None:
         if not self._faulty:

@@ -19,6 +19,9 @@ _CASCADE_TAG = 0x88  # First ANTICOLL byte of a card whose UID is longer than 4 
 _LIBRARY_LOGGER = "mfrc522Logger"
 
 
+_T_MODE = 0x8D  # what the library's Init writes in TModeReg (a reset chip reads 0x00)
+
+
 class Mfrc522Reader:
     """Polls an MFRC522 for the 4-byte UID of the card in its field (MIFARE Classic, most fobs).
 
@@ -96,6 +99,19 @@ class Mfrc522Reader:
         except OSError as exc:
             raise HardwareError(f"SPI transfer to the {self._where} failed: {exc}") from exc
 
+    def reinit(self) -> None:
+        """Reset and configure the chip again (as at start): after a supply dip it comes
+        back with its registers at their reset values, antenna off, and reads no card.
+        Raises HardwareError while it does not answer."""
+        if self._chip is None:
+            raise HardwareError(f"the {self._where} is closed")
+        try:
+            self._chip.Init()
+            self._check_answering()
+        except OSError as exc:
+            raise HardwareError(f"SPI transfer to the {self._where} failed: {exc}") from exc
+        self._card_last_poll = False
+
     def close(self) -> None:
         """Releases the SPI device; the reset pin stays driven high. Safe to call twice."""
         chip, self._chip = self._chip, None
@@ -134,10 +150,17 @@ class Mfrc522Reader:
         return None
 
     def _check_answering(self) -> None:
-        """Raises HardwareError if VersionReg reads as a floating or grounded MISO line."""
-        version = self._chip.ReadReg(self._chip.VersionReg)
+        """Raises HardwareError if VersionReg reads as a floating or grounded MISO line, or
+        if the chip lost the configuration the library's Init wrote (a supply dip resets
+        it: antenna off, no card is ever seen, yet SPI answers)."""
+        chip = self._chip
+        version = chip.ReadReg(chip.VersionReg)
         if version in (0x00, 0xFF):
             raise HardwareError(
                 f"{self._where} is not answering (VersionReg reads 0x{version:02X}); "
                 "check its wiring and 3.3 V supply"
+            )
+        if chip.ReadReg(chip.TModeReg) != _T_MODE or chip.ReadReg(chip.TxControlReg) & 3 != 3:
+            raise HardwareError(
+                f"{self._where} lost its configuration (reset by a supply dip?): reinitialising it"
             )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 COMMAND, COMM_IRQ, DIV_IRQ, ERROR, STATUS2 = 0x01, 0x04, 0x05, 0x06, 0x08
 FIFO_DATA, FIFO_LEVEL, CONTROL, BIT_FRAMING = 0x09, 0x0A, 0x0C, 0x0D
 CRC_RESULT_M, CRC_RESULT_L, VERSION = 0x21, 0x22, 0x37
+TX_CONTROL, T_MODE = 0x14, 0x2A  # antenna drivers (bits 0-1), timer mode
 # Commands written to CommandReg.
 IDLE, CALC_CRC, TRANSCEIVE, MF_AUTHENT, SOFT_RESET = 0x00, 0x03, 0x0C, 0x0E, 0x0F
 # CommIrqReg and DivIrqReg bits.
@@ -74,6 +75,13 @@ class SimulatedMfrc522:
     def remove_card(self) -> None:
         """Takes the card out of the field."""
         self.uid = None
+
+    def brownout(self) -> None:
+        """A dip in its supply: the chip comes back with every register at its reset value
+        (antenna off, timer unset) and answers SPI as if nothing happened. A card in the
+        field loses power with the field and starts again in IDLE."""
+        self._reset()
+        self.card_state, self._woken_from_halt = "idle", False
 
     def xfer2(self, frame: Sequence[int]) -> list[int]:
         """One SPI transaction: an address byte, then data bytes (datasheet 8.1.2)."""
@@ -146,7 +154,10 @@ class SimulatedMfrc522:
         frame, bits = list(self._fifo), self._regs[BIT_FRAMING] & 0x07
         self._fifo.clear()
         self._regs[ERROR] = 0
-        answer = self._card_answer(frame, short=bits == 7 and len(frame) == 1)
+        antenna_on = self._regs[TX_CONTROL] & 0x03 == 0x03
+        answer = (
+            self._card_answer(frame, short=bits == 7 and len(frame) == 1) if antenna_on else None
+        )
         # The timer (TAuto, set by the library's Init) fires at once when nothing answers,
         # instead of after 25 ms, so a poll of an empty field stays fast.
         self._regs[COMM_IRQ] |= TX_IRQ | (TIMER_IRQ if answer is None else RX_IRQ | IDLE_IRQ)

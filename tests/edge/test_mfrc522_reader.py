@@ -216,3 +216,63 @@ def test_install_puts_sys_modules_back() -> None:
         assert sys.modules["mfrc522.MFRC522"].spidev is installed.spidev
 
     assert {name: sys.modules.get(name) for name in before} == before
+
+
+def test_a_chip_reset_by_a_supply_dip_is_a_fault_until_reinitialised(
+    chip: SimulatedMfrc522, reader: Mfrc522Reader
+) -> None:
+    """After a brown-out the chip answers SPI but its antenna is off: it would read no card
+    ever again while looking healthy. The reader says so, and ``reinit`` brings it back."""
+    chip.present_card(UID)
+    assert reader.read_uid() == UID
+    chip.brownout()
+    with pytest.raises(HardwareError, match="lost its configuration"):
+        reader.read_uid()
+    reader.reinit()
+    assert reader.read_uid() == UID
+
+
+def test_a_reader_is_reinitialised_by_its_poller_and_the_fault_clears(
+    chip: SimulatedMfrc522, reader: Mfrc522Reader
+) -> None:
+    from edge.poller import CardPoller
+    from tests.conftest import wait_until
+
+    cards: list[bytes] = []
+    faults: list[str | None] = []
+    poller = CardPoller(reader, cards.append, poll_interval_ms=10, on_fault=faults.append)
+    poller.start()
+    try:
+        chip.brownout()
+        wait_until(lambda: faults and faults[-1] is None, what="the fault, then its end")
+        chip.present_card(UID)
+        wait_until(lambda: cards, what="a card read after the reinitialisation")
+    finally:
+        poller.stop()
+    assert faults[0] is not None and "lost its configuration" in faults[0]
+    assert poller.reinits >= 1 and cards == [UID]
+
+
+def test_a_dead_chip_is_retried_until_it_answers(
+    chip: SimulatedMfrc522, reader: Mfrc522Reader
+) -> None:
+    """Unpowered (every read 0x00), reinitialising fails; the poller keeps trying with a
+    growing pause, and the chip powered again comes back configured."""
+    from edge.poller import CardPoller
+    from tests.conftest import wait_until
+
+    faults: list[str | None] = []
+    cards: list[bytes] = []
+    poller = CardPoller(reader, cards.append, poll_interval_ms=10, on_fault=faults.append)
+    poller.start()
+    try:
+        chip.responsive = False
+        wait_until(lambda: faults, what="the fault")
+        assert "not answering" in str(faults[0])
+        chip.brownout()  # power back: registers at their reset values
+        chip.responsive = True
+        chip.present_card(UID)
+        wait_until(lambda: cards, timeout=15, what="a card once the chip answers")
+    finally:
+        poller.stop()
+    assert faults[-1] is None
