@@ -108,7 +108,7 @@ class BadgeEnrol(BaseModel):
         return self
 
 
-def _audit_centre(centres: list[str] | None) -> str | None:
+def audit_centre(centres: list[str] | None) -> str | None:
     """The centre an audit entry is filed under: the member's one centre, if one."""
     return centres[0] if centres and len(centres) == 1 else None
 
@@ -163,7 +163,7 @@ def create_member(
         "member.created",
         "member",
         member["id"],
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         after={k: v for k, v in member.items() if k != "badges"},
     )
     return member
@@ -199,7 +199,7 @@ def update_member(
         "member.updated",
         "member",
         member_id,
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         before=was,
         after=now,
     )
@@ -230,7 +230,7 @@ def enrol_badge(
         "badge.enrolled",
         "badge",
         badge["id"],
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         after={
             "member_id": member_id,
             "label": badge["label"],
@@ -256,7 +256,7 @@ def revoke_badge(
         "badge.revoked",
         "badge",
         badge_id,
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         before={"revoked_at": before["revoked_at"]},
         after={"revoked_at": badge["revoked_at"], "member_id": member["id"]},
     )

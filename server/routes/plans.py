@@ -17,7 +17,7 @@ from protocol.badges import badge_hash, parse_uid
 from server.auth.deps import AdminOnly, AuditDep, CanWrite, Scope
 from server.domain.lists import touched_centres
 from server.routes import models
-from server.routes.members import BadgeEnrol, _audit_centre, check_changeable, visible_member
+from server.routes.members import BadgeEnrol, audit_centre, check_changeable, visible_member
 from server.routes.params import (
     MAX_ID,
     BadgeId,
@@ -128,7 +128,7 @@ def give_plan(
     held = runtime.store.give_plan(member_id, body.plan_id, valid_from, body.valid_until)
     runtime.access_changed(touched_centres(member["centres"]), [member_id])
     audit.record(
-        "plan.given", "member", member_id, centre=_audit_centre(member["centres"]), after=held
+        "plan.given", "member", member_id, centre=audit_centre(member["centres"]), after=held
     )
     return held
 
@@ -150,7 +150,7 @@ def end_plan(
         "plan.ended",
         "member",
         member_id,
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         before={"plan": held_id, "ended_at": None},
         after={"plan": held_id, "ended_at": held["ended_at"]},
     )
@@ -181,7 +181,7 @@ def _set_suspension(
         action,
         "member",
         member_id,
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         before={"active": before["active"], "suspended_reason": before["suspended_reason"]},
         after={"active": member["active"], "reason": reason},
     )
@@ -242,7 +242,7 @@ def replace_lost_badge(
         "badge.replaced",
         "badge",
         badge_id,
-        centre=_audit_centre(member["centres"]),
+        centre=audit_centre(member["centres"]),
         before={"badge": badge_id, "revoked_at": lost["revoked_at"]},
         after={"revoked": badge_id, "new_badge": badge["id"], "member_id": member["id"]},
     )

@@ -13,7 +13,7 @@ from protocol.calendar import Calendar
 from protocol.messages import SUBSCRIPTION, PlanRule
 from protocol.policy import plan_reason
 from server.domain.lists import PLAN_GRACE_S, MemberPlans
-from server.domain.plans import HOURS, KINDS, credit_plan
+from server.domain.plans import HOURS, credit_plan
 from server.store.errors import Conflict, NotFound
 
 _PLAN_FIELDS = ("name", "kind", "days", "duration_days", "centres", "hours", "window")
@@ -199,6 +199,3 @@ def record_entry(
         }
     )
     return True
-
-
-__all__ = ["KINDS", "HOURS"]
