@@ -103,8 +103,8 @@ class Calendar:
         return OUTSIDE_HOURS
 
     def closing_after(self, ts: float) -> float | None:
-        """When the opening interval holding ``ts`` ends (or, outside hours, the end of the
-        last interval of ``ts``'s local day before it; None when the day had none)."""
+        """When the opening interval holding ``ts`` ends; None outside opening hours (and on
+        a closed day)."""
         moment = self.local(ts)
         minute = moment.hour * 60 + moment.minute
         intervals = self.intervals(moment.date())

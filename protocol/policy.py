@@ -30,7 +30,6 @@ count one day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -145,13 +144,8 @@ def plan_reason(plan: PlanRule, calendar: Calendar | None, now: float) -> str | 
 
 
 def day_number(calendar: Calendar | None, now: float) -> int:
-    """The local calendar day of ``now`` at the centre (``date.toordinal``), UTC without a
-    calendar."""
+    """The local calendar day of ``now`` at the centre (``date.toordinal``); without a
+    calendar, the day by the unit's own time zone."""
     if calendar is None:
         return date.fromtimestamp(now).toordinal()
     return calendar.local_day(now).toordinal()
-
-
-def books(plans: Sequence[PlanRule] | None) -> bool:
-    """Whether any of ``plans`` counts days."""
-    return bool(plans) and any(p.kind != SUBSCRIPTION for p in plans or ())
