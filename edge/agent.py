@@ -85,6 +85,8 @@ log = logging.getLogger(__name__)
 
 # Nobody stays longer: a member who never badged out counts as gone after this.
 MAX_STAY_S = 14 * 3600
+# At this share of outbox_max_events the status reports the outbox filling.
+OUTBOX_ALARM_SHARE = 0.8
 OUTBOX_BATCH = 500
 # A command issued this far ahead of a synchronised clock is not valid yet.
 COMMAND_FUTURE_S = 60.0
@@ -171,6 +173,7 @@ class EdgeAgent:
         self.rejected = RejectCounter()
         self.faults: dict[str, str] = {}  # "<door or unit>: <device>" -> what is wrong
         self._reported_pending = 0  # outbox_pending of the last status built
+        self.shed_room_changes = 0  # room changes not recorded: the outbox was full
         self._waiting: dict[str, _Waiting] = {}
         # Called with each event once it is in the outbox (simulate prints them); on the
         # thread that recorded it, so an observer must not block.
@@ -296,7 +299,11 @@ class EdgeAgent:
             outbox_pending=pending,
             outbox_rejected=self.outbox.rejected_count(),
             outbox_oldest_ts=self.outbox.oldest_pending_ts() if pending else None,
-            faults=[f"{what}: {msg}"[:200] for what, msg in sorted(self.faults.items())] or None,
+            faults=[
+                *(f"{what}: {msg}"[:200] for what, msg in sorted(self.faults.items())),
+                *self._outbox_faults(),
+            ]
+            or None,
             doors=[d.id for d in self.config.doors],
             rooms=[RoomInfo(id=r.id, name=r.name) for r in self.config.rooms],
             workers=[
@@ -462,7 +469,27 @@ class EdgeAgent:
         self._record(kind=kind, door=door_id)
 
     def _room_state(self, room_id: str, state: RoomState) -> None:
+        if self.outbox.pending >= self.config.outbox_max_events:
+            # Full: room changes (the least needed events) are shed, counted and reported;
+            # the door's own record (cards, alarms, commands) is always written.
+            self.shed_room_changes += 1
+            if self.shed_room_changes == 1:
+                log.error("outbox full: room changes are no longer recorded")
+            return
         self._record(kind="room", room=room_id, room_state=state)
+
+    def _outbox_faults(self) -> list[str]:
+        """The outbox's state for the status: 80 % full, and room changes shed."""
+        found = []
+        pending, limit = self.outbox.pending, self.config.outbox_max_events
+        if pending >= OUTBOX_ALARM_SHARE * limit:
+            found.append(
+                f"unit: outbox: {pending} of {limit} events waiting for the server "
+                f"({100 * pending // limit} % full)"
+            )
+        if self.shed_room_changes:
+            found.append(f"unit: outbox full: {self.shed_room_changes} room changes not recorded")
+        return found
 
     def _tamper_changed(self, where: str | None, closed: bool) -> None:
         """A tamper switch (a door's reader's, or the unit's: None) opened or closed."""

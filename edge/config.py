@@ -111,6 +111,7 @@ class EdgeConfig:
     ack_timeout_s: float = 10.0
     tamper_pin: int | None = None  # the unit's enclosure tamper switch (closed when intact)
     anti_passback_s: float = 0.0  # a re-entry this soon without an exit is reported (0: off)
+    outbox_max_events: int = 100_000  # past this, room changes are shed (counted, reported)
     config_hash: str = field(default="", compare=False)
 
     @property
@@ -264,6 +265,7 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         max_command_ttl_s=r.int("max_command_ttl_s", 30, low=1, high=300),
         tamper_pin=tamper_pin,
         anti_passback_s=r.number("anti_passback_s", 0.0, low=0, high=86_400),
+        outbox_max_events=r.int("outbox_max_events", 100_000, low=100, high=10_000_000),
         config_hash=config_hash,
     )
     r.done()

@@ -123,6 +123,9 @@ class Outbox:
         self._last_seq = max(int(row) if row else 0, last or 0)
         # Monotonic times do not survive a reboot: whatever is pending is due at start.
         self._db.execute("UPDATE outbox SET next_attempt_at = NULL")
+        # Events waiting, kept up to date by record, ack and reject (the bound's check must
+        # not count a big outbox on the badge path).
+        self.pending = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -188,6 +191,7 @@ class Outbox:
                         (f"setting.{setting[0]}", setting[1]),
                     )
                 self._db.execute("COMMIT")
+                self.pending += 1
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -235,6 +239,7 @@ class Outbox:
     def ack(self, seqs: Iterable[int]) -> int:
         with self._lock:
             cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self.pending -= cur.rowcount
             return cur.rowcount
 
     def reject(self, rejected: Iterable[tuple[int, str]], *, at: float | None = None) -> int:
@@ -254,6 +259,7 @@ class Outbox:
                         self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                         moved += 1
                 self._db.execute("COMMIT")
+                self.pending -= moved
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -79,6 +79,7 @@ def unit_toml(
     online_deadline_ms: int = 800,
     device_id: str = DEVICE,
     anti_passback_s: float = 0,
+    outbox_max_events: int = 100_000,
 ) -> str:
     toml = f"""
 schema = 1
@@ -90,6 +91,7 @@ pin_factory = "mock"
 online_deadline_ms = {online_deadline_ms}
 ack_timeout_s = 2
 anti_passback_s = {anti_passback_s}
+outbox_max_events = {outbox_max_events}
 
 [mqtt]
 host = "127.0.0.1"
