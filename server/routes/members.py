@@ -107,6 +107,15 @@ class BadgeEnrol(BaseModel):
             raise ValueError("give exactly one of uid or badge_hash")
         return self
 
+    def card_hash(self, key: bytes) -> str:
+        """The card's hash: the one given, or the typed UID's (422 naming a bad UID)."""
+        if self.uid is None:
+            return self.badge_hash  # type: ignore[return-value]
+        try:
+            return badge_hash(key, parse_uid(self.uid))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
 
 def audit_centre(centres: list[str] | None) -> str | None:
     """The centre an audit entry is filed under: the member's one centre, if one."""
@@ -217,13 +226,7 @@ def enrol_badge(
 ) -> dict:
     member = visible_member(runtime.store, scope, member_id)
     check_changeable(scope, member["centres"], asked=False)
-    if body.uid is not None:
-        try:
-            hashed = badge_hash(runtime.badge_key, parse_uid(body.uid))
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-    else:
-        hashed = body.badge_hash  # type: ignore[assignment]
+    hashed = body.card_hash(runtime.badge_key)
     badge = runtime.store.enrol_badge(member_id, hashed, body.label)
     runtime.access_changed(touched_centres(member["centres"]), [member_id])
     audit.record(

@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field, model_validator
 
-from protocol.badges import badge_hash, parse_uid
 from server.auth.deps import AdminOnly, AuditDep, CanWrite, Scope
 from server.domain.lists import touched_centres
 from server.routes import models
@@ -229,13 +228,7 @@ def replace_lost_badge(
     except NotFound:
         raise NotFound(f"no badge {badge_id}") from None
     check_changeable(scope, member["centres"], asked=False)
-    if body.uid is not None:
-        try:
-            hashed = badge_hash(runtime.badge_key, parse_uid(body.uid))
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-    else:
-        hashed = body.badge_hash  # type: ignore[assignment]
+    hashed = body.card_hash(runtime.badge_key)
     badge = runtime.store.replace_badge(badge_id, hashed, body.label)
     runtime.access_changed(touched_centres(member["centres"]), [member["id"]])
     audit.record(
