@@ -41,7 +41,13 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
-SUBSCRIBED = (topics.STATUS, topics.EVENT, topics.ACCESS_REQUEST, topics.COMMAND_RESULT)
+SUBSCRIBED = (
+    topics.STATUS,
+    topics.HEALTH,
+    topics.EVENT,
+    topics.ACCESS_REQUEST,
+    topics.COMMAND_RESULT,
+)
 
 
 class Bridge:

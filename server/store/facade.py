@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 from sqlite_utils import Database
 
 from protocol.calendar import Calendar
-from protocol.messages import CentreHours, Command, CommandResult, Event, ListEntry, Status
+from protocol.messages import (
+    CentreHours,
+    Command,
+    CommandResult,
+    Event,
+    Health,
+    ListEntry,
+    Status,
+)
 from protocol.workers import Worker
 from server.data import communes
 from server.domain import alarms as alarm_rules
@@ -261,6 +269,17 @@ class Store:
     def device_credentials(self) -> list[dict]:
         """Every unit with a broker account (device id, centre, password hash)."""
         return credentials.list_all(self.db)
+
+    def record_health(
+        self, health: Health, received_at: float, *, retained: bool = False
+    ) -> Future[bool]:
+        """Keep a unit's heartbeat; a live one closes ``unit_silent``. Returns at once;
+        the live page hears of it only when the unit's condition or silence changed."""
+        future = self._writer.submit(
+            lambda db: devices.record_health(db, health, received_at, retained=retained)
+        )
+        future.add_done_callback(lambda f: f.exception() is None and f.result() and self._notify())
+        return future
 
     def record_status(
         self, status: Status, received_at: float, *, retained: bool = False
@@ -644,8 +663,12 @@ class Store:
         return self.alarm(alarm_id)
 
     def open_offline_alarms(self, now: float) -> int:
-        """Open ``unit_offline`` for units offline past the threshold; how many opened."""
-        opened = self.write(lambda db: alarms_sql.open_offline(db, self.alarm_thresholds, now))
+        """Open ``unit_offline`` for units offline past the threshold, and ``unit_silent``
+        for online units whose heartbeat stopped; how many opened."""
+        t = self.alarm_thresholds
+        opened = self.write(
+            lambda db: alarms_sql.open_offline(db, t, now) + alarms_sql.open_silent(db, t, now)
+        )
         if opened:
             self._notify()
         return opened

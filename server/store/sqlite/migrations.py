@@ -595,3 +595,11 @@ def m090_lockdown(db: Database) -> None:
     db["members"].add_column("lockdown_exempt", int, not_null_default=0)
     db["devices"].add_column("lockdown", int)
     db["commands"].transform(not_null={"door": False})
+
+
+@migrations()
+def m091_unit_health(db: Database) -> None:
+    # The unit's last heartbeat (JSON), when it was heard live, and ok / degraded.
+    db["devices"].add_column("health", str)
+    db["devices"].add_column("health_at", float)
+    db["devices"].add_column("condition", str)
