@@ -113,6 +113,7 @@ class EdgeConfig:
     anti_passback_s: float = 0.0  # a re-entry this soon without an exit is reported (0: off)
     outbox_max_events: int = 100_000  # past this, room changes are shed (counted, reported)
     health_interval_s: float = 10.0  # the heartbeat's period
+    badge_key_fingerprint: str | None = None  # what selftest compares the badge key with
     config_hash: str = field(default="", compare=False)
 
     @property
@@ -141,6 +142,15 @@ def load(path: str | Path, *, server_public_keys: list[str] | None = None) -> Ed
         return parse(data, base_dir=path.parent, config_hash=hashlib.sha256(raw).hexdigest()[:16])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _fingerprint(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch("[0-9a-f]{16}", value):
+        raise ConfigError(
+            f"badge_key_fingerprint: expected 16 lowercase hexadecimal characters, got {value!r}"
+            " (telecentre-server badge-key-fingerprint prints it)"
+        )
+    return value
 
 
 def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> EdgeConfig:
@@ -268,6 +278,7 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         anti_passback_s=r.number("anti_passback_s", 0.0, low=0, high=86_400),
         outbox_max_events=r.int("outbox_max_events", 100_000, low=100, high=10_000_000),
         health_interval_s=r.number("health_interval_s", 10.0, low=1, high=3600),
+        badge_key_fingerprint=_fingerprint(r.opt_str("badge_key_fingerprint")),
         config_hash=config_hash,
     )
     r.done()

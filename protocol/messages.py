@@ -279,6 +279,7 @@ class ServerStatus(_Message, kw_only=True):
     state: Literal["online", "offline"]
     instance: Uuid
     ts: Timestamp | None = None
+    badge_key_fp: Annotated[str, Meta(pattern="^[0-9a-f]{16}$")] | None = None
 
 
 # --- server -> unit (signed bodies, MessagePack) -------------------------------------------

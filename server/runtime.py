@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from protocol.badges import parse_key
+from protocol.badges import key_fingerprint, parse_key
 from protocol.sdnotify import WatchdogWorker, feed_from_thread
 from protocol.signing import Signer, SigningKeyError
 from protocol.workers import Worker
@@ -50,7 +50,7 @@ class Runtime:
         )
         metrics = ServerMetrics()
         retention = RetentionWorker(store, settings)
-        bridge = Bridge(settings, store, signer, metrics=metrics)
+        bridge = Bridge(settings, store, signer, metrics=metrics, badge_key_fp=key_fingerprint(key))
         watch = AlarmWatch(store, settings.alarm_check_interval_s)
         metrics.watch(
             rejected=bridge.rejections.snapshot,
