@@ -250,7 +250,7 @@ class EdgeAgent:
 
     def start(self) -> None:
         tune_for_latency()
-        self.outbox.forget_presence_before(self._clock() - MAX_STAY_S)
+        self.outbox.forget_presence_before(self.clock.now() - MAX_STAY_S)
         self.outbox.forget_commands_before(self.clock.now() - COMMAND_ID_MARGIN_S)
         for room in self.rooms.values():  # the server learns each room's state at boot
             self._room_state(room.id, room.state)
@@ -385,12 +385,15 @@ class EdgeAgent:
         record, open, say so. Returns the event."""
         door = self.doors[door_id]
         hashed = badge_hash(self.key, uid)
-        now = self._clock()
+        now = self._clock()  # the event's own time, told with clock_synced
+        # Rules and presence read the trusted clock: after a boot in 1970 without an RTC,
+        # the newest signed time the unit has seen, never the wrong wall clock.
+        trusted = self.clock.now()
         entry = self.access.entry(hashed) if self.lockdown else None
         if self.lockdown and (entry is None or not entry.exempt):
             decision = Decision(False, "lockdown", entry.member_id if entry else None)
         else:
-            decision = self.access.decide(hashed, self.clock.now(), self.outbox.credit_days)
+            decision = self.access.decide(hashed, trusted, self.outbox.credit_days)
             if decision.needs_server:
                 decision = self._ask_server(hashed, door_id)
         direction = None
@@ -398,9 +401,9 @@ class EdgeAgent:
         passback = False
         if decision.granted and decision.member_id is not None:
             way = "out" if exit_reader else door.config.direction
-            direction = self._direction(way, decision.member_id, now)
-            presence = (decision.member_id, direction == "in", now)
-            passback = direction == "in" and self._re_entry(decision.member_id, now)
+            direction = self._direction(way, decision.member_id, trusted)
+            presence = (decision.member_id, direction == "in", trusted)
+            passback = direction == "in" and self._re_entry(decision.member_id, trusted)
         event = self._record(
             now=now,
             presence=presence,
