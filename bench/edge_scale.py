@@ -1,0 +1,350 @@
+"""The unit at national scale: memory, idle CPU and decisions with 250,000 badges.
+
+Each figure is measured in a process of its own (``python -m bench.edge_scale CHILD ...``),
+so one figure's garbage does not weigh on the next, against a floor measured in the same
+run:
+- resident memory of a real agent holding 0, 25,000 and 250,000 badges, installed through
+  the real path (signed head and segments handed to the agent), against a bare interpreter
+  with the same imports; beside it, the same list held as one dict of entries (the v1 way);
+- idle CPU of a real agent started on mock pins with the real mfrc522 library on the
+  simulated chip (a reader, a door contact, an exit button, a PIR), connected to the broker,
+  over a fixed window, against a bare interpreter with the same imports sleeping as long;
+- decision latency with 250,000 badges for a known card, an unknown card and a plan holder
+  (day credits read from the outbox), against a dict lookup of the same badges.
+
+``QUICK=1`` uses smaller counts (25,000 badges at most, shorter windows).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import secrets
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Results, percentile, unit_config
+from protocol.signing import Signer
+from server.broker import LocalBroker
+
+QUICK = os.environ.get("QUICK") == "1"
+COUNTS = (0, 2_500, 25_000) if QUICK else (0, 25_000, 250_000)
+IDLE_WINDOW_S = 3.0 if QUICK else 20.0
+DECISIONS = 500 if QUICK else 5_000
+CENTRE = "bench"
+NOW = 1_780_000_000.0
+PLAN_EVERY = 4  # every fourth member holds a day-pass book
+
+
+def _uid(i: int) -> bytes:
+    return (0x20000000 + i).to_bytes(4, "big")
+
+
+# -- the parent: payloads, children, figures ----------------------------------------------------
+
+
+def _write_payloads(path: Path, key: bytes, signer: Signer, count: int) -> None:
+    """The signed head and segments of a ``count``-badge snapshot, length-prefixed, so a
+    child reads them one at a time and holds nothing else."""
+    from protocol.badges import badge_hash
+    from protocol.lists import cut_snapshot
+    from protocol.messages import ListEntry, PlanRule
+
+    entries = []
+    for i in range(count):
+        plans = [PlanRule(1, credits=10)] if i % PLAN_EVERY == 1 else None
+        entries.append(
+            ListEntry(bytes.fromhex(badge_hash(key, _uid(i))), i + 1, 0, 1.7e9, 1.9e9, plans)
+        )
+    entries.sort(key=lambda e: e.badge)  # the server cuts in badge order
+    head, segments = cut_snapshot(CENTRE, 1, entries, NOW)
+    with path.open("wb") as out:
+        for body in (head, *segments):
+            raw = signer.sign(body)
+            out.write(struct.pack(">I", len(raw)) + raw)
+
+
+def _child(*args: str, timeout: float = 600) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.edge_scale", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.edge_scale {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_edge_scale(
+    results: Results, workdir: Path, broker: LocalBroker, key_file: Path, signer: Signer
+) -> None:
+    workdir = workdir / "edge-scale"
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = bytes.fromhex(key_file.read_text())
+
+    floor = _child("floor")
+    memory: dict[str, Any] = {"floor_rss_mb": floor["rss_mb"]}
+    print(f"edge memory: a bare interpreter with the agent's imports: {floor['rss_mb']:.1f} MB")
+    decisions: dict[str, Any] = {}
+    for count in COUNTS:
+        payloads = workdir / f"list-{count}.bin"
+        _write_payloads(payloads, key, signer, count)
+        unit = workdir / f"unit-{count}"
+        unit_config(unit, broker, key_file, signer.public_hex, centre=CENTRE)
+        got = _child("agent", str(unit / "unit.toml"), str(payloads), str(key_file), str(count))
+        ratio = got["rss_mb"] / floor["rss_mb"]
+        line = (
+            f"  agent with {count:,} badges: resident {got['rss_mb']:.1f} MB "
+            f"(peak {got['peak_mb']:.1f} MB, install {got['install_s']:.2f} s); "
+            f"ratio to the floor {ratio:.2f}x"
+        )
+        memory[f"agent_{count}_rss_mb"] = got["rss_mb"]
+        memory[f"agent_{count}_peak_mb"] = got["peak_mb"]
+        memory[f"agent_{count}_install_s"] = got["install_s"]
+        memory[f"agent_{count}_ratio"] = ratio
+        if count:
+            as_dict = _child("dict", str(payloads))
+            line += f"; as one dict of entries: {as_dict['rss_mb']:.1f} MB"
+            memory[f"dict_{count}_rss_mb"] = as_dict["rss_mb"]
+        print(line)
+        if count == COUNTS[-1]:
+            decisions = got["decisions"]
+        payloads.unlink()
+    memory["target_rss_mb_at_250k"] = 100.0
+    results.add("edge_memory", **memory)
+
+    floor_p99 = decisions.pop("floor_p99_ms")
+    floor_p50 = decisions.pop("floor_p50_ms")
+    figures: dict[str, Any] = {
+        "badges": COUNTS[-1],
+        "floor_p50_ms": floor_p50,
+        "floor_p99_ms": floor_p99,
+    }
+    print(f"edge decisions with {COUNTS[-1]:,} badges (access.decide, outbox credit days):")
+    for what, (p50, p99) in decisions.items():
+        print(
+            f"  {what}: p50 {p50 * 1000:.1f} µs, p99 {p99 * 1000:.1f} µs; "
+            f"ratio to a dict lookup p99 {p99 / floor_p99:.1f}x"
+        )
+        figures[f"{what}_p50_ms"] = p50
+        figures[f"{what}_p99_ms"] = p99
+        figures[f"{what}_ratio_p99"] = p99 / floor_p99
+    print(f"  floor: a dict lookup of the same badges: p99 {floor_p99 * 1000:.2f} µs")
+    figures["target_p99_ms"] = 5.0
+    results.add("edge_decision", **figures)
+
+    unit_config(workdir / "idle", broker, key_file, signer.public_hex, centre=CENTRE)
+    _idle_config(workdir / "idle" / "unit.toml")
+    idle = _child("idle", str(workdir / "idle" / "unit.toml"), str(IDLE_WINDOW_S))
+    idle_floor = _child("idle-floor", str(IDLE_WINDOW_S))
+    print(
+        f"edge idle CPU over {IDLE_WINDOW_S:.0f} s (agent started: mfrc522 on the simulated "
+        f"chip, door contact, exit button, PIR, connected): {idle['cpu_pct']:.2f} % of one core "
+        f"(target ≤ 2 %)"
+    )
+    print(
+        f"  floor: a bare interpreter with the same imports, asleep as long: "
+        f"{idle_floor['cpu_pct']:.3f} %; the agent's threads woke {idle['wakeups_per_s']:.0f} "
+        "times a second"
+    )
+    results.add(
+        "edge_idle_cpu",
+        window_s=IDLE_WINDOW_S,
+        cpu_pct=idle["cpu_pct"],
+        floor_cpu_pct=idle_floor["cpu_pct"],
+        above_floor_pct=idle["cpu_pct"] - idle_floor["cpu_pct"],
+        wakeups_per_s=idle["wakeups_per_s"],
+        target_pct=2.0,
+    )
+
+
+def _idle_config(path: Path) -> None:
+    """The bench unit with the real reader, a door contact, an exit button and a PIR."""
+    text = path.read_text().replace('kind = "fake"', 'kind = "mfrc522"')
+    text = text.replace(
+        "unlock_seconds = 0.5\n", "unlock_seconds = 0.5\ncontact_pin = 27\nexit_button_pin = 23\n"
+    )
+    text += '\n[[rooms]]\nid = "visio"\nname = "Salle visio"\nmotion_pin = 22\n'
+    path.write_text(text)
+
+
+# -- the children --------------------------------------------------------------------------------
+
+
+def _imports() -> None:
+    """What the agent imports, for the floors too."""
+    import gpiozero.pins.mock  # noqa: F401
+
+    import edge.agent  # noqa: F401
+    import edge.hardware.build  # noqa: F401
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(resident, peak resident) of this process in MB, from /proc."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _read_payloads(path: Path):  # type: ignore[no-untyped-def]
+    with path.open("rb") as source:
+        while header := source.read(4):
+            yield source.read(struct.unpack(">I", header)[0])
+
+
+def _timed(call, items: list[Any]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(p50, p99) in ms of ``call(item)`` over ``items``."""
+    took = []
+    for item in items:
+        t0 = time.perf_counter()
+        call(item)
+        took.append(time.perf_counter() - t0)
+    took.sort()
+    return took[len(took) // 2] * 1000, percentile(took, 0.99) * 1000
+
+
+def child_floor() -> dict[str, Any]:
+    _imports()
+    gc.collect()
+    return {"rss_mb": _rss_mb()[0]}
+
+
+def child_agent(config: str, payloads: str, key_file: str, count: str) -> dict[str, Any]:
+    from gpiozero.pins.mock import MockFactory
+
+    from edge import config as edge_config
+    from edge.agent import EdgeAgent
+    from edge.hardware.build import build
+    from protocol import topics
+    from protocol.badges import badge_hash
+
+    cfg = edge_config.load(Path(config))
+    agent = EdgeAgent(cfg, build(cfg, pin_factory=MockFactory()))
+    agent.lists._subscribe = agent.lists._unsubscribe = lambda topic: None  # type: ignore[method-assign]
+    leaves = iter(_read_payloads(Path(payloads)))
+    t0 = time.perf_counter()
+    agent.handle(topics.parse(topics.topic(topics.LIST_HEAD, CENTRE)), next(leaves))
+    for i, raw in enumerate(leaves):
+        agent.handle(topics.parse(topics.topic(topics.LIST_SEGMENT, CENTRE, i)), raw)
+    install_s = time.perf_counter() - t0
+    n = int(count)
+    if len(agent.access) != n or agent.access.version != 1:
+        raise RuntimeError(f"installed {len(agent.access)} badges, not {n}")
+    gc.collect()
+    rss, peak = _rss_mb()
+    out: dict[str, Any] = {"rss_mb": rss, "peak_mb": peak, "install_s": install_s}
+    if n:
+        key = bytes.fromhex(Path(key_file).read_text())
+        picks = [i * 7919 % n for i in range(DECISIONS)]
+
+        def hashed(i: int) -> bytes:
+            return bytes.fromhex(badge_hash(key, _uid(i)))
+
+        known = [hashed(i - i % PLAN_EVERY) for i in picks]  # i % 4 == 0: no plan
+        plan = [hashed(i - i % PLAN_EVERY + 1) for i in picks if i - i % PLAN_EVERY + 1 < n]
+        unknown = [hashlib.sha256(secrets.token_bytes(8)).digest() for _ in range(DECISIONS)]
+        now = time.time()
+        credit_days = agent.outbox.credit_days
+        for badge, want in ((known[0], "granted"), (plan[0], "granted"), (unknown[0], None)):
+            got = agent.access.decide(badge, now, credit_days).reason
+            if got != (want or "unknown_card"):
+                raise RuntimeError(f"decision {got!r}, expected {want or 'unknown_card'!r}")
+        floor_index = {b: b for b in known}
+        floor = _timed(floor_index.get, known)
+        out["decisions"] = {
+            "known": _timed(lambda b: agent.access.decide(b, now, credit_days), known),
+            "unknown": _timed(lambda b: agent.access.decide(b, now, credit_days), unknown),
+            "plan_holder": _timed(lambda b: agent.access.decide(b, now, credit_days), plan),
+            "floor_p50_ms": floor[0],
+            "floor_p99_ms": floor[1],
+        }
+    agent.stop()
+    return out
+
+
+def child_dict(payloads: str) -> dict[str, Any]:
+    """The same list as one dict of decoded entries (the v1 unit), for comparison."""
+    _imports()
+    import msgspec
+
+    from protocol.messages import ListSegment, decode_body
+    from protocol.signing import Envelope
+
+    envelope = msgspec.msgpack.Decoder(Envelope)
+    leaves = iter(_read_payloads(Path(payloads)))
+    next(leaves)
+    index = {}
+    for raw in leaves:
+        for entry in decode_body(ListSegment, envelope.decode(raw).body).entries:
+            index[entry.badge] = entry
+    gc.collect()
+    return {"rss_mb": _rss_mb()[0], "entries": len(index)}
+
+
+def child_idle(config: str, window: str) -> dict[str, Any]:
+    from gpiozero.pins.mock import MockFactory
+
+    from edge import config as edge_config
+    from edge.hardware.simchip import SimulatedMfrc522, install
+
+    _imports()
+    from edge.agent import EdgeAgent
+    from edge.hardware.build import build
+
+    cfg = edge_config.load(Path(config))
+    with install(SimulatedMfrc522()):
+        agent = EdgeAgent(cfg, build(cfg, pin_factory=MockFactory()))
+        agent.start()
+        try:
+            if not agent.link.connected.wait(20):
+                raise RuntimeError("the agent did not connect to the broker")
+            settle = threading.Event()
+            settle.wait(1.0)  # birth message, retained topics
+            switches0 = _context_switches()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            settle.wait(float(window))
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            switches = _context_switches() - switches0
+        finally:
+            agent.stop()
+    return {"cpu_pct": 100 * cpu / wall, "wakeups_per_s": switches / wall}
+
+
+def _context_switches() -> int:
+    """Voluntary context switches of every thread of this process (each is a wake-up)."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def child_idle_floor(window: str) -> dict[str, Any]:
+    _imports()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    threading.Event().wait(float(window))
+    return {"cpu_pct": 100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)}
+
+
+CHILDREN = {
+    "floor": child_floor,
+    "agent": child_agent,
+    "dict": child_dict,
+    "idle": child_idle,
+    "idle-floor": child_idle_floor,
+}
+
+if __name__ == "__main__":
+    print(json.dumps(CHILDREN[sys.argv[1]](*sys.argv[2:])))
