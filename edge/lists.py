@@ -22,16 +22,25 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge.access import LocalAccess, segment_parts
+import msgspec
+
+from edge.access import LocalAccess, Part, signed_part
 from edge.outbox import Outbox
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.messages import ListDelta, ListHead, ListSegment
-from protocol.signing import Verifier
+from protocol.signing import Envelope, Verifier
 
 log = logging.getLogger(__name__)
 
 REFETCH_AFTER_S = 10.0
+
+_envelope = msgspec.msgpack.Decoder(Envelope)
+
+
+def packed(segment: ListSegment, payload: bytes) -> Part:
+    """An opened segment packed with its entries' bytes as the server signed them."""
+    return signed_part(segment, _envelope.decode(payload).body)
 
 
 class ListSync:
@@ -63,7 +72,8 @@ class ListSync:
         self.head_topic = topics.topic(topics.LIST_HEAD, centre)
         self._head_payload: bytes | None = None  # the head being fetched, saved with it
         self.fetching: ListHead | None = None
-        self._collected: dict[int, tuple[ListSegment, bytes]] = {}
+        # index -> (the segment packed, its raw signed payload): decoded entries are not kept
+        self._collected: dict[int, tuple[Part, bytes]] = {}
         self._delta: tuple[ListDelta, bytes] | None = None  # the newest delta seen
         self._waiting_head_since: float | None = None
         self._refetch = False  # fetch the next head's snapshot even if it is installed
@@ -76,16 +86,22 @@ class ListSync:
         raw_segments, raw_delta = self.outbox.load_list()
         if not raw_segments:
             return False
+        parts: list[Part] = []
+        seen: list[tuple[int, int, int]] = []  # (index, version, segments) of each
         try:
-            segments = [self._open(ListSegment, raw) for raw in raw_segments]
+            for raw in raw_segments:  # one decoded segment at a time: only parts are kept
+                segment = self._open(ListSegment, raw)
+                seen.append((segment.index, segment.version, segment.segments))
+                parts.append(packed(segment, raw))
         except ProtocolError as exc:
             log.error(
                 "saved access list refused (%s): %s; waiting for the server's", exc.reason, exc
             )
             return False
-        first = segments[0]
-        complete = sorted(s.index for s in segments) == list(range(first.segments)) and all(
-            s.version == first.version and s.segments == first.segments for s in segments
+        del raw_segments
+        _, version, count = seen[0]
+        complete = sorted(i for i, _, _ in seen) == list(range(count)) and all(
+            v == version and n == count for _, v, n in seen
         )
         if not complete:
             log.error("saved access list is incomplete; waiting for the server's")
@@ -98,9 +114,9 @@ class ListSync:
             except ProtocolError as exc:
                 log.error("saved list head refused (%s): %s", exc.reason, exc)
             else:
-                if head.version == first.version:
+                if head.version == version:
                     calendar = head.calendar
-        self.access.install(first.version, segment_parts(segments), calendar=calendar)
+        self.access.install(version, parts, calendar=calendar)
         if raw_delta is not None:
             try:
                 delta = self._open(ListDelta, raw_delta)
@@ -161,17 +177,14 @@ class ListSync:
         head = self.fetching
         if head is None or segment.version != head.version or segment.segments != head.segments:
             return  # a retained segment of another snapshot: not what we fetch
-        self._collected[segment.index] = (segment, payload)
+        self._collected[segment.index] = (packed(segment, payload), payload)
+        del segment  # only the packed part stays while the other segments come
         if len(self._collected) == head.segments:
             self._install(head)
 
     def _install(self, head: ListHead) -> None:
         parts = [self._collected[i] for i in range(head.segments)]
-        self.access.install(
-            head.version,
-            segment_parts(segment for segment, _ in parts),
-            calendar=head.calendar,
-        )
+        self.access.install(head.version, [part for part, _ in parts], calendar=head.calendar)
         self.outbox.save_snapshot([raw for _, raw in parts], self._head_payload)
         self._stop_fetching()
         log.info("access list v%d installed (%d badges)", head.version, len(self.access))
