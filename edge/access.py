@@ -15,6 +15,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import msgspec
 
@@ -58,19 +59,13 @@ class Part:
 
     __slots__ = ("badges", "blob", "offsets")
 
-    def __init__(self, pairs: Iterable[tuple[bytes, bytes | msgspec.Raw]] = ()) -> None:
-        """``pairs``: (badge, packed entry), sorted by badge, each badge once."""
-        badges, blobs = bytearray(), []
-        offsets = array("I", [0])
-        end = 0
-        for badge, packed in pairs:
-            badges += badge
-            blobs.append(packed)
-            end += len(packed)
-            offsets.append(end)
-        self.badges = bytes(badges)
-        self.blob = b"".join(blobs)
-        self.offsets = offsets
+    def __init__(
+        self, badges: Sequence[bytes] = (), packed: Sequence[bytes | msgspec.Raw] = ()
+    ) -> None:
+        """``badges`` sorted, each once, and ``packed`` their entries in the same order."""
+        self.badges = b"".join(badges)
+        self.blob = b"".join(packed)
+        self.offsets = array("I", accumulate(map(len, packed), initial=0))
 
     @classmethod
     def signed(cls, entries: Sequence[ListEntry], raws: Sequence[msgspec.Raw]) -> Part:
@@ -81,14 +76,14 @@ class Part:
         in_order = all(a < b for a, b in zip(badges, badges[1:], strict=False))
         if len(raws) != len(entries) or not in_order:
             return cls.of(entries)
-        return cls(zip(badges, raws, strict=True))
+        return cls(badges, raws)
 
     @classmethod
     def of(cls, entries: Iterable[ListEntry]) -> Part:
         """Pack decoded entries (any order; of a badge listed twice the last one counts)."""
         latest = {entry.badge: entry for entry in entries}
-        encode = _entry_encoder.encode
-        return cls((badge, encode(latest[badge])) for badge in sorted(latest))
+        badges = sorted(latest)
+        return cls(badges, [_entry_encoder.encode(latest[badge]) for badge in badges])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -128,13 +123,15 @@ def _merged(parts: Sequence[Part]) -> Part:
         (((badge, rank), packed) for badge, packed in part.items())
         for rank, part in enumerate(parts)
     ]
-    out: list[tuple[bytes, bytes]] = []
+    badges: list[bytes] = []
+    entries: list[bytes] = []
     for (badge, _), packed in heapq.merge(*streams, key=lambda item: item[0]):
-        if out and out[-1][0] == badge:
-            out[-1] = (badge, packed)  # a later part's entry for the same badge wins
+        if badges and badges[-1] == badge:
+            entries[-1] = packed  # a later part's entry for the same badge wins
         else:
-            out.append((badge, packed))
-    return Part(out)
+            badges.append(badge)
+            entries.append(packed)
+    return Part(badges, entries)
 
 
 class Snapshot:
