@@ -112,6 +112,19 @@ def bench_edge_scale(
         memory[f"agent_{count}_install_s"] = got["install_s"]
         memory[f"agent_{count}_ratio"] = ratio
         if count:
+            line += (
+                f"\n    fetched again while in force: resident {got['reinstall_rss_mb']:.1f} MB "
+                f"(peak {got['reinstall_peak_mb']:.1f} MB)"
+            )
+            memory[f"agent_{count}_reinstall_peak_mb"] = got["reinstall_peak_mb"]
+            boot = _child("boot", str(unit / "unit.toml"), str(count))
+            line += (
+                f"; restarted from the saved list: resident {boot['rss_mb']:.1f} MB "
+                f"(peak {boot['peak_mb']:.1f} MB, verified and loaded in {boot['load_s']:.2f} s)"
+            )
+            memory[f"agent_{count}_boot_rss_mb"] = boot["rss_mb"]
+            memory[f"agent_{count}_boot_peak_mb"] = boot["peak_mb"]
+            memory[f"agent_{count}_boot_load_s"] = boot["load_s"]
             as_dict = _child("dict", str(payloads))
             line += f"; as one dict of entries: {as_dict['rss_mb']:.1f} MB"
             memory[f"dict_{count}_rss_mb"] = as_dict["rss_mb"]
@@ -156,6 +169,7 @@ def bench_edge_scale(
         f"{idle_floor['cpu_pct']:.3f} %; the agent's threads woke {idle['wakeups_per_s']:.0f} "
         "times a second"
     )
+    print(f"  by thread (% of one core): {idle['threads']}")
     results.add(
         "edge_idle_cpu",
         window_s=IDLE_WINDOW_S,
@@ -245,6 +259,17 @@ def child_agent(config: str, payloads: str, key_file: str, count: str) -> dict[s
     rss, peak = _rss_mb()
     out: dict[str, Any] = {"rss_mb": rss, "peak_mb": peak, "install_s": install_s}
     if n:
+        # The same snapshot fetched again (by command) while the first is in force: both
+        # are alive until the swap.
+        agent.lists.refetch()
+        leaves = iter(_read_payloads(Path(payloads)))
+        agent.handle(topics.parse(topics.topic(topics.LIST_HEAD, CENTRE)), next(leaves))
+        for i, raw in enumerate(leaves):
+            agent.handle(topics.parse(topics.topic(topics.LIST_SEGMENT, CENTRE, i)), raw)
+        if agent.lists.fetching is not None or len(agent.access) != n:
+            raise RuntimeError("the snapshot was not installed again")
+        gc.collect()
+        out["reinstall_rss_mb"], out["reinstall_peak_mb"] = _rss_mb()
         key = bytes.fromhex(Path(key_file).read_text())
         picks = [i * 7919 % n for i in range(DECISIONS)]
 
@@ -271,6 +296,26 @@ def child_agent(config: str, payloads: str, key_file: str, count: str) -> dict[s
         }
     agent.stop()
     return out
+
+
+def child_boot(config: str, count: str) -> dict[str, Any]:
+    """A unit restarting with the list the ``agent`` child saved: verified and packed again."""
+    from gpiozero.pins.mock import MockFactory
+
+    from edge import config as edge_config
+    from edge.agent import EdgeAgent
+    from edge.hardware.build import build
+
+    cfg = edge_config.load(Path(config))
+    t0 = time.perf_counter()
+    agent = EdgeAgent(cfg, build(cfg, pin_factory=MockFactory()))
+    load_s = time.perf_counter() - t0
+    if len(agent.access) != int(count):
+        raise RuntimeError(f"loaded {len(agent.access)} badges, not {count}")
+    gc.collect()
+    rss, peak = _rss_mb()
+    agent.stop()
+    return {"rss_mb": rss, "peak_mb": peak, "load_s": load_s}
 
 
 def child_dict(payloads: str) -> dict[str, Any]:
@@ -311,14 +356,30 @@ def child_idle(config: str, window: str) -> dict[str, Any]:
                 raise RuntimeError("the agent did not connect to the broker")
             settle = threading.Event()
             settle.wait(1.0)  # birth message, retained topics
-            switches0 = _context_switches()
+            switches0, threads0 = _context_switches(), _thread_cpu()
             cpu0, wall0 = time.process_time(), time.perf_counter()
             settle.wait(float(window))
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            switches = _context_switches() - switches0
+            switches, threads = _context_switches() - switches0, _thread_cpu()
         finally:
             agent.stop()
-    return {"cpu_pct": 100 * cpu / wall, "wakeups_per_s": switches / wall}
+    busiest = {
+        name: round(100 * (ticks - threads0.get(name, 0)) / wall, 3)
+        for name, ticks in sorted(threads.items(), key=lambda kv: threads0.get(kv[0], 0) - kv[1])
+    }
+    return {"cpu_pct": 100 * cpu / wall, "wakeups_per_s": switches / wall, "threads": busiest}
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each Python thread of this process, by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    used: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rpartition(")")[2].split()
+        name = names.get(int(task.name), f"native-{task.name}")
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 def _context_switches() -> int:
@@ -342,6 +403,7 @@ CHILDREN = {
     "floor": child_floor,
     "agent": child_agent,
     "dict": child_dict,
+    "boot": child_boot,
     "idle": child_idle,
     "idle-floor": child_idle_floor,
 }
