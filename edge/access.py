@@ -43,6 +43,10 @@ def _key(badge: bytes | str) -> bytes:
 
 
 BADGE_BYTES = 32  # protocol.messages.BadgeBytes
+# How MessagePack writes an entry's badge (bin 8, 32 bytes) after the entry's array header:
+# a packed entry leaves it out, since the part already holds every badge.
+_BADGE_MARK = b"\xc4\x20"
+_CUT = 1 + len(_BADGE_MARK) + BADGE_BYTES
 
 _entry_decoder = msgspec.msgpack.Decoder(ListEntry)
 _entry_encoder = msgspec.msgpack.Encoder()
@@ -51,10 +55,10 @@ _entry_encoder = msgspec.msgpack.Encoder()
 class Part:
     """A run of entries sorted by badge, packed: no Python object per entry.
 
-    ``badges`` holds the 32-byte badges end to end, ``blob`` each entry as MessagePack, and
-    ``offsets`` where each one starts (one more for the end). A lookup is a binary search
-    on ``badges`` and one small decode: about 60 bytes an entry instead of ~500 for a
-    decoded ``ListEntry`` in a dict, and nothing for the garbage collector to walk.
+    ``badges`` holds the 32-byte badges end to end, ``blob`` each entry as MessagePack less
+    its badge, and ``offsets`` where each one starts (one more for the end). A lookup is a
+    binary search on ``badges`` and one small decode: about 60 bytes an entry instead of
+    ~500 for a decoded ``ListEntry`` in a dict, and nothing for the garbage collector to walk.
     """
 
     __slots__ = ("badges", "blob", "offsets")
@@ -62,7 +66,8 @@ class Part:
     def __init__(
         self, badges: Sequence[bytes] = (), packed: Sequence[bytes | msgspec.Raw] = ()
     ) -> None:
-        """``badges`` sorted, each once, and ``packed`` their entries in the same order."""
+        """``badges`` sorted, each once, and ``packed`` their entries in the same order, each
+        as MessagePack less its badge (``_without_badge``)."""
         self.badges = b"".join(badges)
         self.blob = b"".join(packed)
         self.offsets = array("I", accumulate(map(len, packed), initial=0))
@@ -76,14 +81,18 @@ class Part:
         in_order = all(a < b for a, b in zip(badges, badges[1:], strict=False))
         if len(raws) != len(entries) or not in_order:
             return cls.of(entries)
-        return cls(badges, raws)
+        packed = [_without_badge(bytes(raw)) for raw in raws]
+        if None in packed:  # a badge written another way than the server's encoder does
+            return cls.of(entries)
+        return cls(badges, packed)  # type: ignore[arg-type]
 
     @classmethod
     def of(cls, entries: Iterable[ListEntry]) -> Part:
         """Pack decoded entries (any order; of a badge listed twice the last one counts)."""
         latest = {entry.badge: entry for entry in entries}
         badges = sorted(latest)
-        return cls(badges, [_entry_encoder.encode(latest[badge]) for badge in badges])
+        encode = _entry_encoder.encode
+        return cls(badges, [_without_badge(encode(latest[badge])) for badge in badges])  # type: ignore[misc]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -108,13 +117,21 @@ class Part:
         at = lo * BADGE_BYTES
         if badges[at : at + BADGE_BYTES] != badge:
             return None
-        return _entry_decoder.decode(self.blob[self.offsets[lo] : self.offsets[lo + 1]])
+        packed = self.blob[self.offsets[lo] : self.offsets[lo + 1]]
+        return _entry_decoder.decode(b"".join((packed[:1], _BADGE_MARK, badge, packed[1:])))
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """(badge, packed entry) in badge order."""
+        """(badge, packed entry less its badge) in badge order."""
         badges, blob, offsets = self.badges, self.blob, self.offsets
         for i in range(len(offsets) - 1):
             yield badges[i * BADGE_BYTES : (i + 1) * BADGE_BYTES], blob[offsets[i] : offsets[i + 1]]
+
+
+def _without_badge(entry: bytes) -> bytes | None:
+    """A packed entry's bytes less its badge, or None if it is not written as expected."""
+    if entry[0] & 0xF0 != 0x90 or entry[1:3] != _BADGE_MARK:  # a short array, then bin 8
+        return None
+    return entry[:1] + entry[_CUT:]
 
 
 def _merged(parts: Sequence[Part]) -> Part:
