@@ -3,8 +3,11 @@
 Runs on the list installer worker (never on paho's thread): it receives the raw payloads
 of list/head, list/segment/<i> and list/delta of the unit's centre, opens each with the
 server's keys, and installs a snapshot only when all its segments are in (swap under the
-access lock). The raw signed payloads are kept in the outbox file and verified again at
-boot, so a unit restarts with its list even without network.
+access lock). Each segment is packed as it arrives (``edge.access.Part``) and its raw
+signed payload staged in the list file; once all are in, the staged payloads become the
+saved list in one transaction, then the list in memory is swapped. The saved payloads are
+verified again at boot, so a unit restarts with its list even without network, and a
+unit stopped at any point restarts with one whole list, the old or the new.
 
 - Head of another version than the installed snapshot (newer or older: the server's word
   wins): subscribe to the segments, collect that version's, install, unsubscribe, then

@@ -17,6 +17,7 @@ import msgspec
 from edge.access import Part, Snapshot
 from edge.agent import EdgeAgent
 from edge.lists import packed
+from edge.outbox import Outbox
 from protocol import topics
 from protocol.badges import badge_hash
 from protocol.lists import SEGMENT_ENTRIES, cut_snapshot
@@ -233,3 +234,27 @@ def test_an_entry_whose_badge_is_written_another_way_is_still_found() -> None:
     part = Part.signed(listed, undecoded)
 
     assert [part.get(e.badge) for e in listed] == listed
+
+
+def test_staged_segments_are_not_the_saved_list_until_switched_in_whole(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box.save_snapshot([b"old0", b"old1"], b"old-head")
+    box.save_delta(b"old-delta")
+    box.stage_segment(1, b"new1")
+    box.stage_segment(0, b"new0")
+
+    assert box.load_list() == ([b"old0", b"old1"], b"old-delta")  # a restart now: the old
+    box.close()
+    box = Outbox(tmp_path / "outbox.db")
+    assert box.load_list() == ([b"old0", b"old1"], b"old-delta")
+
+    box.stage_segment(2, b"new2")
+    box.save_snapshot(None, b"new-head")
+
+    assert box.load_list() == ([b"new0", b"new1", b"new2"], None)
+    assert box.load_head() == b"new-head"
+    box.stage_segment(0, b"abandoned")
+    box.clear_staged()
+    box.save_snapshot(None, b"empty-head")
+    assert box.load_list() == ([], None)
+    box.close()
