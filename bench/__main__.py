@@ -4,7 +4,7 @@ Every figure is printed with the floor measured in the same run on the same mach
 their ratio, so results from different machines compare; all of them also go to
 ``bench/results.json``. Traffic stays on 127.0.0.1, in bounded loops.
 
-``python -m bench [door] [ingest] [lists] [reports]`` runs some of them (all by default).
+``python -m bench [door] [ingest] [lists] [reports] [edge]`` runs some of them (all by default).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 
 from bench.common import Results
 from bench.door import bench_badge, bench_online
+from bench.edge_scale import bench_edge_scale
 from bench.ingest import bench_ingest
 from bench.lists import bench_encoding, bench_scale
 from bench.reports import bench_reports
 from protocol.signing import Signer
 from server.broker import LocalBroker
 
-GROUPS = ("door", "ingest", "lists", "reports")
+GROUPS = ("door", "ingest", "lists", "reports", "edge")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_online(results, workdir, broker, key_file, signer)
         if "ingest" in wanted:
             bench_ingest(results, workdir, broker, key_file, signer)
+        if "edge" in wanted:
+            bench_edge_scale(results, workdir, broker, key_file, signer)
         if "lists" in wanted:
             bench_encoding(results, signer)
             bench_scale(results, workdir, broker, key_file, signer)
