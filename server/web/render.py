@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from server.auth.deps import CSRF_COOKIE
 from server.domain.operators import Operator
@@ -66,7 +66,8 @@ def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("server", "web/templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,  # a misspelt variable is an error in tests, not a blank
+        # Records leave out the fields they do not have (an event without a door): a
+        # missing field reads as empty, so templates test ``e.door`` without ``.get``.
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -188,9 +188,9 @@ def unit(live_server: LiveServer, web_broker: LocalBroker, web_dir: Path) -> Ite
     )
     cfg = edge_config.load(conf)
     factory = MockFactory()
-    factory.pin(CONTACT_PIN).drive_low()  # the door is shut
     agent = EdgeAgent(cfg, build(cfg, pin_factory=factory), synced=lambda: True)
     agent.start()
+    factory.pin(CONTACT_PIN).drive_low()  # the door is shut
     wait_until(
         lambda: (
             (live_server.store.fleet(device_id="boitron-01") or [({},)])[0][0].get("state")
@@ -300,3 +300,32 @@ def screenshot(page: Any, name: str, *, readme: bool = False) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
     return path
+
+
+def force_door(live_server: LiveServer, unit: EdgeAgent) -> int:
+    """Open the unit's door without a badge, then shut it: a real ``door_forced`` alarm
+    (closed by the door shutting, still to acknowledge). Its id."""
+    from edge.door import RELOCK_GRACE_S
+
+    door = unit.doors["entree"]
+    pin = unit.hardware.pin_factory.pin(CONTACT_PIN)
+    pin.drive_low()  # shut (the contact's pull-up reads it open until driven)
+    # A door opened within a second of a granted passage's relock is that passage.
+    wait_until(
+        lambda: not door.lock.is_unlocked and door._now() - door._locked_at >= RELOCK_GRACE_S,
+        what="the door relocked for good",
+    )
+    store = live_server.store
+    _, before = store.alarms(view="all", kind="door_forced", limit=500)
+    known = {a["id"] for a in before}
+    pin.drive_high()
+
+    def new_alarm() -> int | None:
+        _, found = store.alarms(view="all", kind="door_forced", limit=500)
+        fresh = [a["id"] for a in found if a["id"] not in known]
+        return fresh[0] if fresh else None
+
+    alarm_id = wait_until(new_alarm, what="a door_forced alarm")
+    pin.drive_low()
+    wait_until(lambda: store.alarm(alarm_id)["closed_at"] is not None, what="the door shut")
+    return alarm_id
