@@ -61,6 +61,16 @@ def short_time(ts: float | None) -> str:
     return when.strftime("%d/%m %H:%M")
 
 
+def list_version(version: int | None) -> str:
+    """An access list's version: in practice its publishing time in milliseconds, shown
+    as that time (a small number, as from a test, as it is)."""
+    if version is None:
+        return "—"
+    if version > 10**11:
+        return local_time(version / 1000, "%d/%m %H:%M:%S")
+    return str(version)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -74,6 +84,7 @@ def environment() -> Environment:
     env.globals.update(
         local_time=local_time,
         short_time=short_time,
+        list_version=list_version,
         event_text=describe.event_text,
         is_alert=describe.is_alert,
         member_label=describe.member_label,

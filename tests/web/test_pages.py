@@ -118,9 +118,7 @@ def test_filter_events_page_through_them_and_export_csv(
         lambda: live_server.store.events(kind="access", granted=False)[0] > total_before,
         what="the refusal stored",
     )
-    wait_until(
-        lambda: live_server.store.events(member_name="Bruno")[0] >= 1, what="Bruno's entry"
-    )
+    wait_until(lambda: live_server.store.events(member_name="Bruno")[0] >= 1, what="Bruno's entry")
     page = new_page("manager")
     page.goto("/events")
     page.locator("#f-decision").select_option("denied")
