@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import expect
 
 from edge.agent import EdgeAgent
+from server.auth import service
 from tests.conftest import TEST_PASSWORD, wait_until
-from tests.web.conftest import LOGINS, LiveServer, enrol, force_door, screenshot
+from tests.web.conftest import LOGINS, LiveServer, enrol, force_door, log_in, screenshot
 
 BRUNO = bytes.fromhex("04b0b0b0")
 STRANGER = bytes.fromhex("0badcafe")
@@ -196,3 +198,39 @@ def test_acknowledge_an_alarm_with_the_keyboard_alone(
     expect(notice).to_have_text(f"Alarme n°{alarm_id} acquittée.")
     expect(notice).to_be_focused()  # the keyboard user is told, and not left nowhere
     assert live_server.store.alarm(alarm_id)["acknowledged_by"] == LOGINS["manager"]
+
+
+def test_change_ones_password(new_page: Callable[..., Any], live_server: LiveServer) -> None:
+    service.create_operator(
+        live_server.store,
+        login="camille",
+        name="Camille",
+        role="viewer",
+        centres=None,
+        password=TEST_PASSWORD,
+        actor="cli",
+        address=None,
+        now=time.time(),
+    )
+    page = new_page()
+    log_in(page, "camille")
+    page.get_by_role("link", name="Mot de passe").click()
+    new_password = "un tout autre mot de passe"
+    page.locator("#current").fill("pas le bon mot de passe")
+    page.locator("#new").fill(new_password)
+    page.locator("#confirm").fill(new_password)
+    page.get_by_role("button", name="Changer le mot de passe").click()
+    expect(page.locator("#password-result")).to_have_text("mot de passe actuel incorrect")
+    page.locator("#current").fill(TEST_PASSWORD)
+    page.locator("#confirm").fill(new_password + "!")
+    page.get_by_role("button", name="Changer le mot de passe").click()
+    expect(page.locator("#password-result")).to_contain_text("ne correspond pas")
+    page.locator("#confirm").fill(new_password)
+    page.get_by_role("button", name="Changer le mot de passe").click()
+    expect(page.locator("#password-result")).to_contain_text("Mot de passe changé")
+    screenshot(page, "password")
+
+    page.get_by_role("button", name="Se déconnecter").click()
+    page.wait_for_url("**/login")
+    log_in(page, "camille", new_password)
+    expect(page.locator("h1")).to_have_text("En direct")
