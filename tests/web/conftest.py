@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gpiozero.pins.mock import MockFactory
 
@@ -90,6 +91,7 @@ class LiveServer:
     broker: LocalBroker
     key: bytes
     api: TestClient
+    app: FastAPI
 
     @property
     def store(self) -> Any:
@@ -146,6 +148,7 @@ def live_server(web_broker: LocalBroker, web_dir: Path) -> Iterator[LiveServer]:
             web_broker,
             bytes.fromhex(key_file.read_text()),
             api,
+            app,
         )
     finally:
         server.should_exit = True
