@@ -52,11 +52,11 @@ class Form:
             self.errors.append(label)
             return None
 
-    def page(self, name: str = "page") -> int:
-        value = self.text(name, max_length=7)
-        if value is None or not value.isdigit() or int(value) < 1:
-            return 1
-        return int(value)
+
+def page_number(text: str | None) -> int:
+    """The page asked for (``?page=``): 1 for anything but a whole number from 1 up."""
+    value = (text or "").strip()
+    return int(value) if value.isdigit() and 0 < int(value) < 10**6 else 1
 
 
 def day_start(day: date) -> float:

@@ -16,7 +16,7 @@ from server.domain.operators import Operator
 from server.runtime import RuntimeDep
 from server.store import Store
 from server.web import describe
-from server.web.filters import Form, day_range
+from server.web.filters import Form, day_range, page_number
 from server.web.i18n import translator
 from server.web.render import language_of, local_time, render
 
@@ -63,7 +63,7 @@ def selection(request: Request, store: Store, operator: Operator) -> tuple[Form,
 def events_page(request: Request, operator: PageOperator, runtime: RuntimeDep) -> HTMLResponse:
     store = runtime.store
     form, chosen = selection(request, store, operator)
-    page = form.page()
+    page = page_number(request.query_params.get("page"))
     total, items = (0, [])
     if not form.errors:
         total, items = store.events(

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from server.auth.deps import PageOperator
 from server.runtime import RuntimeDep
-from server.web.filters import Form, day_range
+from server.web.filters import Form, day_range, page_number
 from server.web.i18n import translator
 from server.web.render import TIMEZONE, language_of, render
 
@@ -41,7 +41,7 @@ def journal_page(request: Request, operator: PageOperator, runtime: RuntimeDep) 
     if first and last and last < first:
         form.errors.append(_("La date de fin est avant la date de début."))
     since, until = day_range(first, last)
-    page = form.page()
+    page = page_number(request.query_params.get("page"))
     total, items = 0, []
     if not form.errors:
         total, items = store.audit_entries(
