@@ -184,6 +184,7 @@ def detail(
         centre_names=names,
         centres=visible_centres(runtime, operator),
         as_date=forms.as_date,
+        oob=not full,
         message=message,
         error=error,
         errors=errors or {},
