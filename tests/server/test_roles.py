@@ -122,6 +122,15 @@ def get(path: str) -> Maker:
     return lambda w, centre, caller: ("GET", path.format(centre=centre, unit=unit(centre)), None)
 
 
+def get_post(path: str) -> Maker:
+    return lambda w, centre, caller: ("POST", path, None)
+
+
+def page(status: int) -> dict[str, tuple[int, int]]:
+    """An HTML page of every operator: nobody is sent to the login page (303)."""
+    return {caller: (status, status) for caller in CALLERS[:3]} | {"anonymous": (303, 303)}
+
+
 def same(status: int) -> dict[str, tuple[int, int]]:
     return {caller: (status, status) for caller in CALLERS}
 
@@ -164,7 +173,9 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     ("GET", "/healthz"): (get("/healthz"), same(200)),
     ("GET", "/metrics"): (get("/metrics"), same(200)),
     ("GET", "/login"): (get("/login"), same(200)),
-    ("GET", "/login.js"): (get("/login.js"), same(200)),
+    # The login form (the matrix sends no form fields: refused, the form shown again).
+    ("POST", "/login"): (get_post("/login"), same(401)),
+    ("GET", "/lang/{lang}"): (get("/lang/en?next=/"), same(303)),
     ("POST", "/api/login"): (
         lambda w, c, caller: (
             "POST",
@@ -182,10 +193,12 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     # The pages' own scripts and styles and the offline /docs assets (no data in them).
     ("MOUNT", "/static"): (get("/static/app.css"), same(200)),
     # The live page: nobody is sent to the login page.
-    ("GET", "/"): (
-        get("/"),
-        {"admin": (200, 200), "manager": (200, 200), "viewer": (200, 200), "anonymous": (303, 303)},
-    ),
+    ("GET", "/"): (get("/"), page(200)),
+    # The pages of one's own session (anonymous: sent to the login page).
+    ("POST", "/logout"): (get_post("/logout"), page(303)),
+    ("GET", "/password"): (get("/password"), page(200)),
+    ("POST", "/password"): (get_post("/password"), page(200)),
+    ("GET", "/live/stream"): (get("/live/stream"), read_all()),
     # Centres and units.
     ("GET", "/api/centres"): (get("/api/centres"), read_all()),
     ("POST", "/api/centres"): (
