@@ -14,9 +14,7 @@ def test_hours_closures_and_rooms_are_saved_and_shown(
     login_client: Callable[..., TestClient],
 ) -> None:
     admin = login_client("alice", role="admin")
-    form = {f"d{d}s0_start": "08:30" for d in range(5)} | {
-        f"d{d}s0_end": "18:00" for d in range(5)
-    }
+    form = {f"d{d}s0_start": "08:30" for d in range(5)} | {f"d{d}s0_end": "18:00" for d in range(5)}
     saved = admin.post("/centres/boitron/hours", data=form)
     assert "Horaires enregistrés" in saved.text
     hours = admin.get("/api/centres/boitron").json()["hours"]
@@ -65,9 +63,12 @@ def test_remote_unlock_shows_the_units_answer_and_offline(
     login_client: Callable[..., TestClient], make_unit: Callable[..., object]
 ) -> None:
     admin = login_client("alice", role="admin")
-    assert "Unité hors ligne" in admin.post(
-        "/centres/units/boitron-01/unlock", data={"door": "entree", "reason": "livraison"}
-    ).text
+    assert (
+        "Unité hors ligne"
+        in admin.post(
+            "/centres/units/boitron-01/unlock", data={"door": "entree", "reason": "livraison"}
+        ).text
+    )
     make_unit()
     runtime = admin.app.state.runtime  # type: ignore[attr-defined]
     wait_until(lambda: runtime.store.device("boitron-01")["state"] == "online", what="online")
