@@ -38,6 +38,24 @@ MESSAGES = {
 }
 
 
+# Form fields by the name a person reads in a message (French; the page's ``_`` translates).
+FIELD_LABELS = {
+    "name": "nom",
+    "email": "e-mail",
+    "valid_from": "début de validité",
+    "valid_until": "fin de validité",
+    "centres": "centres",
+    "commute_insee": "commune de travail",
+    "reason": "motif",
+    "plan_id": "formule",
+    "enrol_uid": "carte",
+    "replace_uid": "carte",
+    "uid": "carte",
+    "confirm": "confirmation",
+    "form": "formulaire",
+}
+
+
 class FormError(ValueError):
     """A form that cannot become a request: ``fields`` maps a field to what is wrong."""
 
@@ -128,7 +146,7 @@ def field_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 def refusal(exc: Exception, _: Translate, lang: str) -> str:
     """Why the server refused, in the page's language."""
     if isinstance(exc, FormError):
-        return "; ".join(f"{_(k)} : {_(v)}" for k, v in exc.fields.items())
+        return "; ".join(f"{_(FIELD_LABELS.get(k, k))} : {_(v)}" for k, v in exc.fields.items())
     if isinstance(exc, HTTPException):
         return in_language(str(exc.detail), lang)
     if isinstance(exc, NotFound):
