@@ -11,10 +11,21 @@ from fastapi.sse import EventSourceResponse
 from server.auth.deps import Scope, require_centre
 from server.domain.operators import CentreScope
 from server.routes import models
-from server.routes.params import CentreFilter, Limit, Offset, Since, Until, time_range
+from server.routes.params import (
+    IDENT,
+    MAX_ID,
+    CentreFilter,
+    Limit,
+    Offset,
+    Since,
+    Until,
+    time_range,
+)
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["events and occupancy"])
+
+REASON = r"^[a-z][a-z_]{0,31}$"  # protocol.messages.Reason
 
 KINDS = (
     r"^(access|door_forced|door_held|door_closed|room|unlock"
@@ -30,6 +41,14 @@ def list_events(
     since: Since = None,
     until: Until = None,
     kind: Annotated[str | None, Query(pattern=KINDS)] = None,
+    door: Annotated[str | None, Query(pattern=IDENT, description="Only this door.")] = None,
+    member: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only this member.")] = None,
+    granted: Annotated[
+        bool | None, Query(description="Cards only: let in (true) or refused (false).")
+    ] = None,
+    reason: Annotated[
+        str | None, Query(pattern=REASON, description="The rule behind the decision.")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict:
@@ -45,6 +64,10 @@ def list_events(
         kind=kind,
         limit=limit,
         offset=offset,
+        door=door,
+        member_id=member,
+        granted=granted,
+        reason=reason,
     )
     return {"total": total, "limit": limit, "offset": offset, "items": items}
 

@@ -429,9 +429,14 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         centre_ids: Iterable[str] | None = None,
+        door: str | None = None,
+        member_id: int | None = None,
+        member_name: str | None = None,
+        granted: bool | None = None,
+        reason: str | None = None,
     ) -> tuple[int, list[dict]]:
         """(total matching, one page of events newest first); ``centre_ids``: only events
-        of these centres."""
+        of these centres; the other filters: see ``events_sql.page``."""
         return events_sql.page(
             self.db,
             centre_ids=centre_ids,
@@ -441,6 +446,11 @@ class Store:
             kind=kind,
             limit=limit,
             offset=offset,
+            door=door,
+            member_id=member_id,
+            member_name=member_name,
+            granted=granted,
+            reason=reason,
         )
 
     def event_count(self) -> int:

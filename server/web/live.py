@@ -96,9 +96,9 @@ def snapshot(runtime: Runtime, scope: CentreScope, now: float | None = None) -> 
 
 
 def centre_state(units: list[dict]) -> str:
-    """The worst of its units' states (no unit: unknown)."""
+    """The worst of its units' known states (unknown when none is known)."""
     states = {u["state"] for u in units}
-    for state in (UNKNOWN, OFFLINE, DEGRADED, ONLINE):
+    for state in (OFFLINE, DEGRADED, ONLINE, UNKNOWN):
         if state in states:
             return state
     return UNKNOWN

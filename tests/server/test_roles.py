@@ -199,6 +199,24 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     ("GET", "/password"): (get("/password"), page(200)),
     ("POST", "/password"): (get_post("/password"), page(200)),
     ("GET", "/live/stream"): (get("/live/stream"), read_all()),
+    # The events page and its CSV: another centre is not among a manager's choices (422,
+    # the same answer as a centre that does not exist).
+    **{
+        ("GET", path): (
+            get(path + "?centre={centre}"),
+            page(200) | {"manager": (200, 422)},
+        )
+        for path in ("/events", "/events.csv")
+    },
+    ("GET", "/fleet"): (get("/fleet"), page(200)),
+    ("POST", "/fleet/alarms/{alarm_id}/ack"): (
+        lambda w, c, caller: ("POST", f"/fleet/alarms/{w.new_alarm(c)}/ack", None),
+        write() | {"anonymous": (303, 303)},
+    ),
+    ("GET", "/journal"): (
+        get("/journal?centre={centre}"),
+        {"admin": (200, 200), "manager": (403, 403), "viewer": (403, 403), "anonymous": (303, 303)},
+    ),
     # Centres and units.
     ("GET", "/api/centres"): (get("/api/centres"), read_all()),
     ("POST", "/api/centres"): (

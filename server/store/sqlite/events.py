@@ -138,10 +138,18 @@ def page(
     limit: int = 100,
     offset: int = 0,
     centre_ids: Iterable[str] | None = None,
+    door: str | None = None,
+    member_id: int | None = None,
+    member_name: str | None = None,
+    granted: bool | None = None,
+    reason: str | None = None,
 ) -> tuple[int, list[dict]]:
     """(total matching, one page of events newest first with the member's name);
-    ``centre_ids`` (a manager's centres) keeps only events of these centres."""
-    clauses, args = [], []
+    ``centre_ids`` (a manager's centres) keeps only events of these centres;
+    ``member_name``: members whose name contains it (any case); ``granted`` and
+    ``reason``: the decision on a card and the rule that made it."""
+    clauses: list[str] = []
+    args: list[object] = []
     if centre_ids is not None:
         allowed = sorted(centre_ids)
         clauses.append(f"centre_id IN ({', '.join('?' * len(allowed)) or 'NULL'})")
@@ -151,6 +159,11 @@ def page(
         ("ts >= ?", since),
         ("ts < ?", until),
         ("kind = ?", kind),
+        ("door = ?", door),
+        ("member_id = ?", member_id),
+        ("member_id IN (SELECT id FROM members WHERE name LIKE ? ESCAPE '\\')", _like(member_name)),
+        ("granted = ?", None if granted is None else int(granted)),
+        ("reason = ?", reason),
     ):
         if value is not None:
             clauses.append(clause)
@@ -164,6 +177,14 @@ def page(
         [*args, limit, offset],
     )
     return total, [_row(r) for r in rows]
+
+
+def _like(text: str | None) -> str | None:
+    """A LIKE pattern for "contains ``text``" (its own % and _ taken literally)."""
+    if not text:
+        return None
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def count(db: Database) -> int:

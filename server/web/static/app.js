@@ -20,3 +20,12 @@
     if (box) box.textContent = text;
   });
 })();
+(function () {
+  // After htmx swaps in an answer, keyboard focus goes to its message (marked data-focus),
+  // so a keyboard or screen-reader user is not left on a button that no longer exists.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    var focus = target && target.querySelector ? target.querySelector("[data-focus]") : null;
+    if (focus) focus.focus();
+  });
+})();
