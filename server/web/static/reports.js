@@ -46,20 +46,24 @@
       var busy = cells.filter(function (c) { return c.people > 0; }).map(function (c) { return c.hour; });
       var first = Math.min.apply(null, busy.concat([7]));
       var last = Math.max.apply(null, busy.concat([20]));
+      var hours = [];
+      for (var h = first; h <= last; h++) hours.push(h + " h");
       var shown = cells.filter(function (c) { return c.hour >= first && c.hour <= last; });
       new Chart(occupancy, {
         type: "matrix",
         data: {
           datasets: [{
             label: words.people,
-            data: shown.map(function (c) { return { x: c.hour, y: days.indexOf(c.weekday), v: c.people }; }),
+            data: shown.map(function (c) {
+              return { x: c.hour + " h", y: words.weekdays[days.indexOf(c.weekday)], v: c.people };
+            }),
             backgroundColor: function (ctx) {
               var v = ctx.raw ? ctx.raw.v : 0;
               return "rgba(11, 79, 138, " + (0.06 + 0.94 * v / max).toFixed(3) + ")";
             },
             borderColor: "#ffffff",
             borderWidth: 1,
-            width: function (ctx) { var a = ctx.chart.chartArea; return a ? a.width / (last - first + 1) - 1 : 10; },
+            width: function (ctx) { var a = ctx.chart.chartArea; return a ? a.width / hours.length - 1 : 10; },
             height: function (ctx) { var a = ctx.chart.chartArea; return a ? a.height / 7 - 1 : 10; }
           }]
         },
@@ -68,14 +72,14 @@
             legend: { display: false },
             tooltip: {
               callbacks: {
-                title: function (items) { var r = items[0].raw; return words.weekdays[r.y] + " " + r.x + " h"; },
+                title: function (items) { var r = items[0].raw; return r.y + " " + r.x; },
                 label: function (item) { return words.people + " : " + item.raw.v.toLocaleString(locale); }
               }
             }
           },
           scales: {
-            x: { type: "linear", min: first - 0.5, max: last + 0.5, offset: false, ticks: { stepSize: 1, callback: function (v) { return v + " h"; } }, grid: { display: false } },
-            y: { type: "linear", min: -0.5, max: 6.5, reverse: true, offset: false, ticks: { stepSize: 1, callback: function (v) { return words.weekdays[v] || ""; } }, grid: { display: false } }
+            x: { type: "category", labels: hours, offset: true, grid: { display: false } },
+            y: { type: "category", labels: words.weekdays, offset: true, reverse: true, grid: { display: false } }
           }
         }
       });
