@@ -94,4 +94,5 @@ def test_hours_saved_on_the_page_reach_the_centre(
         live_server.api.patch("/api/centres/boitron", json={"hours": before})
     page.goto("/centres")
     expect(page.locator("main")).not_to_contain_text("Bellême")  # not this manager's
+    screenshot(page, "centres-list")
     assert page.script_errors == []

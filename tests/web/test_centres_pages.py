@@ -80,3 +80,23 @@ def test_remote_unlock_shows_the_units_answer_and_offline(
     assert "Porte ouverte" in opened.text
     missing = admin.post("/centres/units/boitron-01/unlock", data={"door": "entree"})
     assert "obligatoire" in missing.text
+
+
+def test_lockdown_and_release_show_the_units_answer(
+    login_client: Callable[..., TestClient], make_unit: Callable[..., object]
+) -> None:
+    admin = login_client("alice", role="admin")
+    unit = make_unit()
+    runtime = admin.app.state.runtime  # type: ignore[attr-defined]
+    wait_until(lambda: runtime.store.device("boitron-01")["state"] == "online", what="online")
+    locked = admin.post("/centres/units/boitron-01/lockdown", data={"reason": "exercice"})
+    assert "Confinement en place" in locked.text
+    assert unit.lockdown is True  # type: ignore[attr-defined]
+    released = admin.post("/centres/units/boitron-01/release", data={"reason": "fin"})
+    assert "Confinement levé" in released.text
+    assert unit.lockdown is False  # type: ignore[attr-defined]
+    admin.post("/api/centres", json={"id": "belleme", "name": "Bellême"})
+    manager = login_client("marc", role="manager", centres=["belleme"])
+    hidden = manager.post("/centres/units/boitron-01/lockdown", data={"reason": "x"})
+    assert "introuvable" in hidden.text
+    assert unit.lockdown is False  # type: ignore[attr-defined]

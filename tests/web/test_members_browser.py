@@ -129,6 +129,7 @@ def test_create_search_and_suspend_a_member_with_the_keyboard_only(
     page.keyboard.type("clavier@")
     page.keyboard.press("Enter")
     expect(page.locator("#results")).to_contain_text("Clavier Seul")
+    screenshot(page, "members-search")
     tab_to(page, "#results a")
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_contain_text("Clavier Seul")

@@ -85,3 +85,56 @@ def test_a_manager_sees_only_their_centres_members(
     assert "Mine" in listing and "Autre" not in listing
     assert manager.get(f"/members/{other['id']}").status_code == 404
     assert "Suspendre" in manager.get(f"/members/{mine['id']}").text
+
+
+def test_export_and_erase_are_for_admins_and_erase_wants_the_id_again(
+    login_client: Callable[..., TestClient],
+) -> None:
+    admin = login_client("alice", role="admin")
+    member = admin.post(
+        "/api/members", json={"name": "Éloïse Oubli", "centres": ["boitron"]}
+    ).json()
+    manager = login_client("marc", role="manager", centres=["boitron"])
+    page = manager.get(f"/members/{member['id']}").text
+    assert "Effacer" not in page and "export.json" not in page
+    assert manager.get(f"/members/{member['id']}/export.json").status_code == 403
+    exported = admin.get(f"/members/{member['id']}/export.json")
+    assert exported.headers["content-disposition"].startswith("attachment")
+    assert exported.json()["member"]["name"] == "Éloïse Oubli"
+    wrong = admin.post(f"/members/{member['id']}/erase", data={"confirm": "999"})
+    assert f"retapez le numéro du membre ({member['id']})" in wrong.text
+    assert admin.get(f"/api/members/{member['id']}").status_code == 200
+    refused = manager.post(f"/members/{member['id']}/erase", data={"confirm": str(member["id"])})
+    assert "réservé aux administrateurs" in refused.text
+    erased = admin.post(
+        f"/members/{member['id']}/erase",
+        data={"confirm": str(member["id"])},
+        headers={"HX-Request": "true"},
+    )
+    assert erased.headers["HX-Redirect"] == f"/members?erased={member['id']}"
+    assert admin.get(f"/api/members/{member['id']}").status_code == 404
+    assert f"Membre {member['id']} effacé." in admin.get(erased.headers["HX-Redirect"]).text
+
+
+def test_plans_are_given_and_ended_from_the_page(
+    login_client: Callable[..., TestClient],
+) -> None:
+    admin = login_client("alice", role="admin")
+    plan = admin.post(
+        "/api/plans", json={"name": "Carnet 10 jours", "kind": "day_pass", "days": 10}
+    ).json()
+    member = admin.post("/api/members", json={"name": "Paul", "centres": ["boitron"]}).json()
+    page = admin.get(f"/members/{member['id']}").text
+    assert "Carnet 10 jours (10 jours)" in page
+    given = admin.post(f"/members/{member['id']}/plans", data={"plan_id": str(plan["id"])})
+    assert "Formule attribuée." in given.text
+    held = admin.get(f"/api/members/{member['id']}/plans").json()
+    assert [h["days_left"] for h in held] == [10]
+    bad = admin.post(
+        f"/members/{member['id']}/plans",
+        data={"plan_id": str(plan["id"]), "valid_from": "2026-05-02", "valid_until": "2026-05-01"},
+    )
+    assert "valid_until must not be before valid_from" in bad.text
+    ended = admin.post(f"/members/{member['id']}/plans/{held[0]['id']}/end")
+    assert "Formule terminée." in ended.text
+    assert admin.get(f"/api/members/{member['id']}/plans").json()[0]["ended_at"] is not None
