@@ -56,11 +56,11 @@ def member_label(event: dict, _: Translate) -> str:
     return ""
 
 
-def event_text(event: dict, _: Translate) -> str:
-    """One line saying what happened (without when and where)."""
+def event_text(event: dict, _: Translate, *, with_door: bool = True) -> str:
+    """One line saying what happened (without when, nor where unless ``with_door``)."""
     kind = event.get("kind", "")
     who = member_label(event, _)
-    door = f" ({event['door']})" if event.get("door") else ""
+    door = f" ({event['door']})" if with_door and event.get("door") else ""
     if kind == "access":
         if event.get("granted"):
             what = _("sortie") if event.get("direction") == "out" else _("entrée")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from server.auth.deps import CSRF_COOKIE
 from server.domain.operators import Operator
@@ -61,18 +61,30 @@ def short_time(ts: float | None) -> str:
     return when.strftime("%d/%m %H:%M")
 
 
+def list_version(version: int | None) -> str:
+    """An access list's version: in practice its publishing time in milliseconds, shown
+    as that time (a small number, as from a test, as it is)."""
+    if version is None:
+        return "—"
+    if version > 10**11:
+        return local_time(version / 1000, "%d/%m %H:%M:%S")
+    return str(version)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("server", "web/templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,  # a misspelt variable is an error in tests, not a blank
+        # Records leave out the fields they do not have (an event without a door): a
+        # missing field reads as empty, so templates test ``e.door`` without ``.get``.
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.globals.update(
         local_time=local_time,
         short_time=short_time,
+        list_version=list_version,
         event_text=describe.event_text,
         is_alert=describe.is_alert,
         member_label=describe.member_label,

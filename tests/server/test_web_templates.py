@@ -99,3 +99,51 @@ def test_every_vendored_script_ships_with_its_licence() -> None:
 
 def test_every_refusal_reason_is_in_words() -> None:
     assert set(DENY_REASONS) <= describe.REASONS.keys()
+
+
+def luminance(hex_colour: str) -> float:
+    value = hex_colour.lstrip("#")
+    if len(value) == 3:
+        value = "".join(c * 2 for c in value)
+    channels = [int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_text_colours_meet_wcag_aa_contrast() -> None:
+    """Every text colour of the style sheet on the backgrounds it is used on: 4.5:1."""
+    css = (WEB / "static" / "app.css").read_text("utf-8")
+    colours = dict(re.findall(r"--([a-z]+):\s*(#[0-9a-fA-F]{3,6})", css))
+    white = "#ffffff"
+    pairs = [
+        (colours[text], colours[ground])
+        for text in ("ink", "muted", "brand", "ok", "warn", "bad")
+        for ground in ("paper", "band")
+    ]
+    pairs += [(white, colours["brand"]), (white, colours["bad"])]
+    # Room chips: their text on their own tint.
+    pairs += [(colours["bad"], "#fdecec"), (colours["ok"], "#e9f6ec")]
+    pairs += [(colours["ink"], "#fdf0d5")]  # the warning banner
+    low = [(a, b, round(contrast(a, b), 2)) for a, b in pairs if contrast(a, b) < 4.5]
+    assert low == []
+
+
+def test_a_unit_is_unknown_while_the_broker_is_lost_and_degraded_when_faulty() -> None:
+    from server.web.live import centre_state, unit_state
+
+    online = {"state": "online", "faults": [], "open_alarms": []}
+    assert unit_state(online, True) == "online"
+    assert unit_state(online, False) == "unknown"
+    assert unit_state({**online, "faults": ["entree: reader: no answer"]}, True) == "degraded"
+    assert unit_state({**online, "open_alarms": ["clock_unsynced"]}, True) == "degraded"
+    assert unit_state({**online, "open_alarms": ["door_forced"]}, True) == "online"
+    assert unit_state({"state": "offline"}, True) == "offline"
+    assert unit_state({"state": None}, True) == "unknown"
+    assert centre_state([{"state": "online"}, {"state": "unknown"}]) == "online"
+    assert centre_state([{"state": "online"}, {"state": "offline"}]) == "offline"
+    assert centre_state([]) == "unknown"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gpiozero.pins.mock import MockFactory
 
@@ -90,6 +91,7 @@ class LiveServer:
     broker: LocalBroker
     key: bytes
     api: TestClient
+    app: FastAPI
 
     @property
     def store(self) -> Any:
@@ -146,6 +148,7 @@ def live_server(web_broker: LocalBroker, web_dir: Path) -> Iterator[LiveServer]:
             web_broker,
             bytes.fromhex(key_file.read_text()),
             api,
+            app,
         )
     finally:
         server.should_exit = True
@@ -188,9 +191,9 @@ def unit(live_server: LiveServer, web_broker: LocalBroker, web_dir: Path) -> Ite
     )
     cfg = edge_config.load(conf)
     factory = MockFactory()
-    factory.pin(CONTACT_PIN).drive_low()  # the door is shut
     agent = EdgeAgent(cfg, build(cfg, pin_factory=factory), synced=lambda: True)
     agent.start()
+    factory.pin(CONTACT_PIN).drive_low()  # the door is shut
     wait_until(
         lambda: (
             (live_server.store.fleet(device_id="boitron-01") or [({},)])[0][0].get("state")
@@ -300,3 +303,32 @@ def screenshot(page: Any, name: str, *, readme: bool = False) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
     return path
+
+
+def force_door(live_server: LiveServer, unit: EdgeAgent) -> int:
+    """Open the unit's door without a badge, then shut it: a real ``door_forced`` alarm
+    (closed by the door shutting, still to acknowledge). Its id."""
+    from edge.door import RELOCK_GRACE_S
+
+    door = unit.doors["entree"]
+    pin = unit.hardware.pin_factory.pin(CONTACT_PIN)
+    pin.drive_low()  # shut (the contact's pull-up reads it open until driven)
+    # A door opened within a second of a granted passage's relock is that passage.
+    wait_until(
+        lambda: not door.lock.is_unlocked and door._now() - door._locked_at >= RELOCK_GRACE_S,
+        what="the door relocked for good",
+    )
+    store = live_server.store
+    _, before = store.alarms(view="all", kind="door_forced", limit=500)
+    known = {a["id"] for a in before}
+    pin.drive_high()
+
+    def new_alarm() -> int | None:
+        _, found = store.alarms(view="all", kind="door_forced", limit=500)
+        fresh = [a["id"] for a in found if a["id"] not in known]
+        return fresh[0] if fresh else None
+
+    alarm_id = wait_until(new_alarm, what="a door_forced alarm")
+    pin.drive_low()
+    wait_until(lambda: store.alarm(alarm_id)["closed_at"] is not None, what="the door shut")
+    return alarm_id

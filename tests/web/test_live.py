@@ -37,6 +37,9 @@ def test_a_badge_shows_on_the_live_page_without_reloading(
     expect(sites).to_have_count(2)
     assert page.locator(".map path.outline").get_attribute("d").startswith("M")
     screenshot(page, "live", readme=True)
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, upright
+    expect(card).to_be_visible()
+    screenshot(page, "live-tablet")
     assert page.script_errors == []
 
     unit.badge("entree", ALICE)  # toggle: on the way out
