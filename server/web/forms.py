@@ -156,7 +156,10 @@ def refusal(exc: Exception, _: Translate, lang: str) -> str:
     raise exc
 
 
-REFUSED = (FormError, HTTPException, NotFound, Conflict, AuthError)
+# What a form's answer shows in the page (the form again, each wrong field named). A
+# refusal by role (403) or of something the operator cannot see (404) is not among them:
+# it keeps its status, and the pages' script shows its message.
+REFUSED = (FormError, HTTPException, Conflict)
 
 
 def require_write(operator: Operator) -> None:

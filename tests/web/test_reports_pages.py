@@ -36,13 +36,13 @@ def test_the_page_shows_every_chart_with_its_figures_and_csv_links(
 def test_bad_filters_are_named_and_not_a_crash(login_client: Callable[..., TestClient]) -> None:
     admin = login_client("alice", role="admin")
     reversed_ = admin.get("/reports", params={"from": "2026-05", "to": "2026-01"})
-    assert reversed_.status_code == 200 and "is before from" in reversed_.text
+    assert reversed_.status_code == 422 and "is before from" in reversed_.text
     too_long = admin.get("/reports", params={"from": "2024-01", "to": "2026-01"})
     assert "at most 12 months" in too_long.text
     nonsense = admin.get("/reports", params={"from": "mai", "to": "2026-01"})
     assert "expected YYYY-MM" in nonsense.text
     unknown = admin.get("/reports", params={"from": "2026-01", "to": "2026-01", "centre": "nulle"})
-    assert "introuvable" in unknown.text
+    assert unknown.status_code == 404 and "introuvable" in unknown.text
     assert admin.get("/reports/visits.csv", params={"from": "x", "to": "y"}).status_code == 422
 
 

@@ -181,8 +181,8 @@ async def act(
     data = await forms.fields_of(request)
     lang = language_of(request)
     _ = translator(lang)
+    forms.require_write(operator)
     try:
-        forms.require_write(operator)
         await run_in_threadpool(action, data)
     except REFUSED as exc:
         return detail(
@@ -347,8 +347,9 @@ async def unit_command(
     lang = language_of(request)
     _ = translator(lang)
     door = text(data.get("door"))
+    centres_api.visible_device(runtime.store, operator.scope, device_id)  # else 404
+    forms.require_write(operator)
     try:
-        forms.require_write(operator)
         reason = text(data.get("reason"))
         if reason is None:
             raise FormError({"reason": "obligatoire"})

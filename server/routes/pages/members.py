@@ -123,8 +123,8 @@ async def create_member(
 ) -> HTMLResponse:
     data = await forms.fields_of(request)
     lang = language_of(request)
+    forms.require_write(operator)
     try:
-        forms.require_write(operator)
         body = forms.validate(members_api.MemberCreate, member_fields(data, update=False))
         member = members_api.create_member(
             body, runtime, operator, operator.scope, auditor(request, runtime, operator)
@@ -240,8 +240,8 @@ async def act(
     data = await forms.fields_of(request)
     lang = language_of(request)
     _ = translator(lang)
+    forms.require_write(operator)
     try:
-        forms.require_write(operator)
         action(data)
     except REFUSED as exc:
         return detail(
@@ -444,8 +444,8 @@ async def erase_member(
     data = await forms.fields_of(request)
     lang = language_of(request)
     _ = translator(lang)
+    forms.require_admin(operator)
     try:
-        forms.require_admin(operator)
         confirm = text(data.get("confirm")) or ""
         if not confirm.isdigit() or int(confirm) != member_id:
             raise FormError({"confirm": _("retapez le numéro du membre ({id})", id=member_id)})

@@ -17,7 +17,8 @@ from server.domain.reports import ReportError
 from server.routes import reports as reports_api
 from server.routes.params import CentreFilter
 from server.runtime import Runtime, RuntimeDep
-from server.web.forms import REFUSED, refusal
+from server.store import NotFound
+from server.web.forms import refusal
 from server.web.i18n import translator
 from server.web.render import TIMEZONE, in_language, language_of, render
 
@@ -80,16 +81,18 @@ def reports_page(
     first, last = from_ or first, to or last
     chosen = centre or None
     error = None
+    status = 200
     data: dict[str, Any] | None = None
     try:
         data = figures(runtime, operator, first, last, chosen)
     except ReportError as exc:
-        error = str(exc)
-    except REFUSED as exc:  # a centre not found (or not this manager's)
-        error = refusal(exc, translator(lang), lang)
+        error, status = str(exc), 422
+    except NotFound as exc:  # a centre that does not exist (or is not this manager's)
+        error, status = refusal(exc, translator(lang), lang), 404
     return render(
         request,
         "reports.html",
+        status_code=status,
         first=first,
         last=last,
         centre=chosen,
