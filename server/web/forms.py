@@ -115,7 +115,7 @@ def _epoch(value: Any, field: str, *, end: bool) -> float | None:
     return stamp - 1 if end else stamp
 
 
-def as_date(ts: float | None, *, end: bool = False) -> str:
+def as_date(ts: float | None) -> str:
     """Epoch seconds as the local date a date field shows ("" for none)."""
     if ts is None:
         return ""

@@ -91,7 +91,7 @@ def visible_centres(runtime: Runtime, operator: Operator) -> list[dict]:
     return [c for c in runtime.store.centres() if operator.scope.sees(c["id"])]
 
 
-def member_fields(data: dict[str, Any], *, update: bool) -> dict[str, Any]:
+def member_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A member form's values as the API's body (dates as local days)."""
     errors: dict[str, str] = {}
     body: dict[str, Any] = {"name": text(data.get("name")) or ""}
@@ -125,7 +125,7 @@ async def create_member(
     lang = language_of(request)
     forms.require_write(operator)
     try:
-        body = forms.validate(members_api.MemberCreate, member_fields(data, update=False))
+        body = forms.validate(members_api.MemberCreate, member_fields(data))
         member = members_api.create_member(
             body, runtime, operator, operator.scope, auditor(request, runtime, operator)
         )
@@ -261,7 +261,7 @@ async def edit_member(
     request: Request, member_id: MemberId, runtime: RuntimeDep, operator: PageOperator
 ) -> HTMLResponse:
     def run(data: dict[str, Any]) -> None:
-        body = forms.validate(members_api.MemberUpdate, member_fields(data, update=True))
+        body = forms.validate(members_api.MemberUpdate, member_fields(data))
         members_api.update_member(
             member_id, body, runtime, operator, operator.scope, auditor(request, runtime, operator)
         )
