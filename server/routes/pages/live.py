@@ -57,12 +57,9 @@ async def live_stream(
     refreshed = 0.0
     last_event_id: int | None = None
     while not await request.is_disconnected():
-        _total, newest = await asyncio.to_thread(store.events, centre_ids=scope.centres, limit=1)
-        key = (
-            store.change_counter,
-            runtime.bridge.connected.is_set(),
-            newest[0]["id"] if newest else None,
-        )
+        # The store counts its commits that change what the page shows (events, statuses,
+        # alarms); the broker link is the bridge's. Nothing is read until one moves.
+        key = (store.change_counter, runtime.bridge.connected.is_set())
         if key != seen_key or time.monotonic() - refreshed > REFRESH_S:
             seen_key, refreshed = key, time.monotonic()
             data = await asyncio.to_thread(_page_data, runtime, scope)
@@ -74,8 +71,7 @@ async def live_stream(
             announcement = _announcement(data, last_event_id, say)
             if announcement:
                 yield ServerSentEvent(event="announce", raw_data=announcement)
-            if data["events"]:
-                last_event_id = max(e["id"] for e in data["events"])
+            last_event_id = max((e["id"] for e in data["events"]), default=last_event_id or 0)
         await asyncio.sleep(POLL_S)
 
 
