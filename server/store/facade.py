@@ -318,11 +318,25 @@ class Store:
         return members.get(self.db, member_id)
 
     def members(
-        self, *, limit: int = 100, offset: int = 0, centre_ids: Iterable[str] | None = None
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        centre_ids: Iterable[str] | None = None,
+        search: str | None = None,
+        badge_hash: str | None = None,
     ) -> tuple[int, list[dict]]:
         """(total, one page by name); ``centre_ids``: only members allowed at one of these
-        centres or at every centre."""
-        return members.page(self.db, limit=limit, offset=offset, centre_ids=centre_ids)
+        centres or at every centre; ``search``: part of a name, e-mail or badge label, or
+        (``badge_hash``) the card the searched text is the UID of."""
+        return members.page(
+            self.db,
+            limit=limit,
+            offset=offset,
+            centre_ids=centre_ids,
+            search=search,
+            badge_hash=badge_hash,
+        )
 
     def enrol_badge(self, member_id: int, badge_hash: str, label: str | None = None) -> dict:
         self.member(member_id)
