@@ -41,6 +41,7 @@ ALARMS = {
     "door_held": "porte restée ouverte",
     "reader_fault": "lecteur en panne",
     "unit_offline": "unité hors ligne",
+    "unit_silent": "unité muette (plus de battement de cœur)",
     "clock_unsynced": "horloge non synchronisée",
     "outbox_filling": "file d'envoi qui se remplit",
     "centre_mismatch": "unité configurée pour un autre centre",

@@ -34,7 +34,13 @@ def unit_state(unit: dict, broker_connected: bool) -> str:
         return UNKNOWN
     state = unit.get("state")
     if state == ONLINE:
-        if unit.get("faults") or DEGRADING.intersection(unit.get("open_alarms") or ()):
+        if "unit_silent" in (unit.get("open_alarms") or ()):
+            return OFFLINE  # its heartbeat stopped: the network died without a word
+        if (
+            unit.get("faults")
+            or unit.get("condition") == "degraded"
+            or DEGRADING.intersection(unit.get("open_alarms") or ())
+        ):
             return DEGRADED
         return ONLINE
     if state == OFFLINE:
@@ -66,7 +72,12 @@ def snapshot(runtime: Runtime, scope: CentreScope, now: float | None = None) -> 
                 {
                     "device_id": unit["device_id"],
                     "state": unit_state(full, connected),
-                    "since": full.get("state_since") or unit.get("last_seen"),
+                    "since": (
+                        full.get("health_at")
+                        if "unit_silent" in (full.get("open_alarms") or ())
+                        else full.get("state_since")
+                    )
+                    or unit.get("last_seen"),
                     "last_seen": unit.get("last_seen"),
                     "faults": full.get("faults") or [],
                 }

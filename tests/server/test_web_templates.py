@@ -142,6 +142,10 @@ def test_a_unit_is_unknown_while_the_broker_is_lost_and_degraded_when_faulty() -
     assert unit_state({**online, "faults": ["entree: reader: no answer"]}, True) == "degraded"
     assert unit_state({**online, "open_alarms": ["clock_unsynced"]}, True) == "degraded"
     assert unit_state({**online, "open_alarms": ["door_forced"]}, True) == "online"
+    # From its heartbeat: degraded with the reasons, or silent (shown offline).
+    assert unit_state({**online, "condition": "degraded"}, True) == "degraded"
+    assert unit_state({**online, "condition": "ok"}, True) == "online"
+    assert unit_state({**online, "open_alarms": ["unit_silent"]}, True) == "offline"
     assert unit_state({"state": "offline"}, True) == "offline"
     assert unit_state({"state": None}, True) == "unknown"
     assert centre_state([{"state": "online"}, {"state": "unknown"}]) == "online"
