@@ -371,3 +371,23 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a run is: the short variant runs in ``make test``, the long one in
+    ``make soak``."""
+
+    events: int  # per unit
+    pause_s: float  # between two events of a unit
+    fault_s: float  # how long a fault lasts (a frozen broker, a cut link)
+    repeats: int = 1  # kills of the agent
+
+
+def variants(short: Size, soak: Size) -> list[object]:
+    import pytest
+
+    return [
+        pytest.param(short, id="short"),
+        pytest.param(soak, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(7200)]),
+    ]
