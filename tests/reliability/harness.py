@@ -28,7 +28,7 @@ from server.broker.files import BrokerPaths
 from tests.conftest import wait_until
 
 BIN = Path(sys.executable).parent
-RELAY_PIN = 17  # active-high in these units: energised at 1
+RELAY_PIN = 17  # an active-low board (the default): energised at 0
 CONTACT_PIN = 27
 MOTION_PIN = 22
 EXIT_PIN = 23
