@@ -229,6 +229,7 @@ class EdgeAgent:
             monotonic=monotonic,
         )
         self.lists.load()
+        self.outbox.on_write_failure = self.link.publish_status  # the status says why
         self.publisher = Worker("publisher", self._publish_step)
         self.inbox = Worker("inbox", self._inbox_step)
         self.installer = Worker("lists", self._lists_step)
@@ -479,8 +480,14 @@ class EdgeAgent:
         self._record(kind="room", room=room_id, room_state=state)
 
     def _outbox_faults(self) -> list[str]:
-        """The outbox's state for the status: 80 % full, and room changes shed."""
-        found = []
+        """The outbox's state for the status: 80 % full, room changes shed, a damaged file
+        set aside at boot, a write that failed."""
+        found = [f"unit: {what}" for what in self.outbox.damaged]
+        if self.outbox.write_failure is not None:
+            found.append(
+                f"unit: outbox: {self.outbox.write_failure} "
+                f"({self.outbox.unwritten} events not recorded)"
+            )
         pending, limit = self.outbox.pending, self.config.outbox_max_events
         if pending >= OUTBOX_ALARM_SHARE * limit:
             found.append(

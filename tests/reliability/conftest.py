@@ -73,7 +73,7 @@ class Cluster:
             **broker.server_settings(),
         )
         self.token = ""
-        self.members: dict[str, int] = {}  # uid hex -> member id
+        self.badges: dict[str, int] = {}  # uid hex -> badge id
         self.server = ServerProcess(tmp_path, self.env())
         self.units: list[UnitProcess] = []
 
@@ -105,7 +105,7 @@ class Cluster:
                 member = client.post("/api/members", json={"name": name}).json()
                 answer = client.post(f"/api/members/{member['id']}/badges", json={"uid": uid})
                 assert answer.is_success, answer.text
-                self.members[uid] = member["id"]
+                self.badges[uid] = answer.json()["id"]
 
     def unit(self, device_id: str, **options: object) -> UnitProcess:
         unit = UnitProcess(

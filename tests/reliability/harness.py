@@ -391,3 +391,109 @@ def variants(short: Size, soak: Size) -> list[object]:
         pytest.param(short, id="short"),
         pytest.param(soak, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(7200)]),
     ]
+
+
+class Proxy:
+    """A TCP relay between units and the broker that the test controls (loopback only).
+
+    ``mode``: ``"pass"`` relays both ways; ``"drop"`` keeps every connection open and
+    silently discards what goes either way (a cable cut the TCP stacks do not see; new
+    connections hang); ``"reset"`` closes every connection with a TCP reset (SO_LINGER 0)
+    and resets new ones at once.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.mode = "pass"
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="proxy")
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.mode == "reset":
+                self._reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                self._reset(client)
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: object, sink: object) -> None:
+        import socket
+
+        assert isinstance(source, socket.socket) and isinstance(sink, socket.socket)
+        source.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                data = source.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            if self.mode == "drop":
+                continue  # swallowed: the sender believes it went
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    @staticmethod
+    def _reset(sock: object) -> None:
+        import socket
+        import struct
+
+        assert isinstance(sock, socket.socket)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+    def cut(self, mode: str) -> None:
+        assert mode in ("drop", "reset")
+        self.mode = mode
+        if mode == "reset":
+            with self._lock:
+                conns, self._conns = self._conns, []
+            for sock in conns:
+                self._reset(sock)
+
+    def heal(self) -> None:
+        """Relay again; connections that were dropped stay dead (as after a real cut)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        if self.mode == "drop":
+            for sock in conns:
+                self._reset(sock)
+        self.mode = "pass"
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._listener.close()
+        self.heal()
