@@ -56,7 +56,7 @@ from edge.feedback import Feedback, for_access
 from edge.hardware.build import Hardware
 from edge.link import MqttLink
 from edge.lists import ListSync
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxWriteError
 from edge.poller import CardPoller
 from edge.rooms import Room, RoomState
 from protocol import topics
@@ -373,9 +373,14 @@ class EdgeAgent:
         )
         return event
 
-    def exit_pressed(self, door_id: str) -> Event:
-        """The request-to-exit button of ``door_id``: open without a badge (lockdown too)."""
-        event = self._record(kind="exit", door=door_id)
+    def exit_pressed(self, door_id: str) -> Event | None:
+        """The request-to-exit button of ``door_id``: open without a badge (lockdown too).
+        People must be able to leave: the door opens even when the outbox cannot record
+        the event (a full disk; None then, and the status says why)."""
+        try:
+            event: Event | None = self._record(kind="exit", door=door_id)
+        except OutboxWriteError:
+            event = None
         self.doors[door_id].open_for()
         self.feedback.play(door_id, "exit")
         log.info("door %s: opened by its exit button", door_id)

@@ -56,7 +56,8 @@ def open_checked(path: Path | str, schema: str) -> tuple[sqlite3.Connection, str
             if result == "ok":
                 return db, None
             db.close()
-            reason = f"integrity check failed: {result}"
+            found = "; ".join(line for line in result.splitlines() if not line.startswith("***"))
+            reason = f"integrity check failed: {found[:200]}"  # one line, for the status
         except sqlite3.DatabaseError as exc:
             reason = str(exc)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
