@@ -9,6 +9,7 @@ are printed in a "reliability" section at the end of the run.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -158,3 +159,27 @@ def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     for cluster, broker in made:
         cluster.close()
         broker.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[Path, int], Path]]:
+    """``small_disk(dir, kib)``: a tmpfs of that size mounted on ``dir`` (root only)."""
+    mounted: list[Path] = []
+
+    def mount(directory: Path, kib: int) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(directory)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"a full disk needs a small tmpfs, and mount failed: {done.stderr}")
+        mounted.append(directory)
+        return directory
+
+    if os.geteuid() != 0:
+        pytest.skip("a full disk needs a small tmpfs: mounting one needs root")
+    yield mount
+    for directory in mounted:
+        subprocess.run(["umount", "-l", str(directory)], check=False)

@@ -10,6 +10,7 @@ real signals (SIGKILL, SIGSTOP) and look at what is left on disk.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -18,7 +19,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -497,3 +497,16 @@ class Proxy:
         self._stopping.set()
         self._listener.close()
         self.heal()
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the disk is full; returns it (delete it to make room)."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+    finally:
+        os.close(fd)
+    return filler

@@ -11,9 +11,8 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from protocol.messages import Event
 from tests.conftest import wait_until
 from tests.reliability.checker import stored_events
 from tests.reliability.conftest import Cluster
-from tests.reliability.harness import exits
+from tests.reliability.harness import exits, fill
 
 
 def event(seq: int) -> Event:
@@ -135,43 +134,6 @@ def test_a_unit_with_a_damaged_outbox_starts_reports_it_and_keeps_deciding(
 
 
 # -- a full disk ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[Path, int], Path]]:
-    """``small_disk(dir, kib)``: a tmpfs of that size mounted on ``dir`` (root only)."""
-    mounted: list[Path] = []
-
-    def mount(directory: Path, kib: int) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(directory)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"a full disk needs a small tmpfs, and mount failed: {done.stderr}")
-        mounted.append(directory)
-        return directory
-
-    if os.geteuid() != 0:
-        pytest.skip("a full disk needs a small tmpfs: mounting one needs root")
-    yield mount
-    for directory in mounted:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the disk is full; returns it (delete it to make room)."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        with contextlib.suppress(OSError):
-            while os.write(fd, b"\0" * 4096):
-                pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_a_full_disk_on_the_unit_raises_a_fault_and_loses_nothing_decided(
