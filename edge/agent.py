@@ -117,12 +117,14 @@ _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 
 def peek_command_id(payload: bytes) -> str | None:
     """The command_id of a payload that cannot be trusted, to say which one was refused."""
+    # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
+    unreadable = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
     body = payload
-    with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+    with contextlib.suppress(*unreadable):
         body = _envelope_decoder.decode(payload).body
     try:
         return _command_id_decoder.decode(body).command_id
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except unreadable:
         return None
 
 

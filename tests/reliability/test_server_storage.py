@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import wait_until
 from tests.reliability.conftest import UNITS, Cluster
 from tests.reliability.harness import Stopwatch, exits, fill, sqlite_ro
 
