@@ -75,6 +75,7 @@ def stored_events(server_db: Path, device_id: str) -> list[tuple[int, str, int]]
 
 
 def check_unit(server_db: Path, unit: UnitProcess) -> UnitVerdict:
+    """``unit``: a UnitProcess, or anything with its device_id, outbox() and printed_seqs()."""
     state = unit.outbox()
     decided = set(range(1, state.last_seq + 1))
     printed = set(unit.printed_seqs())
@@ -116,3 +117,36 @@ def delivered(server_db: Path, units: list[UnitProcess]) -> bool:
         if len({s for s, _, _ in stored_events(server_db, unit.device_id)}) < state.last_seq:
             return False
     return True
+
+
+def uid_forms(uid_hex: str) -> list[bytes]:
+    """The ways a raw card UID could be written down: hex either case, with colons, the raw
+    bytes, and the integer the reader library reports."""
+    raw = bytes.fromhex(uid_hex)
+    text = [
+        uid_hex.lower(),
+        uid_hex.upper(),
+        ":".join(f"{b:02x}" for b in raw),
+        ":".join(f"{b:02X}" for b in raw),
+        str(int.from_bytes(raw, "big")),
+    ]
+    return [raw, *(t.encode() for t in text)]
+
+
+def raw_uid_hits(roots: list[Path], uids: list[str], *, inputs: tuple[str, ...] = ()) -> list[str]:
+    """Every file under ``roots`` (databases, WAL and journal files, logs, anything else)
+    holding one of ``uids`` in any form; files named in ``inputs`` (the test's own scripts)
+    are skipped, and so are the script steps a simulated unit echoes (lines "> ...")."""
+    hits = []
+    forms = {uid: uid_forms(uid) for uid in uids}
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if path.name in inputs or path.name.startswith(inputs or ("\0",)):
+                continue
+            data = path.read_bytes()
+            if path.name == "unit.log":
+                data = b"\n".join(line for line in data.splitlines() if not line.startswith(b"> "))
+            for uid, ways in forms.items():
+                if any(form in data for form in ways):
+                    hits.append(f"{path}: {uid}")
+    return hits

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import wait_until
-from tests.reliability.checker import stored_events
+from tests.reliability.checker import raw_uid_hits, stored_events
 from tests.reliability.conftest import Cluster
 from tests.reliability.harness import Proxy, Size, Stopwatch, UnitProcess, exits, variants
 
@@ -138,3 +138,10 @@ def test_a_partitioned_unit_decides_alone_and_catches_up(
         f"{verdict.summary()}; backlog and new list in {converged:.1f} s after the heal"
     )
     assert verdict.ok, verdict.details()
+    # Nothing the suite's processes wrote holds a raw card UID: the server's database and
+    # its WAL, the unit's outbox and list files, every log, the broker's files.
+    cluster.close()
+    hits = raw_uid_hits(
+        [cluster.tmp, cluster.broker.workdir], [ALICE, BOB, CAROL], inputs=("script-",)
+    )
+    assert hits == []
