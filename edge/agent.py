@@ -231,7 +231,7 @@ class EdgeAgent:
             monotonic=monotonic,
         )
         self.lists.load()
-        self.outbox.on_write_failure = self.link.publish_status  # the status says why
+        self.outbox.on_write_state = self.link.publish_status  # the status says why
         self.publisher = Worker("publisher", self._publish_step)
         self.inbox = Worker("inbox", self._inbox_step)
         self.installer = Worker("lists", self._lists_step)

@@ -179,8 +179,9 @@ class Outbox:
         # Why the last write failed, until one succeeds; events that could not be stored.
         self.write_failure: str | None = None
         self.unwritten = 0
-        # Called (outside the lock) after a write failed: the agent publishes its status.
-        self.on_write_failure: Callable[[], None] = lambda: None
+        # Called (outside the lock) when a write fails and when one works again after a
+        # failure: the agent publishes its status.
+        self.on_write_state: Callable[[], None] = lambda: None
         self.epoch = self._meta("epoch")
         if self.epoch is None:
             self.epoch = secrets.token_hex(16)
@@ -222,6 +223,7 @@ class Outbox:
         ``setting`` is (key, value) of a state of the unit this event changes (lockdown).
         All of it commits together or not at all.
         """
+        failure = recovered = False
         with self._lock:
             seq = self._last_seq + 1
             event = build(seq)
@@ -269,16 +271,22 @@ class Outbox:
                 self.write_failure = f"cannot store events in {self.path}: {exc}"
                 failed = OutboxWriteError(self.write_failure)
                 failed.__cause__ = exc
+                failure = True
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             else:
-                self.write_failure = None
+                recovered, self.write_failure = self.write_failure is not None, None
                 self._last_seq = seq
-                return event
-        log.error("%s: nothing recorded", failed)
-        self.on_write_failure()
-        raise failed
+        if failure:
+            log.error("%s: nothing recorded", failed)
+            self.on_write_state()  # the status says why at once
+            raise failed
+        if not recovered:
+            return event
+        log.warning("%s: events are stored again", self.path)
+        self.on_write_state()  # the status no longer reports the failure
+        return event
 
     def due(self, *, now: float, limit: int = 500) -> list[Pending]:
         """Events to (re)send, oldest first: never sent, or whose back-off has passed."""
