@@ -57,7 +57,7 @@ test: setup
 	$(BIN)/pytest
 
 # The long reliability runs (tests/reliability, marker "soak"): 1,000 events under broker
-# faults, 100 agent kills, ten-minute partitions, 10,000 generated payloads. About an hour.
+# faults, 100 agent kills, ten-minute partitions, 10,000 generated payloads. About 40 minutes.
 soak: setup
 	$(BIN)/pytest tests/reliability -m soak -p no:cacheprovider
 
