@@ -8,7 +8,6 @@ once there is room again it records and delivers as before.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sqlite3
 import uuid
