@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench broker deploy-tools browser setup clean
+.PHONY: demo test soak lint bench broker deploy-tools browser setup clean
 
 setup: $(STAMP) broker deploy-tools browser
 
@@ -70,6 +70,11 @@ test: setup
 	$(BIN)/ruff check protocol edge server tests bench firmware-config
 	$(BIN)/ruff format --check protocol edge server tests bench firmware-config
 	$(BIN)/pytest
+
+# The long reliability runs (tests/reliability, marker "soak"): 1,000 events under broker
+# faults, 100 agent kills, ten-minute partitions, 10,000 generated payloads. About 40 minutes.
+soak: setup
+	$(BIN)/pytest tests/reliability -m soak -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol edge server tests bench firmware-config

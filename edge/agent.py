@@ -57,7 +57,7 @@ from edge.hardware.build import Hardware
 from edge.health import cpu_temp_c, degraded_reasons, disk_free_mb, door_health
 from edge.link import MqttLink
 from edge.lists import ListSync
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxWriteError
 from edge.poller import CardPoller
 from edge.rooms import Room, RoomState
 from protocol import topics
@@ -119,12 +119,14 @@ _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 
 def peek_command_id(payload: bytes) -> str | None:
     """The command_id of a payload that cannot be trusted, to say which one was refused."""
+    # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
+    unreadable = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
     body = payload
-    with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+    with contextlib.suppress(*unreadable):
         body = _envelope_decoder.decode(payload).body
     try:
         return _command_id_decoder.decode(body).command_id
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except unreadable:
         return None
 
 
@@ -235,6 +237,7 @@ class EdgeAgent:
         # When the list in use arrived (at boot: the one kept on disk, from now on).
         self._list_since: float | None = monotonic() if self.access.version else None
         self._health_due = threading.Event()
+        self.outbox.on_write_state = self._outbox_write_state  # the status says why
         self.publisher = Worker("publisher", self._publish_step)
         self.inbox = Worker("inbox", self._inbox_step)
         self.installer = Worker("lists", self._lists_step)
@@ -372,6 +375,11 @@ class EdgeAgent:
             *self._outbox_faults(),
         ]
 
+    def _outbox_write_state(self) -> None:
+        """The outbox could not write (a full disk), or writes again: tell the server."""
+        self.link.publish_status()
+        self._health_due.set()
+
     def _list_installed(self) -> None:
         """A list was installed: remember when (its age is in the heartbeat), tell the server."""
         self._list_since = self._monotonic()
@@ -440,9 +448,14 @@ class EdgeAgent:
         )
         return event
 
-    def exit_pressed(self, door_id: str) -> Event:
-        """The request-to-exit button of ``door_id``: open without a badge (lockdown too)."""
-        event = self._record(kind="exit", door=door_id)
+    def exit_pressed(self, door_id: str) -> Event | None:
+        """The request-to-exit button of ``door_id``: open without a badge (lockdown too).
+        People must be able to leave: the door opens even when the outbox cannot record
+        the event (a full disk; None then, and the status says why)."""
+        try:
+            event: Event | None = self._record(kind="exit", door=door_id)
+        except OutboxWriteError:
+            event = None
         self.doors[door_id].open_for()
         self.feedback.play(door_id, "exit")
         log.info("door %s: opened by its exit button", door_id)
@@ -547,8 +560,14 @@ class EdgeAgent:
         self._record(kind="room", room=room_id, room_state=state)
 
     def _outbox_faults(self) -> list[str]:
-        """The outbox's state for the status: 80 % full, and room changes shed."""
-        found = []
+        """The outbox's state for the status: 80 % full, room changes shed, a damaged file
+        set aside at boot, a write that failed."""
+        found = [f"unit: {what}" for what in self.outbox.damaged]
+        if self.outbox.write_failure is not None:
+            found.append(
+                f"unit: outbox: {self.outbox.write_failure} "
+                f"({self.outbox.unwritten} events not recorded)"
+            )
         pending, limit = self.outbox.pending, self.config.outbox_max_events
         if pending >= OUTBOX_ALARM_SHARE * limit:
             found.append(

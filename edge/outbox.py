@@ -9,10 +9,19 @@ The outbox has an ``epoch`` (32 random hex, made with the file): a new file star
 1 again, and the server tells the two apart by the epoch. It also keeps the ids of the
 commands already executed (until they expire) and the raw signed payloads of the installed
 access list, verified again at boot.
+
+A file SQLite cannot open or that fails its ``quick_check`` at boot (a card pulled during a
+write, a worn SD card) is renamed ``<name>.damaged-<UTC time>`` beside its WAL and a new
+one is started: the unit keeps deciding, and ``damaged`` says what was set aside and why
+(the status reports it). A write that fails (the disk is full, an I/O error) is rolled
+back and raised as ``OutboxWriteError``; ``write_failure`` says so until a write succeeds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -23,7 +32,56 @@ from pathlib import Path
 
 import msgspec
 
+from protocol.errors import TelecentreError
 from protocol.messages import Event, decode, encode
+
+log = logging.getLogger(__name__)
+
+
+class OutboxWriteError(TelecentreError, OSError):
+    """The outbox could not store an event (disk full, I/O error): nothing was recorded."""
+
+
+def open_checked(path: Path | str, schema: str) -> tuple[sqlite3.Connection, str | None]:
+    """A connection to ``path`` with ``schema`` applied, and what was set aside, if anything.
+
+    A file that is not a database or fails ``PRAGMA quick_check`` is moved aside (with its
+    ``-wal`` and ``-shm``) and a new one is made in its place.
+    """
+    reason = None
+    if str(path) != ":memory:" and Path(path).exists():
+        try:
+            db = _connect(path, schema)
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            if result == "ok":
+                return db, None
+            db.close()
+            found = "; ".join(line for line in result.splitlines() if not line.startswith("***"))
+            reason = f"integrity check failed: {found[:200]}"  # one line, for the status
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = Path(f"{path}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                os.replace(source, Path(f"{aside}{suffix}"))
+        log.error("%s: damaged (%s): set aside as %s, a new file started", path, reason, aside)
+        reason = f"damaged file set aside as {aside.name} ({reason}); a new one started"
+    return _connect(path, schema), reason
+
+
+def _connect(path: Path | str, schema: str) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(schema)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -103,10 +161,8 @@ class Outbox:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self.path = path
+        self._db, outbox_damaged = open_checked(path, SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "next_attempt_at" not in columns:  # a v1 file
             self._db.execute("ALTER TABLE outbox ADD COLUMN next_attempt_at REAL")
@@ -114,6 +170,18 @@ class Outbox:
         self._lists = ListCache(
             ":memory:" if str(path) == ":memory:" else Path(path).with_name("lists.db")
         )
+        # What was set aside at boot, for the status (None: both files were sound).
+        self.damaged = [
+            f"{name}: {why}"
+            for name, why in (("outbox", outbox_damaged), ("access list", self._lists.damaged))
+            if why is not None
+        ]
+        # Why the last write failed, until one succeeds; events that could not be stored.
+        self.write_failure: str | None = None
+        self.unwritten = 0
+        # Called (outside the lock) when a write fails and when one works again after a
+        # failure: the agent publishes its status.
+        self.on_write_state: Callable[[], None] = lambda: None
         self.epoch = self._meta("epoch")
         if self.epoch is None:
             self.epoch = secrets.token_hex(16)
@@ -155,11 +223,12 @@ class Outbox:
         ``setting`` is (key, value) of a state of the unit this event changes (lockdown).
         All of it commits together or not at all.
         """
+        failure = recovered = False
         with self._lock:
             seq = self._last_seq + 1
             event = build(seq)
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(
                     "INSERT INTO outbox (seq, payload, created_offline) VALUES (?, ?, ?)",
                     (seq, encode(event).decode(), int(offline)),
@@ -192,11 +261,32 @@ class Outbox:
                     )
                 self._db.execute("COMMIT")
                 self.pending += 1
+            except sqlite3.IntegrityError:  # a command id already seen: the caller's business
+                self._db.execute("ROLLBACK")
+                raise
+            except sqlite3.Error as exc:  # disk full, I/O error: the file could not take it
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                self.unwritten += 1
+                self.write_failure = f"cannot store events in {self.path}: {exc}"
+                failed = OutboxWriteError(self.write_failure)
+                failed.__cause__ = exc
+                failure = True
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._last_seq = seq
+            else:
+                recovered, self.write_failure = self.write_failure is not None, None
+                self._last_seq = seq
+        if failure:
+            log.error("%s: nothing recorded", failed)
+            self.on_write_state()  # the status says why at once
+            raise failed
+        if not recovered:
             return event
+        log.warning("%s: events are stored again", self.path)
+        self.on_write_state()  # the status no longer reports the failure
+        return event
 
     def due(self, *, now: float, limit: int = 500) -> list[Pending]:
         """Events to (re)send, oldest first: never sent, or whose back-off has passed."""
@@ -368,10 +458,7 @@ class ListCache:
     """The raw signed payloads of the installed access list, verified again at boot."""
 
     def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(LIST_SCHEMA)
+        self._db, self.damaged = open_checked(path, LIST_SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
