@@ -412,22 +412,30 @@ class EdgeAgent:
             direction = self._direction(way, decision.member_id, trusted)
             presence = (decision.member_id, direction == "in", trusted)
             passback = direction == "in" and self._re_entry(decision.member_id, trusted)
-        event = self._record(
-            now=now,
-            presence=presence,
-            kind="access",
-            door=door_id,
-            badge_hash=hashed,
-            granted=decision.granted,
-            reason=decision.reason,
-            direction=direction,
-            member_id=decision.member_id,
-            credit_day=(
-                (decision.member_id, decision.credit_day)
-                if decision.credit_day is not None and decision.member_id is not None
-                else None
-            ),
-        )
+        try:
+            event = self._record(
+                now=now,
+                presence=presence,
+                kind="access",
+                door=door_id,
+                badge_hash=hashed,
+                granted=decision.granted,
+                reason=decision.reason,
+                direction=direction,
+                member_id=decision.member_id,
+                credit_day=(
+                    (decision.member_id, decision.credit_day)
+                    if decision.credit_day is not None and decision.member_id is not None
+                    else None
+                ),
+            )
+        except OutboxWriteError:
+            # Fail secure: a card whose record cannot be written (a full disk) does not
+            # open the door, or the visit, the member's presence and day credits would go
+            # unrecorded. The member hears a refusal; the status and heartbeat say why.
+            self.feedback.play(door_id, "denied")
+            log.error("door %s: card not decided, the outbox cannot record it", door_id)
+            raise
         if decision.granted:
             door.open_for()
         if passback:  # soft: the door opens, the central team is told

@@ -213,3 +213,22 @@ def test_a_unit_without_lights_has_no_feedback_worker(make_agent: object) -> Non
     assert not agent.feedback.fitted
     assert "feedback" not in [w.name for w in agent.workers]
     agent.feedback.play("entree", "granted")  # nothing to light: nothing happens
+
+
+def test_a_card_that_cannot_be_recorded_is_refused_aloud_and_the_door_stays_locked(
+    wired: Wired, badge_key: bytes
+) -> None:
+    from edge.outbox import OutboxWriteError
+
+    agent = wired.make()
+    install_list(agent, badge_key)
+    agent.feedback.start()
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OutboxWriteError("database or disk is full")
+
+    agent.outbox.record = disk_full  # type: ignore[method-assign]
+    with pytest.raises(OutboxWriteError):
+        agent.badge("entree", ALICE)  # a listed member
+    wait_until(lambda: ("entree", "denied") in agent.feedback.finished, what="denied")
+    assert not agent.hardware.locks["entree"].is_unlocked
