@@ -234,3 +234,48 @@ def make_unit(
     yield make
     for agent in agents:
         agent.stop()
+
+
+# -- the store's two engines ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A private PostgreSQL (initdb in a temporary directory, 127.0.0.1, a free port) for
+    the whole session; the tests that need it skip, saying why, when it is not installed."""
+    from server.store.postgres.cluster import LocalPostgres, PostgresMissing, find_bindir
+
+    try:
+        find_bindir()
+        import psycopg  # noqa: F401
+    except (PostgresMissing, ImportError) as exc:
+        pytest.skip(f"PostgreSQL tests need PostgreSQL and psycopg (make setup): {exc}")
+    with LocalPostgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store opens, once per engine: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "t.db"
+    return request.getfixturevalue("postgres_cluster").database()
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What a constraint or trigger refusing a write raises, on either engine."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.DatabaseError,)
+    return (sqlite3.DatabaseError, psycopg.DatabaseError)
+
+
+def sqlite_file(store: Any) -> Path:
+    """The store's SQLite file, for a test that reads the file itself; on PostgreSQL, which
+    keeps no such file, that test skips."""
+    if store.engine != "sqlite":
+        pytest.skip("reads the SQLite file itself: PostgreSQL keeps no such file")
+    return store.path

@@ -30,6 +30,7 @@ from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
 from server.domain.reports import Period
+from server.store import postgres
 from server.store.errors import Conflict, NotFound
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
@@ -76,19 +77,31 @@ class Store:
         future_margin_s: float = 300.0,
         alarm_thresholds: alarm_rules.Thresholds | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A postgresql:// URL chooses PostgreSQL (server.store.postgres); anything else is
+        # the SQLite file's path.
+        self.engine = "postgresql" if postgres.is_url(path) else "sqlite"
+        self.path: Any = path if self.engine == "postgresql" else Path(path)
+        self._connect: Any = connect
+        if self.engine == "postgresql":
+            from server.store.postgres import database as pg_database
+            from server.store.postgres import schema as pg_schema
+
+            self._connect = pg_database.connect
+            db = self._connect(self.path)
+            pg_schema.apply(db)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = connect(self.path)
+            migrations.apply(db)
         self.max_stay_s = max_stay_s
         self.late_event_s = late_event_s
         self.future_margin_s = future_margin_s
         self.alarm_thresholds = alarm_thresholds or alarm_rules.Thresholds()
-        db = connect(self.path)
-        migrations.apply(db)
         db.close()
         self._local = threading.local()
         self._readers: list[Database] = []  # every thread's, closed with the store
         self._readers_lock = threading.Lock()
-        self._writer = Writer(self.path)
+        self._writer = Writer(self.path, opener=self._connect if self.engine != "sqlite" else None)
         self._writer.start()
         self._changes = threading.Lock()
         self.change_counter = 0  # bumped after each commit that changes what the page shows
@@ -106,7 +119,7 @@ class Store:
         """This thread's read connection."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = connect(self.path)
+            db = self._local.db = self._connect(self.path)
             with self._readers_lock:
                 self._readers.append(db)
         return db
@@ -743,7 +756,8 @@ class Store:
                 forget_lists=forget_lists,
             )
         )
-        privacy_sql.checkpoint(self.path)  # the write-ahead log forgets them too
+        if self.engine == "sqlite":
+            privacy_sql.checkpoint(self.path)  # the write-ahead log forgets them too
         self._notify()
         return removed
 
