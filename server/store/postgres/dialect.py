@@ -82,4 +82,3 @@ def translate(sql: str) -> str | None:
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
