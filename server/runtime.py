@@ -43,7 +43,7 @@ class Runtime:
         key = read_badge_key(settings)
         signer = read_signing_key(settings)
         store = Store(
-            settings.database_url or settings.db_path,
+            settings.store_location,
             max_stay_s=settings.max_stay_hours * 3600,
             late_event_s=settings.late_event_s,
             future_margin_s=settings.future_margin_s,

@@ -127,6 +127,11 @@ class Settings:
     def db_path(self) -> Path:
         return self.data_dir / "telecentre.db"
 
+    @property
+    def store_location(self) -> Path | str:
+        """What ``Store`` opens: the PostgreSQL URL when set, else the SQLite file."""
+        return self.database_url or self.db_path
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then TELECENTRE_<NAME> variables, then explicit overrides."""
