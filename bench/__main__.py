@@ -4,7 +4,7 @@ Every figure is printed with the floor measured in the same run on the same mach
 their ratio, so results from different machines compare; all of them also go to
 ``bench/results.json``. Traffic stays on 127.0.0.1, in bounded loops.
 
-``python -m bench [door] [ingest] [lists] [reports]`` runs some of them (all by default).
+``python -m bench [door] [ingest] [lists] [reports] [scaleout]`` runs some of them (all by default).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from bench.door import bench_badge, bench_online
 from bench.ingest import bench_ingest
 from bench.lists import bench_encoding, bench_scale
 from bench.reports import bench_reports
+from bench.scaleout import bench_scaleout
 from protocol.signing import Signer
 from server.broker import LocalBroker
 
-GROUPS = ("door", "ingest", "lists", "reports")
+GROUPS = ("door", "ingest", "lists", "reports", "scaleout")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if "lists" in wanted:
             bench_encoding(results, signer)
             bench_scale(results, workdir, broker, key_file, signer)
+        if "scaleout" in wanted:
+            bench_scaleout(results, workdir, broker, key_file, signer)
     results.write()
     return 0
 
