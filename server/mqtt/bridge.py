@@ -107,12 +107,16 @@ class Bridge:
         c.on_message = self._on_message
 
     def _set_will(self) -> None:
-        self._client.will_set(
-            topics.topic(topics.SERVER_STATUS),
-            self._server_status("offline"),
-            qos=topics.SERVER_STATUS.qos,
-            retain=True,
-        )
+        self._client.will_set(**self._status_message("offline"))
+
+    def _status_message(self, state: str) -> dict[str, Any]:
+        """The server's retained status, as publish and will_set take it."""
+        return {
+            "topic": topics.topic(topics.SERVER_STATUS),
+            "payload": self._server_status(state),
+            "qos": topics.SERVER_STATUS.qos,
+            "retain": True,
+        }
 
     @property
     def leader(self) -> bool:
@@ -131,12 +135,7 @@ class Bridge:
             self._client.unsubscribe(scaleout.leader_only())
 
     def _publish_online(self) -> None:
-        self._client.publish(
-            topics.topic(topics.SERVER_STATUS),
-            self._server_status("online"),
-            qos=topics.SERVER_STATUS.qos,
-            retain=True,
-        )
+        self._client.publish(**self._status_message("online"))
 
     @property
     def rejected(self) -> dict[str, int]:
@@ -174,12 +173,7 @@ class Bridge:
         self.lists.stop()
         self.handlers.stop()
         if self.connected.is_set() and self.leader:
-            info = self._client.publish(
-                topics.topic(topics.SERVER_STATUS),
-                self._server_status("offline"),
-                qos=topics.SERVER_STATUS.qos,
-                retain=True,
-            )
+            info = self._client.publish(**self._status_message("offline"))
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
         self._client.disconnect()
