@@ -23,6 +23,7 @@ from bench.common import (
     register_units,
     subscribed_client,
     unit_id,
+    wait_for,
 )
 from bench.units import Units
 from protocol import topics
@@ -87,6 +88,9 @@ def start_server(ctx: Context, name: str, units: int) -> tuple[Store, Bridge, Se
     bridge.start()
     if not bridge.connected.wait(10):
         raise RuntimeError(f"the server could not connect: {bridge.error}")
+    # Steady state: the first access lists of every centre are out before the figure.
+    centres = len(store.centres())
+    wait_for(lambda: bridge.lists.snapshots >= centres, 120, "the first access lists")
     return store, bridge, settings
 
 

@@ -101,7 +101,13 @@ class Units:
 # -- the units process -------------------------------------------------------------------------
 
 
-def _payload(plan: Plan, device_id: str, seq: int, ts: float) -> bytes:
+MEMBERS_PER_UNIT = 1000
+
+
+def _payload(plan: Plan, i: int, seq: int, ts: float) -> bytes:
+    """Unit ``i``'s event ``seq``: members of its own badge in and out in turn (seqs 1, 2
+    are one member's visit, 3, 4 the next member's, ...), a month's worth of each."""
+    device_id = plan.devices[i]
     return encode(
         Event(
             event_id=str(uuid.uuid4()),
@@ -116,7 +122,7 @@ def _payload(plan: Plan, device_id: str, seq: int, ts: float) -> bytes:
             granted=True,
             reason="granted",
             direction="in" if seq % 2 else "out",
-            member_id=1 + seq % 50,
+            member_id=1 + i * MEMBERS_PER_UNIT + (seq - 1) // 2 % MEMBERS_PER_UNIT,
         )
     )
 
@@ -196,7 +202,7 @@ def _main() -> None:
             published[i][k] = time.monotonic()
             clients[i].publish(
                 plan.topic % plan.devices[i],
-                _payload(plan, plan.devices[i], plan.first_seq + k, time.time()),
+                _payload(plan, i, plan.first_seq + k, time.time()),
                 qos=1,
             )
             sent += 1

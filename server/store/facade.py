@@ -401,8 +401,30 @@ class Store:
         future.add_done_callback(self._notify_if_new)
         return future
 
+    def ingest_many(self, items: list[tuple[str, list[Event], float]]) -> Future[Any]:
+        """``ingest`` for several units' ``(device_id, events, received_at)`` at once, in
+        one write (what they share is read once). The Future resolves to one IngestResult,
+        or the exception that kept that unit's events out, per item, in order."""
+        future = self._writer.submit(
+            lambda db: events_sql.ingest_many(
+                db,
+                items,
+                late_event_s=self.late_event_s,
+                future_margin_s=self.future_margin_s,
+                max_stay_s=self.max_stay_s,
+            )
+        )
+        future.add_done_callback(self._notify_if_any_new)
+        return future
+
     def _notify_if_new(self, future: Future[IngestResult]) -> None:
         if future.exception() is None and future.result().new:
+            self._notify()
+
+    def _notify_if_any_new(self, future: Future[list[Any]]) -> None:
+        if future.exception() is None and any(
+            isinstance(r, IngestResult) and r.new for r in future.result()
+        ):
             self._notify()
 
     def events(
