@@ -437,9 +437,12 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         centre_ids: Iterable[str] | None = None,
+        after: tuple[float, int] | None = None,
+        count_limit: int | None = None,
     ) -> tuple[int, list[dict]]:
         """(total matching, one page of events newest first); ``centre_ids``: only events
-        of these centres."""
+        of these centres; ``after``: the (ts, id) the page starts below (keyset paging);
+        ``count_limit``: count no further than one past it."""
         return events_sql.page(
             self.db,
             centre_ids=centre_ids,
@@ -449,6 +452,8 @@ class Store:
             kind=kind,
             limit=limit,
             offset=offset,
+            after=after,
+            count_limit=count_limit,
         )
 
     def event_count(self) -> int:

@@ -254,9 +254,16 @@ def page(
     limit: int = 100,
     offset: int = 0,
     centre_ids: Iterable[str] | None = None,
+    after: tuple[float, int] | None = None,
+    count_limit: int | None = None,
 ) -> tuple[int, list[dict]]:
     """(total matching, one page of events newest first with the member's name);
-    ``centre_ids`` (a manager's centres) keeps only events of these centres."""
+    ``centre_ids`` (a manager's centres) keeps only events of these centres.
+
+    ``after`` is the (ts, id) of the last event of the previous page: the page starts just
+    below it (keyset paging, as fast at the millionth event as at the first; an index
+    serves every filter). ``count_limit``: count at most that many and one more, so a
+    caller can tell "more than count_limit" without counting a million rows."""
     clauses, args = [], []
     if centre_ids is not None:
         allowed = sorted(centre_ids)
@@ -272,12 +279,23 @@ def page(
             clauses.append(clause)
             args.append(value)
     where = " AND ".join(clauses) or "1"
-    total = db["events"].count_where(where, args)
+    if count_limit is None:
+        total = db.execute(f"SELECT COUNT(*) FROM events WHERE {where}", args).fetchone()[0]
+    else:
+        total = db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)",
+            [*args, count_limit + 1],
+        ).fetchone()[0]
+    keyset, key_args = "", []
+    if after is not None:
+        keyset = " AND (e.ts, e.id) < (?, ?)"
+        key_args = [after[0], after[1]]
     rows = db.query(
         "SELECT e.*, m.name AS member_name FROM events e"
         " LEFT JOIN members m ON m.id = e.member_id"
-        f" WHERE {where} ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?",
-        [*args, limit, offset],
+        f" WHERE {where}{keyset}"
+        " ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?",
+        [*args, *key_args, limit, offset],
     )
     return total, [_row(r) for r in rows]
 
