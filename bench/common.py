@@ -12,17 +12,20 @@ import json
 import os
 import platform
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import paho.mqtt.client as mqtt
 
 from edge import config as edge_config
 from protocol.signing import Signer
-from server.broker import LocalBroker
+from server.broker import LocalBroker, free_port
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 
@@ -225,3 +228,84 @@ class Context:
         if self._broker is not None:
             self._broker.close()
             self._broker = None
+
+
+class ServerProcess:
+    """``telecentre-server serve`` in its own process, as in production: the unit measured
+    in this process then shares no interpreter lock with the server's list compiler."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        broker: LocalBroker,
+        key_file: Path,
+        signing: Path,
+        token: str,
+        *,
+        name: str = "lists",
+    ) -> None:
+        self.port = free_port()
+        self.data_dir = workdir / f"{name}-server"
+        env = dict(
+            os.environ,
+            TELECENTRE_DATA_DIR=str(self.data_dir),
+            TELECENTRE_BADGE_KEY_FILE=str(key_file),
+            TELECENTRE_SIGNING_KEY_FILE=str(signing),
+            **{f"TELECENTRE_{k.upper()}": str(v) for k, v in broker.server_settings().items()},
+            TELECENTRE_MQTT_CLIENT_ID=f"bench-{name}",
+        )
+        self.log = (workdir / f"{name}-server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.log.name}")
+            try:
+                return self.http.get("/healthz").json().get("ok") is True
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "the server process")
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def bench_admin_token(store: Any) -> str:
+    """An admin's API token for the benchmark's calls, made as the command line makes it."""
+    from server.auth import service
+    from server.settings import Settings
+
+    now = time.time()
+    admin = service.create_operator(
+        store,
+        login="bench",
+        name="Bench",
+        role="admin",
+        centres=None,
+        password=secrets.token_urlsafe(16),
+        actor="cli",
+        address=None,
+        now=now,
+    )
+    token, _ = service.create_token(
+        store, Settings(), admin, name="bench", days=1, actor="cli", address=None, now=now
+    )
+    return token

@@ -13,16 +13,12 @@ Figures, each against a floor measured in the same run:
 from __future__ import annotations
 
 import os
-import secrets
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx2 as httpx
 import msgspec
 import paho.mqtt.client as mqtt
 from gpiozero.pins.mock import MockFactory
@@ -30,6 +26,8 @@ from gpiozero.pins.mock import MockFactory
 from bench.common import (
     Context,
     Results,
+    ServerProcess,
+    bench_admin_token,
     close,
     connected_client,
     percentile,
@@ -45,7 +43,7 @@ from protocol.badges import badge_hash
 from protocol.lists import SEGMENT_ENTRIES, cut_snapshot
 from protocol.messages import REVOKED, ListDelta, ListEntry, ListSegment
 from protocol.signing import Signer, Verifier
-from server.broker import LocalBroker, free_port
+from server.broker import LocalBroker
 from server.store import Store
 
 BADGES = 250_000
@@ -106,80 +104,6 @@ def bench_encoding(results: Results, signer: Signer) -> None:
         floor=json_decode,
         ratio=packed_decode / json_decode,
     )
-
-
-class ServerProcess:
-    """``telecentre-server serve`` in its own process, as in production: the unit measured
-    in this process then shares no interpreter lock with the server's list compiler."""
-
-    def __init__(
-        self, workdir: Path, broker: LocalBroker, key_file: Path, signing: Path, token: str
-    ) -> None:
-        self.port = free_port()
-        self.data_dir = workdir / "lists-server"
-        env = dict(
-            os.environ,
-            TELECENTRE_DATA_DIR=str(self.data_dir),
-            TELECENTRE_BADGE_KEY_FILE=str(key_file),
-            TELECENTRE_SIGNING_KEY_FILE=str(signing),
-            **{f"TELECENTRE_{k.upper()}": str(v) for k, v in broker.server_settings().items()},
-            TELECENTRE_MQTT_CLIENT_ID="bench-lists",
-        )
-        self.log = (workdir / "server.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.http = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-
-        def healthy() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited; see {self.log.name}")
-            try:
-                return self.http.get("/healthz").json().get("ok") is True
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 60, "the server process")
-
-    def close(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
-def bench_admin_token(store: Store) -> str:
-    """An admin's API token for the benchmark's calls, made as the command line makes it."""
-    from server.auth import service
-    from server.settings import Settings
-
-    now = time.time()
-    admin = service.create_operator(
-        store,
-        login="bench",
-        name="Bench",
-        role="admin",
-        centres=None,
-        password=secrets.token_urlsafe(16),
-        actor="cli",
-        address=None,
-        now=now,
-    )
-    token, _ = service.create_token(
-        store, Settings(), admin, name="bench", days=1, actor="cli", address=None, now=now
-    )
-    return token
 
 
 def bench_scale(
