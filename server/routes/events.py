@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -11,11 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from server.auth.deps import Scope, require_centre
 from server.domain.operators import CentreScope
 from server.routes import models
+from server.routes.live import OccupancyFeed
 from server.routes.params import (
     MAX_ID,
     MAX_OFFSET,
@@ -139,15 +139,11 @@ def visible_occupancy(centres: list[dict], scope: CentreScope) -> list[dict]:
 @router.get("/api/occupancy/stream", response_class=EventSourceResponse)
 async def occupancy_stream(
     request: Request, runtime: RuntimeDep, scope: Scope
-) -> AsyncIterator[list[dict]]:
-    """The occupancy again each time it changes (Server-Sent Events)."""
-    store = runtime.store
-    seen = -1
-    last_sent = 0.0
-    while not await request.is_disconnected():
-        # A heartbeat every 15 s also refreshes "present since" and unit states.
-        if store.change_counter != seen or time.monotonic() - last_sent > 15:
-            seen = store.change_counter
-            last_sent = time.monotonic()
-            yield visible_occupancy(await asyncio.to_thread(store.occupancy, time.time()), scope)
-        await asyncio.sleep(0.25)
+) -> AsyncIterator[ServerSentEvent]:
+    """The occupancy now, then again each time it changes (Server-Sent Events): the same
+    list as GET /api/occupancy in each event's data. One computation per change is shared
+    by every client and pushed to it; a heartbeat every 15 s also refreshes "present
+    since" and unit states."""
+    feed = OccupancyFeed.of(request.app.state, runtime.store)
+    async for text in feed.stream(scope, request.is_disconnected):
+        yield ServerSentEvent(raw_data=text)

@@ -92,6 +92,7 @@ class Store:
         self._writer.start()
         self._changes = threading.Lock()
         self.change_counter = 0  # bumped after each commit that changes what the page shows
+        self._change_listeners: list[Any] = []
 
     def close(self) -> None:
         """Stop the writer and close every read connection (threads outlive the store)."""
@@ -118,6 +119,20 @@ class Store:
     def _notify(self) -> None:
         with self._changes:
             self.change_counter += 1
+            listeners = list(self._change_listeners)
+        for listener in listeners:
+            listener()
+
+    def on_change(self, fn: Any) -> None:
+        """Call ``fn()`` (on the writer thread: hand over, never block) after each commit
+        that changes what the live page shows; the live stream is pushed from it."""
+        with self._changes:
+            self._change_listeners.append(fn)
+
+    def remove_change_listener(self, fn: Any) -> None:
+        with self._changes:
+            if fn in self._change_listeners:
+                self._change_listeners.remove(fn)
 
     @property
     def writer_stats(self) -> dict[str, int]:
