@@ -25,6 +25,7 @@ MODULES = [
     "door",
     "ingest",
     "events_api",
+    "live",
     "reports",
     "lists",
 ]
