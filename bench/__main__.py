@@ -24,6 +24,7 @@ from bench.common import Context, Results
 MODULES = [
     "door",
     "ingest",
+    "national",
     "events_api",
     "live",
     "reports",

@@ -46,6 +46,7 @@ class Plan:
     per_unit: int
     rate: float = 0.0
     ack_topic: str | None = None  # "telecentre/%s/ack": wait for the server's acks
+    report_published: bool = False  # report every event's publish time too
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
     first_seq: int = 1
 
@@ -238,6 +239,7 @@ def _main() -> None:
                 "acked": len(acked),
                 "last_ack": max(acked.values()) if acked else None,
                 "lags": lags,
+                "published": published if plan.report_published else None,
             }
         ),
         flush=True,

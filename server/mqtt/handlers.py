@@ -194,6 +194,10 @@ class Handlers:
         self.handled = 0
         # Events decoded in this step, written together when it ends (``_flush_events``).
         self._events: list[tuple[str, Event, float]] | None = None
+        # Events waiting for the write on its way to the disk to finish (group commit).
+        self._held: list[tuple[str, Event, float]] = []
+        self._held_lock = threading.Lock()
+        self._in_flight = 0
         self.worker = Worker("mqtt-handler", self._step)
 
     def table(self) -> dict[topics.TopicSpec, Handler]:
@@ -217,6 +221,7 @@ class Handlers:
         self.worker.stopping.set()
         self._queue.put(None)  # wakes the step at once
         self.worker.stop()
+        self._submit_held()  # nothing waits for a write that may not come
         self.acker.stop()
 
     # -- paho's thread: hand over, never block ------------------------------------------------
@@ -253,7 +258,7 @@ class Handlers:
     def handle(self, spec: topics.TopicSpec, owner: str, payload: bytes, retain: bool) -> None:
         """Decode and act on one message; a contract breach is counted and logged."""
         if spec is not topics.EVENT:
-            self._flush_events()  # what a unit sent before this message is written first
+            self._flush_events(hold=False)  # what came before this message is written first
         handler = self.table().get(spec)
         try:
             if handler is None:
@@ -278,17 +283,37 @@ class Handlers:
             raise
         if self._events is None:  # not in a worker step: written at once
             self._events = [(device_id, event, time.time())]
-            self._flush_events()
+            self._flush_events(hold=False)
             self._events = None
         else:
             self._events.append((device_id, event, time.time()))
 
-    def _flush_events(self) -> None:
+    def _flush_events(self, *, hold: bool = True) -> None:
         """Hand the events of this step to the writer: one write, one Future, each unit's
-        run of events together (a unit's events keep their order)."""
+        run of events together (a unit's events keep their order).
+
+        Group commit: while a write of events is still on its way to the disk, new events
+        wait and go in the next one (``hold``), so a busy writer gets bigger writes (what
+        a write reads and recounts once is shared by more events) instead of a queue of
+        small ones. Messages of other kinds flush at once (``hold=False``), after the
+        events that came before them."""
         if not self._events:
+            if not hold:
+                self._submit_held()
             return
         pending, self._events = self._events, []
+        with self._held_lock:
+            self._held.extend(pending)
+            if hold and self._in_flight:
+                return  # goes with the next write, when this one is committed
+        self._submit_held()
+
+    def _submit_held(self) -> None:
+        with self._held_lock:
+            pending, self._held = self._held, []
+            if not pending:
+                return
+            self._in_flight += 1
         by_unit: dict[tuple[str, str], tuple[list[Event], float]] = {}
         for device_id, event, received_at in pending:  # an ack names one outbox epoch
             by_unit.setdefault((device_id, event.epoch), ([], received_at))[0].append(event)
@@ -299,7 +324,11 @@ class Handlers:
     def _committed_many(
         self, future: Future[list[IngestResult | Exception]], items: UnitEvents
     ) -> None:
-        """Writer thread: the events are on disk, the units may forget them."""
+        """Writer thread: the events are on disk, the units may forget them; the events
+        held meanwhile go to the writer now."""
+        with self._held_lock:
+            self._in_flight -= 1
+        self._submit_held()
         error = future.exception()
         if error is not None:
             log.error("events not stored, the units will resend: %s", error)
