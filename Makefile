@@ -75,7 +75,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check protocol edge server tests bench firmware-config
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

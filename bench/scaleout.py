@@ -3,86 +3,33 @@
 Each worker is its own process (the real ``Runtime``: bridge, handlers, acker, store),
 with its own broker account, in one MQTT v5 shared subscription group; on PostgreSQL they
 share a private cluster started for the run (``server.store.postgres.cluster``, fsync on:
-a commit is durable, as on SQLite with ``synchronous=FULL``). Units' events are sent by
-one client, spread over ``UNITS`` units; the figure is events committed and acked per
-second, as a ratio to a bare QoS1 subscriber receiving the same payloads through the same
-broker in the same run.
+a commit is durable, as on SQLite with ``synchronous=FULL``). ``UNITS`` units in as many
+centres send their events from a process of their own (``bench.units``, real accounts);
+the figure is events committed and acked per second, from the first publish to the last
+ack back at the units, as a ratio to a bare QoS1 subscriber receiving the same payloads
+through the same broker in the same run (``bench.ingest.floor_rate``).
 
-``python -m bench scaleout``; ``QUICK=1`` sends fewer events.
+``python -m bench scaleout`` (``--quick``: fewer events).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
-import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
-from bench.common import Results, close, connected_client, subscribed_client
-from protocol import topics
-from protocol.messages import Ack, Event, encode
-from protocol.signing import Signer, Verifier
+from bench.common import Context, register_units, unit_id
+from bench.ingest import floor_rate
+from bench.units import Units
 from server.broker import LocalBroker
 from server.store import Store
 
-UNITS = 20
-EVENTS = 1_500 if os.environ.get("QUICK") else 6_000
+UNITS = 20  # in 20 centres (bench.common.centre_of)
 CONFIGS = (("sqlite", 1), ("postgresql", 1), ("postgresql", 2), ("postgresql", 4))
 GROUP = "bench"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def payloads(count: int) -> list[tuple[str, bytes]]:
-    epoch = secrets.token_hex(16)
-    out = []
-    for i in range(count):
-        unit = f"bench-{i % UNITS:02d}"
-        event = Event(
-            event_id=str(uuid.uuid4()),
-            device_id=unit,
-            epoch=epoch,
-            seq=i // UNITS + 1,
-            kind="access",
-            ts=time.time(),
-            clock_synced=True,
-            door="entree",
-            badge_hash="ab" * 32,
-            granted=True,
-            reason="granted",
-            direction="in",
-            member_id=1,
-        )
-        out.append((topics.topic(topics.EVENT, unit), encode(event)))
-    return out
-
-
-def floor_rate(broker: LocalBroker, messages: list[tuple[str, bytes]]) -> float:
-    """A bare QoS1 subscriber's rate through the same broker, same payloads."""
-    received = 0
-    done = threading.Event()
-
-    def count(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        nonlocal received
-        received += 1
-        if received >= len(messages):
-            done.set()
-
-    sink = subscribed_client(broker, "scaleout-sink", "bench/scaleout", count)
-    sender = connected_client(broker, "scaleout-floor-sender")
-    t0 = time.perf_counter()
-    for _, payload in messages:
-        sender.publish("bench/scaleout", payload, qos=1)
-    done.wait(120)
-    elapsed = time.perf_counter() - t0
-    close(sink, sender)
-    return len(messages) / elapsed
 
 
 def start_workers(
@@ -90,7 +37,7 @@ def start_workers(
 ) -> list[subprocess.Popen[str]]:
     procs = []
     for i in range(count):
-        name = f"bench-worker-{i}"
+        name = f"bench-{workdir.name}-w{i}"  # a fresh account: no session from a past run
         account = broker.add_server_worker(name)
         env = {
             **os.environ,
@@ -133,57 +80,42 @@ def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
 
 
 def run_config(
-    broker: LocalBroker,
-    workdir: Path,
-    location: str | Path,
-    workers: int,
-    keys: dict[str, Path],
-    verifier: Verifier,
-    messages: list[tuple[str, bytes]],
+    ctx: Context, location: str | Path, workers: int, keys: dict[str, Path], events: int
 ) -> tuple[float, int]:
     """(events committed and acked per second, events stored)."""
     store = Store(location)
-    store.create_centre("scaleout", "Scale-out")
-    for i in range(UNITS):
-        store.assign_device(f"bench-{i:02d}", "scaleout")
-    acked = 0
-    lock = threading.Lock()
-    done = threading.Event()
-
-    def on_ack(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        nonlocal acked
-        with lock:
-            acked += len(verifier.open(Ack, msg.payload).seqs)
-            if acked >= len(messages):
-                done.set()
-
-    procs = start_workers(broker, workdir, location, workers, keys)
-    acks = subscribed_client(broker, "scaleout-acks", "telecentre/+/ack", on_ack)
-    sender = connected_client(broker, "scaleout-sender")
+    register_units(store, UNITS)
+    name = f"{'pg' if isinstance(location, str) else 'sqlite'}-{workers}"
+    procs = start_workers(ctx.broker, ctx.workdir / name, location, workers, keys)
+    plan = {
+        "devices": [unit_id(i) for i in range(UNITS)],
+        "topic": "telecentre/%s/event",
+        "per_unit": events // UNITS,
+        "ack_topic": "telecentre/%s/ack",
+    }
     try:
-        t0 = time.perf_counter()
-        for topic, payload in messages:
-            sender.publish(topic, payload, qos=1)
-        done.wait(300)
-        elapsed = time.perf_counter() - t0
+        units = Units(ctx.broker, plan)
+        try:
+            started = units.go()
+            report = units.result(600)
+        finally:
+            units.close()
         stored = store.event_count()
     finally:
-        close(acks, sender)
         stop_workers(procs)
         store.close()
-    return len(messages) / elapsed, stored
+    if report["acked"] < events:
+        raise RuntimeError(f"scale-out, {name}: {report['acked']} of {events} events acked")
+    return events / (report["last_ack"] - started), stored
 
 
-def bench_scaleout(
-    results: Results, workdir: Path, broker: LocalBroker, key_file: Path, signer: Signer
-) -> None:
+def run(ctx: Context) -> None:
     from server.store.postgres.cluster import LocalPostgres, PostgresMissing
 
-    signing = workdir / "scaleout-signing.key"
-    signer.write(signing)
-    keys = {"badge": key_file, "signing": signing}
-    verifier = Verifier([signer.public_hex])
-    messages = payloads(EVENTS)
+    events = ctx.scale(6_000, 1_500) // UNITS * UNITS
+    signing = ctx.workdir / "scaleout-signing.key"
+    ctx.signer.write(signing)
+    keys = {"badge": ctx.key_file, "signing": signing}
     try:
         cluster: Any = LocalPostgres().start()
     except PostgresMissing as exc:
@@ -191,29 +123,34 @@ def bench_scaleout(
         return
     try:
         for engine, workers in CONFIGS:
-            floor = floor_rate(broker, messages)
-            if engine == "sqlite":
-                location: str | Path = workdir / "scaleout-sqlite" / "telecentre.db"
-            else:
-                location = cluster.database()
-            rate, stored = run_config(
-                broker, workdir / f"{engine}-{workers}", location, workers, keys, verifier, messages
+            floor = floor_rate(ctx, UNITS, events)
+            location: str | Path = (
+                cluster.database()
+                if engine == "postgresql"
+                else ctx.workdir / "scaleout-sqlite" / "telecentre.db"
             )
-            name = f"scaleout_{engine}_{workers}_worker{'s' if workers > 1 else ''}"
+            rate, stored = run_config(ctx, location, workers, keys, events)
+            plural = "s" * (workers > 1)
             print(
-                f"ingest, {workers} worker{'s' if workers > 1 else ''} on {engine}: "
-                f"{rate:,.0f} events/s ({stored} stored); floor {floor:,.0f} msg/s; "
-                f"ratio {rate / floor:.2f}x"
+                f"ingest, {workers} worker{plural} on {engine} ({UNITS} units, committed and "
+                f"acked): {rate:,.0f} events/s ({stored:,} stored)"
             )
-            results.add(
-                name,
-                events_per_s=rate,
-                floor_msg_per_s=floor,
-                ratio=rate / floor,
-                stored=stored,
-                workers=workers,
+            print(
+                f"  floor: a bare QoS1 subscriber, same units, same broker: {floor:,.0f} msg/s; "
+                f"ratio {rate / floor:.2f}x of the floor"
+            )
+            ctx.results.add(
+                f"scaleout_{engine}_{workers}_worker{plural}",
                 engine=engine,
-                load=os.getloadavg()[0],
+                workers=workers,
+                units=UNITS,
+                events=events,
+                events_per_s=rate,
+                floor=floor,
+                floor_what="bare QoS1 subscriber msg/s",
+                ratio=rate / floor,
+                higher_is_better=True,
+                stored=stored,
             )
     finally:
         cluster.stop()

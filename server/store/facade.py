@@ -105,6 +105,7 @@ class Store:
         self._writer.start()
         self._changes = threading.Lock()
         self.change_counter = 0  # bumped after each commit that changes what the page shows
+        self._change_listeners: list[Any] = []
 
     def close(self) -> None:
         """Stop the writer and close every read connection (threads outlive the store)."""
@@ -131,6 +132,20 @@ class Store:
     def _notify(self) -> None:
         with self._changes:
             self.change_counter += 1
+            listeners = list(self._change_listeners)
+        for listener in listeners:
+            listener()
+
+    def on_change(self, fn: Any) -> None:
+        """Call ``fn()`` (on the writer thread: hand over, never block) after each commit
+        that changes what the live page shows; the live stream is pushed from it."""
+        with self._changes:
+            self._change_listeners.append(fn)
+
+    def remove_change_listener(self, fn: Any) -> None:
+        with self._changes:
+            if fn in self._change_listeners:
+                self._change_listeners.remove(fn)
 
     @property
     def writer_stats(self) -> dict[str, int]:
@@ -414,8 +429,30 @@ class Store:
         future.add_done_callback(self._notify_if_new)
         return future
 
+    def ingest_many(self, items: list[tuple[str, list[Event], float]]) -> Future[Any]:
+        """``ingest`` for several units' ``(device_id, events, received_at)`` at once, in
+        one write (what they share is read once). The Future resolves to one IngestResult,
+        or the exception that kept that unit's events out, per item, in order."""
+        future = self._writer.submit(
+            lambda db: events_sql.ingest_many(
+                db,
+                items,
+                late_event_s=self.late_event_s,
+                future_margin_s=self.future_margin_s,
+                max_stay_s=self.max_stay_s,
+            )
+        )
+        future.add_done_callback(self._notify_if_any_new)
+        return future
+
     def _notify_if_new(self, future: Future[IngestResult]) -> None:
         if future.exception() is None and future.result().new:
+            self._notify()
+
+    def _notify_if_any_new(self, future: Future[list[Any]]) -> None:
+        if future.exception() is None and any(
+            isinstance(r, IngestResult) and r.new for r in future.result()
+        ):
             self._notify()
 
     def events(
@@ -428,9 +465,12 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         centre_ids: Iterable[str] | None = None,
+        after: tuple[float, int] | None = None,
+        count_limit: int | None = None,
     ) -> tuple[int, list[dict]]:
         """(total matching, one page of events newest first); ``centre_ids``: only events
-        of these centres."""
+        of these centres; ``after``: the (ts, id) the page starts below (keyset paging);
+        ``count_limit``: count no further than one past it."""
         return events_sql.page(
             self.db,
             centre_ids=centre_ids,
@@ -440,6 +480,8 @@ class Store:
             kind=kind,
             limit=limit,
             offset=offset,
+            after=after,
+            count_limit=count_limit,
         )
 
     def event_count(self) -> int:

@@ -595,3 +595,12 @@ def m090_lockdown(db: Database) -> None:
     db["members"].add_column("lockdown_exempt", int, not_null_default=0)
     db["devices"].add_column("lockdown", int)
     db["commands"].transform(not_null={"door": False})
+
+
+@migrations()
+def m130_event_paging(db: Database) -> None:
+    # /api/events pages newest first by (ts, id) under each filter: the kind alone, the
+    # centre and the kind (the centre alone and no filter use (centre_id, ts) and (ts); in
+    # SQLite every index ends with the rowid, here ``id``).
+    db["events"].create_index(["kind", "ts"], if_not_exists=True)
+    db["events"].create_index(["centre_id", "kind", "ts"], if_not_exists=True)
