@@ -77,8 +77,12 @@ class Bridge:
             leadership.on_change = self._leader_changed
             leadership.on_notice = self.lists.notice
         self.handlers.on_credit = lambda member_ids: self.lists.invalidate(None, member_ids)
+        # A worker of a share group keeps no session: the broker would go on handing a
+        # stopped worker its share of the units' events, queued until it came back (the
+        # units resend what a worker took but never acked, to the workers still there).
+        self._persistent = not settings.mqtt_share_group
         self._client, self._props = make_client(
-            settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S
+            settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S if self._persistent else 0
         )
         c = self._client
         self.error: str | None = "not connected yet"
@@ -164,7 +168,7 @@ class Bridge:
             self.settings.mqtt_host,
             self.settings.mqtt_port,
             keepalive=30,
-            clean_start=False,
+            clean_start=not self._persistent,
             properties=self._props,
         )
         self._client.loop_start()

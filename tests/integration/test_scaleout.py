@@ -175,9 +175,21 @@ def test_when_the_leader_stops_the_other_worker_takes_over(
         lambda: any(instance.encode() in m.payload for m in status.messages),
         what="the new leader announces the server online",
     )
-    assert other.post("/api/centres", json={"id": "belleme", "name": "Bellême"}).status_code == 201
+    assert other.post("/api/centres", json={"id": "boitron", "name": "Boitron"}).status_code == 201
+    assert other.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).status_code == 200
     assert runtime(other).bridge.lists.publisher is not None
+    # The stopped worker left the group: every event now goes to the one still running.
+    watch = AckWatch(broker, Verifier([server_key]), runtime(other))
+    rogue = Listener(broker)
+    for seq in range(1, 21):
+        rogue.publish(
+            topics.topic(topics.EVENT, "boitron-01"), event_payload("boitron-01", EPOCH, seq)
+        )
+    wait_until(lambda: len(watch.acked["boitron-01"]) == 20, what="every event acked")
+    assert watch.before_commit == []
     status.close()
+    watch.listener.close()
+    rogue.close()
 
 
 def test_a_share_group_needs_postgresql(
