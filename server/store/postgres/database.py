@@ -106,8 +106,16 @@ class Connection:
 
 
 def connect(url: str) -> Database:
-    """A connection in autocommit mode: reads see the newest commit, writes use ``atomic``."""
-    raw = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
+    """A connection in autocommit mode: reads see the newest commit, writes use ``atomic``.
+
+    ``synchronous_commit=on`` whatever the server's default: an ack lets a unit delete its
+    copy of an event, so a commit must be on disk before it returns (as SQLite's FULL)."""
+    raw = psycopg.connect(
+        url,
+        autocommit=True,
+        cursor_factory=psycopg.ClientCursor,
+        options="-c synchronous_commit=on",
+    )
     raw.adapters.register_loader("numeric", _Number)
     return Database(raw)
 
