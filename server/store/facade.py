@@ -167,7 +167,9 @@ class Store:
     # -- centres' calendars and plans -----------------------------------------------------------
 
     def centre_calendar(self, centre_id: str, ts: float) -> Calendar:
-        return centres_sql.calendar(self.db, centre_id, ts)
+        """The centre's calendar around ``ts`` (as centres.calendar gives it), built once
+        for the same rows and day: an online access request asks it every time."""
+        return visits_sql.centre_calendar(self.db, centre_id, date.fromtimestamp(ts), days=400)
 
     def centre_hours(self, centre_id: str, now: float) -> CentreHours:
         """What the centre's list head carries for its units."""
