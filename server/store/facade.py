@@ -257,6 +257,11 @@ class Store:
         """Whether the unit is in the registry (the devices table)."""
         return devices.centre_of(self.db, device_id)[0]
 
+    def device_centre(self, device_id: str) -> str | None:
+        """The unit's centre; None for a unit not in the registry or not in a centre (one
+        indexed read: an online access request asks it each time)."""
+        return devices.centre_of(self.db, device_id)[1]
+
     def register_device(self, device_id: str, centre_id: str, password_hash: str) -> dict:
         """Put a unit in the registry with its broker password hash (``device add``)."""
         self.centre(centre_id)
