@@ -36,7 +36,7 @@ TARGET_S = 1.0
 def run(ctx: Context) -> None:
     n = ctx.scale(3_500, 600)
     rate = ctx.scale(5_000, 1_000)
-    seconds = ctx.scale(60, 15)
+    seconds = ctx.scale(60, 10)
     per_unit = rate * seconds // n
     plan = {
         "devices": [unit_id(i) for i in range(n)],

@@ -40,7 +40,7 @@ from protocol.signing import Signer
 from protocol.workers import Worker
 from server.domain.access import GRANTED, decide
 from server.metrics import ServerMetrics
-from server.store import IngestResult, NotFound, Store
+from server.store import IngestResult, Store
 from server.store.records import StatusResult
 
 log = logging.getLogger(__name__)
@@ -399,10 +399,7 @@ class Handlers:
 
     def access_request(self, device_id: str, payload: bytes, retain: bool = False) -> None:
         request = decode(AccessRequest, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
-        try:
-            centre_id = self.store.device(device_id)["centre_id"]
-        except NotFound:
-            centre_id = None
+        centre_id = self.store.device_centre(device_id)
         record = self.store.badge_record(request.badge_hash)
         now = time.time()
         reason = decide(record, centre_id, now)

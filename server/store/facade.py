@@ -180,7 +180,9 @@ class Store:
     # -- centres' calendars and plans -----------------------------------------------------------
 
     def centre_calendar(self, centre_id: str, ts: float) -> Calendar:
-        return centres_sql.calendar(self.db, centre_id, ts)
+        """The centre's calendar around ``ts`` (as centres.calendar gives it), built once
+        for the same rows and day: an online access request asks it every time."""
+        return visits_sql.centre_calendar(self.db, centre_id, date.fromtimestamp(ts), days=400)
 
     def centre_hours(self, centre_id: str, now: float) -> CentreHours:
         """What the centre's list head carries for its units."""
@@ -267,6 +269,11 @@ class Store:
     def device_known(self, device_id: str) -> bool:
         """Whether the unit is in the registry (the devices table)."""
         return devices.centre_of(self.db, device_id)[0]
+
+    def device_centre(self, device_id: str) -> str | None:
+        """The unit's centre; None for a unit not in the registry or not in a centre (one
+        indexed read: an online access request asks it each time)."""
+        return devices.centre_of(self.db, device_id)[1]
 
     def register_device(self, device_id: str, centre_id: str, password_hash: str) -> dict:
         """Put a unit in the registry with its broker password hash (``device add``)."""

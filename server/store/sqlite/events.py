@@ -94,28 +94,27 @@ def ingest_many(
     max_stay_s: float = visits.DEFAULT_MAX_STAY_S,
 ) -> list[IngestResult | Exception]:
     """``ingest`` for many units' ``(device_id, events, received_at)`` in one transaction,
-    reading what they share once; each unit's events in a savepoint of their own, so a unit
-    whose events fail gets its exception in the list and the others are stored."""
+    reading what they share once. A unit whose events fail gets its exception in the list
+    and the others are stored: the batch is then done again with each unit's events in a
+    savepoint of their own."""
     batch = Batch()
-    out: list[IngestResult | Exception] = []
-    for device_id, events, received_at in items:
-        try:
-            with db.atomic():
-                out.append(
-                    _ingest_unit(
-                        db,
-                        batch,
-                        device_id,
-                        events,
-                        received_at,
-                        late_event_s,
-                        future_margin_s,
-                        max_stay_s,
-                    )
-                )
-        except Exception as exc:  # this unit's events fail alone; it resends them
-            log.exception("events of %s not stored", device_id)
-            out.append(exc)
+    args = (late_event_s, future_margin_s, max_stay_s)
+    try:  # the common case, every unit's events good: one savepoint for them all
+        with db.atomic():
+            out: list[IngestResult | Exception] = [
+                _ingest_unit(db, batch, device_id, events, received_at, *args)
+                for device_id, events, received_at in items
+            ]
+    except Exception:  # again, each unit in its own savepoint: the bad one fails alone
+        batch = Batch()
+        out = []
+        for device_id, events, received_at in items:
+            try:
+                with db.atomic():
+                    out.append(_ingest_unit(db, batch, device_id, events, received_at, *args))
+            except Exception as exc:  # this unit's events fail alone; it resends them
+                log.exception("events of %s not stored", device_id)
+                out.append(exc)
     batch.finish(db)
     return out
 
