@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test soak lint bench broker deploy-tools browser setup clean
+.PHONY: demo test soak lint bench broker deploy-tools browser postgres setup clean
 
-setup: $(STAMP) broker deploy-tools browser
+setup: $(STAMP) broker deploy-tools browser postgres
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,6 +28,20 @@ broker:
 			echo "mosquitto is missing. Install it, then run make again:"; \
 			echo "    sudo apt-get install mosquitto"; \
 			exit 1; \
+		fi; \
+	fi
+
+# PostgreSQL from Debian, for the store's second engine: the tests start a private cluster
+# from its programs (initdb, pg_ctl). Installed when missing and we are root; otherwise
+# the PostgreSQL tests say why they skipped.
+postgres:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing postgresql with apt-get"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+		else \
+			echo "PostgreSQL is not installed (sudo apt-get install postgresql): the PostgreSQL tests will skip"; \
 		fi; \
 	fi
 
@@ -81,7 +95,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check protocol edge server tests bench firmware-config
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

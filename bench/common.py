@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
+import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import paho.mqtt.client as mqtt
 
 from edge import config as edge_config
-from server.broker import LocalBroker
+from protocol.signing import Signer
+from server.broker import LocalBroker, free_port
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 
@@ -50,6 +56,18 @@ def connected_client(broker: LocalBroker, name: str) -> mqtt.Client:
     if not ready.wait(10):
         raise RuntimeError(f"{name} could not connect")
     return client
+
+
+def forget_server_session(broker: LocalBroker) -> None:
+    """End the server account's persistent session, so that what is published while no
+    server runs (a floor) is not queued for the next server of the run."""
+    client = broker.client(username=broker.server_username)
+    ready = threading.Event()
+    client.on_connect = lambda *a: ready.set()
+    client.connect("127.0.0.1", broker.port, clean_start=True)
+    client.loop_start()
+    ready.wait(10)
+    close(client)
 
 
 def close(*clients: mqtt.Client) -> None:
@@ -102,19 +120,35 @@ kind = "fake"
     return edge_config.load(path)
 
 
-class Results:
-    """Figures of one run, each with its floor and ratio; written to bench/results.json."""
+def load_average() -> float:
+    """The machine's 1-minute load average (other work on a shared machine)."""
+    return round(os.getloadavg()[0], 2)
 
-    def __init__(self) -> None:
+
+class Results:
+    """Figures of one run, each with its floor, its ratio and the load average when it was
+    measured; written to bench/results.json.
+
+    Every figure should name its ``floor`` (the same measure of the thing no design can
+    avoid, taken in the same run) and its ``ratio`` to it; ``target`` says what the ratio
+    should be at most (or at least, for rates: ``higher_is_better``).
+    """
+
+    def __init__(self, *, quick: bool = False) -> None:
+        self.quick = quick
         self.figures: dict[str, dict[str, Any]] = {}
 
     def add(self, name: str, **values: Any) -> None:
+        if "floor" not in values or "ratio" not in values:
+            print(f"  (figure {name} has no floor or no ratio)")
+        values.setdefault("load_avg", load_average())
+        values["quick"] = self.quick
         self.figures[name] = {
             k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()
         }
 
     def write(self, path: Path = RESULTS_PATH) -> None:
-        """Update the file: figures of groups not run this time are kept as they were."""
+        """Update the file: figures of benchmarks not run this time are kept as they were."""
         figures: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
             figures = json.loads(path.read_text()).get("figures", {})
@@ -124,9 +158,154 @@ class Results:
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "processor": platform.processor() or None,
+                "cpus": os.cpu_count(),
             },
             "ran_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "figures": figures,
         }
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwrote {path}")
+
+
+def unit_id(i: int) -> str:
+    return f"bench-u{i:04d}"
+
+
+def centre_of(i: int) -> str:
+    return f"bench-c{i % Context.CENTRES:03d}"
+
+
+def register_units(store: Any, n: int) -> None:
+    """Centres and the first ``n`` simulated units in the store's registry, in one commit."""
+    from server.store.sqlite import devices
+
+    now = time.time()
+
+    def write(db: Any) -> None:
+        db["centres"].insert_all(
+            ({"id": centre_of(i), "name": f"Centre {i}", "created_at": now} for i in range(n)),
+            ignore=True,
+        )
+        for i in range(n):
+            devices.assign(db, unit_id(i), centre_of(i))
+
+    store.write(write)
+
+
+class Context:
+    """What every benchmark module's ``run(ctx)`` gets: the results, a scratch directory,
+    whether this is a quick run, a badge key and a server signing key, and a broker
+    started on first use (``ctx.broker``) and stopped at the end of the run."""
+
+    OBSERVERS = 2_100  # one account per benchmark client (the client id is the user name)
+    UNITS = 3_500  # unit accounts (the real ACL: each unit its own topics), ``unit_id(i)``
+    CENTRES = 350  # the units' centres, ``centre_of(i)``
+
+    def __init__(self, results: Results, workdir: Path, *, quick: bool = False) -> None:
+        self.results = results
+        self.workdir = workdir
+        self.quick = quick
+        self.key_file = workdir / "badge.key"
+        self.key_file.write_text(secrets.token_hex(32))
+        self.signer = Signer.generate()
+        self._broker: LocalBroker | None = None
+
+    def scale(self, full: int, quick: int) -> int:
+        """``full`` in a full run, ``quick`` in a quick one."""
+        return quick if self.quick else full
+
+    @property
+    def broker(self) -> LocalBroker:
+        if self._broker is None:
+            units = {unit_id(i): centre_of(i) for i in range(self.scale(self.UNITS, 600))}
+            self._broker = LocalBroker(observers=self.OBSERVERS, units=units).start()
+        return self._broker
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._broker is not None:
+            self._broker.close()
+            self._broker = None
+
+
+class ServerProcess:
+    """``telecentre-server serve`` in its own process, as in production: the unit measured
+    in this process then shares no interpreter lock with the server's list compiler."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        broker: LocalBroker,
+        key_file: Path,
+        signing: Path,
+        token: str,
+        *,
+        name: str = "lists",
+    ) -> None:
+        self.port = free_port()
+        self.data_dir = workdir / f"{name}-server"
+        env = dict(
+            os.environ,
+            TELECENTRE_DATA_DIR=str(self.data_dir),
+            TELECENTRE_BADGE_KEY_FILE=str(key_file),
+            TELECENTRE_SIGNING_KEY_FILE=str(signing),
+            **{f"TELECENTRE_{k.upper()}": str(v) for k, v in broker.server_settings().items()},
+            TELECENTRE_MQTT_CLIENT_ID=f"bench-{name}",
+        )
+        self.log = (workdir / f"{name}-server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.log.name}")
+            try:
+                return self.http.get("/healthz").json().get("ok") is True
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "the server process")
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def bench_admin_token(store: Any) -> str:
+    """An admin's API token for the benchmark's calls, made as the command line makes it."""
+    from server.auth import service
+    from server.settings import Settings
+
+    now = time.time()
+    admin = service.create_operator(
+        store,
+        login="bench",
+        name="Bench",
+        role="admin",
+        centres=None,
+        password=secrets.token_urlsafe(16),
+        actor="cli",
+        address=None,
+        now=now,
+    )
+    token, _ = service.create_token(
+        store, Settings(), admin, name="bench", days=1, actor="cli", address=None, now=now
+    )
+    return token

@@ -31,14 +31,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Results, percentile, unit_config
+from bench.common import Context, Results, percentile, unit_config
 from protocol.signing import Signer
 from server.broker import LocalBroker
 
-QUICK = os.environ.get("QUICK") == "1"
-COUNTS = (0, 2_500, 25_000) if QUICK else (0, 25_000, 250_000)
-IDLE_WINDOW_S = 3.0 if QUICK else 20.0
-DECISIONS = 500 if QUICK else 5_000
+QUICK = os.environ.get("QUICK") == "1"  # set for the children by ``run`` on --quick
+
+
+def _sizes(quick: bool) -> tuple[tuple[int, ...], float, int]:
+    """(list sizes, idle window in s, decisions timed) of a full or a quick run."""
+    return ((0, 2_500, 25_000), 3.0, 500) if quick else ((0, 25_000, 250_000), 20.0, 5_000)
+
+
+COUNTS, IDLE_WINDOW_S, DECISIONS = _sizes(QUICK)
 CENTRE = "bench"
 NOW = 1_780_000_000.0
 PLAN_EVERY = 4  # every fourth member holds a day-pass book
@@ -83,6 +88,16 @@ def _child(*args: str, timeout: float = 600) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"bench.edge_scale {args[0]} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(ctx: Context) -> None:
+    """``python -m bench edge_scale``: memory, decisions and idle CPU of a unit."""
+    global QUICK, COUNTS, IDLE_WINDOW_S, DECISIONS
+    if ctx.quick and not QUICK:  # the children read it from their environment
+        os.environ["QUICK"] = "1"
+        QUICK = True
+        COUNTS, IDLE_WINDOW_S, DECISIONS = _sizes(True)
+    bench_edge_scale(ctx.results, ctx.workdir, ctx.broker, ctx.key_file, ctx.signer)
 
 
 def bench_edge_scale(

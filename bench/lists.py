@@ -13,22 +13,21 @@ Figures, each against a floor measured in the same run:
 from __future__ import annotations
 
 import os
-import secrets
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx2 as httpx
 import msgspec
 import paho.mqtt.client as mqtt
 from gpiozero.pins.mock import MockFactory
 
 from bench.common import (
+    Context,
     Results,
+    ServerProcess,
+    bench_admin_token,
     close,
     connected_client,
     percentile,
@@ -44,12 +43,19 @@ from protocol.badges import badge_hash
 from protocol.lists import SEGMENT_ENTRIES, cut_snapshot
 from protocol.messages import REVOKED, ListDelta, ListEntry, ListSegment
 from protocol.signing import Signer, Verifier
-from server.broker import LocalBroker, free_port
+from server.broker import LocalBroker
 from server.store import Store
 
 BADGES = 250_000
 UNITS = 2_000
 CENTRE = "bench"
+
+
+def run(ctx: Context) -> None:
+    global BADGES, UNITS
+    BADGES, UNITS = ctx.scale(250_000, 25_000), ctx.scale(2_000, 200)
+    bench_encoding(ctx.results, ctx.signer)
+    bench_scale(ctx.results, ctx.workdir, ctx.broker, ctx.key_file, ctx.signer)
 
 
 def _uid(i: int) -> bytes:
@@ -95,81 +101,9 @@ def bench_encoding(results: Results, signer: Signer) -> None:
         json_decode_s=json_decode,
         size_ratio=packed / len(as_json),
         time_ratio=packed_decode / json_decode,
+        floor=json_decode,
+        ratio=packed_decode / json_decode,
     )
-
-
-class ServerProcess:
-    """``telecentre-server serve`` in its own process, as in production: the unit measured
-    in this process then shares no interpreter lock with the server's list compiler."""
-
-    def __init__(
-        self, workdir: Path, broker: LocalBroker, key_file: Path, signing: Path, token: str
-    ) -> None:
-        self.port = free_port()
-        self.data_dir = workdir / "lists-server"
-        env = dict(
-            os.environ,
-            TELECENTRE_DATA_DIR=str(self.data_dir),
-            TELECENTRE_BADGE_KEY_FILE=str(key_file),
-            TELECENTRE_SIGNING_KEY_FILE=str(signing),
-            **{f"TELECENTRE_{k.upper()}": str(v) for k, v in broker.server_settings().items()},
-            TELECENTRE_MQTT_CLIENT_ID="bench-lists",
-        )
-        self.log = (workdir / "server.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.http = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-
-        def healthy() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited; see {self.log.name}")
-            try:
-                return self.http.get("/healthz").json().get("ok") is True
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 60, "the server process")
-
-    def close(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
-def bench_admin_token(store: Store) -> str:
-    """An admin's API token for the benchmark's calls, made as the command line makes it."""
-    from server.auth import service
-    from server.settings import Settings
-
-    now = time.time()
-    admin = service.create_operator(
-        store,
-        login="bench",
-        name="Bench",
-        role="admin",
-        centres=None,
-        password=secrets.token_urlsafe(16),
-        actor="cli",
-        address=None,
-        now=now,
-    )
-    token, _ = service.create_token(
-        store, Settings(), admin, name="bench", days=1, actor="cli", address=None, now=now
-    )
-    return token
 
 
 def bench_scale(
@@ -289,6 +223,7 @@ def _scale_with_server(
         server_publish_s=published,
         unit_sync_s=full_sync,
         floor_s=floor_sync,
+        floor=floor_sync,
         ratio=full_sync / floor_sync,
         target_s=5.0,
     )
@@ -387,6 +322,8 @@ def _scale_with_server(
         decisions=d_n,
         floor_decision_p99_ms=d_rest * 1000,
         decision_ratio=d_p99 / d_rest,
+        floor=d_rest * 1000,
+        ratio=d_p99 / d_rest,
         badge_p99_ms=b_p99 * 1000,
         badges=b_n,
         floor_badge_p99_ms=b_rest * 1000,
@@ -457,6 +394,7 @@ def _scale_with_server(
         real_unit_ms=real_unit * 1000,
         delta_bytes=size,
         floor_p99_ms=floor_p99 * 1000,
+        floor=floor_p99 * 1000,
         ratio=p99 / floor_p99,
         target_p99_ms=1000.0,
     )

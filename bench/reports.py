@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench.common import Results
+from bench.common import Context, Results
 from server.data import communes
 from server.domain.reports import month, week
 from server.store import Store
@@ -34,6 +34,12 @@ PARIS = ZoneInfo("Europe/Paris")
 ORNE = ["61001", "61006", "61169", "61214", "61293", "61038", "61508", "61051", "61464", "61168"]
 HOURS = json.dumps([[[480, 1140]]] * 5 + [[], []])
 WORK = ["14118", "72181", "75056", "76540", "28085", "27229", "53130", "14366", "35238", "61001"]
+
+
+def run(ctx: Context) -> None:
+    global EVENTS
+    EVENTS = ctx.scale(1_000_000, 100_000)
+    bench_reports(ctx.results, ctx.workdir)
 
 
 def _populate(store: Store, rng: random.Random) -> int:
@@ -172,6 +178,8 @@ def bench_reports(results: Results, workdir: Path) -> None:
         visits=built,
         build_visits_s=build_s,
         floor_count_s=floor,
+        floor=floor,
+        ratio=max(timings.values()) / floor,
         invoicing_s=timings["invoicing"],
         departement_s=timings["departement"],
         impact_s=timings["impact"],

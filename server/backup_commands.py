@@ -32,6 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from server.store.sqlite import backup as backups
 
     settings = Settings.from_env()
+    if settings.database_url:
+        print(
+            "backup and restore copy the SQLite file; with TELECENTRE_DATABASE_URL set, use "
+            "PostgreSQL's own pg_dump and pg_restore (docs/performance.md, Scale-out)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         if args.command == "backup":
             copy = backups.backup(settings.db_path, args.dest)

@@ -125,8 +125,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def check_schema(settings: Settings) -> None:
     """Refuse to start on a database a newer server migrated (before uvicorn starts)."""
-    if not settings.db_path.exists():
-        return
+    if settings.database_url or not settings.db_path.exists():
+        return  # PostgreSQL: the store checks its schema when it opens
     from server.store.sqlite.migrations import migrations
     from server.store.sqlite.writer import connect
 

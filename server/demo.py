@@ -124,7 +124,7 @@ def unit_config(
 
 def seed(settings: Settings, key: bytes, rng: random.Random) -> dict[str, list[str]]:
     """Centres, units and members with badges; returns each centre's member card UIDs."""
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     uids: dict[str, list[str]] = {}
     try:
         for centre_id, name, commune, _ in CENTRES:
@@ -149,7 +149,7 @@ def demo_admin(settings: Settings) -> tuple[str, str, str]:
     from server.auth import service
 
     login, password = "demo", secrets.token_urlsafe(12)
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     try:
         now = time.time()
         operator = service.create_operator(
@@ -177,7 +177,7 @@ def register_units(settings: Settings, workdir: Path) -> dict[str, Path]:
     reloaded. Returns each centre's unit password file."""
     from server.broker import registry
 
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     files: dict[str, Path] = {}
     try:
         for centre_id, *_ in CENTRES:

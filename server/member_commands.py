@@ -82,7 +82,7 @@ def cli_actor() -> str:
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     try:
         if args.command == "purge":
             return _purge(store, settings)

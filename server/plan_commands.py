@@ -64,7 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     try:
         if args.command == "plan":
             return PLAN_RUNNERS[args.plan_command](store, settings, args)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
             raise rules.ReportError(f"--week: the {args.kind} report is monthly; use --month")
         period = rules.week(args.week) if args.week is not None else rules.month(args.month)
         settings = settings or Settings.from_env()
-        store = Store(settings.db_path, max_stay_s=settings.max_stay_hours * 3600)
+        store = Store(settings.store_location, max_stay_s=settings.max_stay_hours * 3600)
         try:
             return _run(store, settings, args, period)
         finally:

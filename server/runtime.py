@@ -19,6 +19,7 @@ from server.mqtt.bridge import Bridge
 from server.retention import RetentionWorker
 from server.settings import Settings, SettingsError
 from server.store import Store
+from server.store.postgres.leader import Leadership
 
 FIRST_PURGE_WAIT_S = 10.0
 
@@ -42,7 +43,7 @@ class Runtime:
         key = read_badge_key(settings)
         signer = read_signing_key(settings)
         store = Store(
-            settings.db_path,
+            settings.store_location,
             max_stay_s=settings.max_stay_hours * 3600,
             late_event_s=settings.late_event_s,
             future_margin_s=settings.future_margin_s,
@@ -50,7 +51,23 @@ class Runtime:
         )
         metrics = ServerMetrics()
         retention = RetentionWorker(store, settings)
-        bridge = Bridge(settings, store, signer, metrics=metrics, badge_key_fp=key_fingerprint(key))
+        leadership = None
+        if settings.mqtt_share_group:
+            if store.engine != "postgresql":
+                store.close()
+                raise SettingsError(
+                    "mqtt_share_group: the workers of a group share one database: set "
+                    "database_url to a postgresql:// URL"
+                )
+            leadership = Leadership(settings.database_url or "")
+        bridge = Bridge(
+            settings,
+            store,
+            signer,
+            metrics=metrics,
+            badge_key_fp=key_fingerprint(key),
+            leadership=leadership,
+        )
         watch = AlarmWatch(store, settings.alarm_check_interval_s)
         metrics.watch(
             rejected=bridge.rejections.snapshot,

@@ -21,6 +21,17 @@ def _setting(default: Any, help: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = _setting(Path("data"), "Directory of the SQLite database.")
+    database_url: str | None = _setting(
+        None,
+        "A postgresql:// URL: the store on PostgreSQL instead of the SQLite file in data_dir "
+        "(needed by several server workers; see docs/performance.md, Scale-out).",
+    )
+    mqtt_share_group: str | None = _setting(
+        None,
+        "Several server workers share the units' messages as this MQTT shared subscription "
+        "group ($share/<group>/...); needs database_url, and each worker its own broker "
+        "account and mqtt_client_id.",
+    )
     badge_key_file: Path = _setting(
         Path("badge.key"), "File with the 64-hex-character badge HMAC key (outside the database)."
     )
@@ -120,6 +131,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "telecentre.db"
+
+    @property
+    def store_location(self) -> Path | str:
+        """What ``Store`` opens: the PostgreSQL URL when set, else the SQLite file."""
+        return self.database_url or self.db_path
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -74,8 +74,19 @@ def server_key(signing_key_file: Path) -> str:
 
 
 @pytest.fixture
+def database_url() -> str | None:
+    """The ``server`` fixture's database: None is the SQLite file in its data_dir (a test
+    module overrides this fixture to run on PostgreSQL too)."""
+    return None
+
+
+@pytest.fixture
 def server(
-    broker: LocalBroker, tmp_path: Path, key_file: Path, signing_key_file: Path
+    broker: LocalBroker,
+    tmp_path: Path,
+    key_file: Path,
+    signing_key_file: Path,
+    database_url: str | None,
 ) -> Iterator[TestClient]:
     """The real app (lifespan, bridge, store) with centre ``boitron`` and unit ``boitron-01``.
 
@@ -86,6 +97,7 @@ def server(
         data_dir=tmp_path / "server",
         badge_key_file=key_file,
         signing_key_file=signing_key_file,
+        database_url=database_url,
         **broker.server_settings(),
     )
     with TestClient(create_app(settings)) as client:
@@ -235,3 +247,48 @@ def make_unit(
     yield make
     for agent in agents:
         agent.stop()
+
+
+# -- the store's two engines ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A private PostgreSQL (initdb in a temporary directory, 127.0.0.1, a free port) for
+    the whole session; the tests that need it skip, saying why, when it is not installed."""
+    from server.store.postgres.cluster import LocalPostgres, PostgresMissing, find_bindir
+
+    try:
+        find_bindir()
+        import psycopg  # noqa: F401
+    except (PostgresMissing, ImportError) as exc:
+        pytest.skip(f"PostgreSQL tests need PostgreSQL and psycopg (make setup): {exc}")
+    with LocalPostgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store opens, once per engine: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "t.db"
+    return request.getfixturevalue("postgres_cluster").database()
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What a constraint or trigger refusing a write raises, on either engine."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.DatabaseError,)
+    return (sqlite3.DatabaseError, psycopg.DatabaseError)
+
+
+def sqlite_file(store: Any) -> Path:
+    """The store's SQLite file, for a test that reads the file itself; on PostgreSQL, which
+    keeps no such file, that test skips."""
+    if store.engine != "sqlite":
+        pytest.skip("reads the SQLite file itself: PostgreSQL keeps no such file")
+    return store.path

@@ -61,7 +61,7 @@ def read_password(path: Path | None) -> str:
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     try:
         return _run(store, settings, args)
     except (TelecentreError, ValueError, LookupError, OSError) as exc:

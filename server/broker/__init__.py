@@ -80,6 +80,7 @@ class LocalBroker:
         self.passwords: dict[str, str] = {}
         self._units: dict[str, str] = {}  # device id -> centre
         self._observers: list[str] = []
+        self._workers: list[str] = []  # more server workers' accounts (server.mqtt.scaleout)
         self._next_observer = itertools.count()
         self._add_account(SERVER_USERNAME)
         for device_id, centre in (units or {}).items():
@@ -107,13 +108,25 @@ class LocalBroker:
         """The file holding ``username``'s password (for mqtt_password_file / password_file)."""
         return self.workdir / "accounts" / f"{username}.password"
 
+    def add_server_worker(self, name: str) -> dict[str, object]:
+        """Another server worker's own account (the client id is the user name); returns
+        its settings overrides, as ``server_settings`` does for the first."""
+        if name not in self._workers:
+            self._workers.append(name)
+            self._add_account(name)
+            self.reload()
+        return {
+            **self.server_settings(),
+            "mqtt_username": name,
+            "mqtt_password_file": self.password_file(name),
+            "mqtt_client_id": name,
+        }
+
     def grants(self) -> list[Grant]:
         everything = "#"  # observers are for tests and benchmarks only
         out = [
-            broker_access.server_grant(
-                self.server_username,
-                broker_access.hash_password(self.passwords[self.server_username]),
-            )
+            broker_access.server_grant(name, broker_access.hash_password(self.passwords[name]))
+            for name in (self.server_username, *self._workers)
         ]
         for device_id, centre in self._units.items():
             if device_id in self.passwords:

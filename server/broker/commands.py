@@ -69,7 +69,7 @@ def _device(args: argparse.Namespace) -> int:
     from server.store.errors import NotFound
 
     settings = Settings.from_env()
-    store = Store(settings.db_path)
+    store = Store(settings.store_location)
     try:
         if args.device_command == "list":
             accounts = {row["device_id"] for row in store.device_credentials()}

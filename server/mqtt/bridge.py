@@ -33,10 +33,12 @@ from protocol.mqtt import (
 from protocol.signing import Signer
 from protocol.workers import Worker
 from server.metrics import ServerMetrics
+from server.mqtt import scaleout
 from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
 from server.settings import Settings, SettingsError
 from server.store import Store
+from server.store.postgres.leader import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,12 @@ class Bridge:
         *,
         metrics: ServerMetrics | None = None,
         badge_key_fp: str | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
         self.badge_key_fp = badge_key_fp  # told to the units in the server status
+        # Several workers (server.mqtt.scaleout): None for a single server, which leads.
+        self.leadership = leadership
         self.signer = signer
         self.store = store
         self.instance = str(uuid.uuid4())  # this run of the server
@@ -72,10 +77,20 @@ class Bridge:
         self.connects = 0
         self.rejections = Rejections()
         self.handlers = Handlers(store, signer, self.publish, self.rejections, metrics)
-        self.lists = AccessListPublisher(store, signer, self.publish)
+        self.lists: Any = AccessListPublisher(store, signer, self.publish)
+        if leadership is not None:
+            self.lists = scaleout.ListRelay(
+                lambda: AccessListPublisher(store, signer, self.publish), leadership, store
+            )
+            leadership.on_change = self._leader_changed
+            leadership.on_notice = self.lists.notice
         self.handlers.on_credit = lambda member_ids: self.lists.invalidate(None, member_ids)
+        # A worker of a share group keeps no session: the broker would go on handing a
+        # stopped worker its share of the units' events, queued until it came back (the
+        # units resend what a worker took but never acked, to the workers still there).
+        self._persistent = not settings.mqtt_share_group
         self._client, self._props = make_client(
-            settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S
+            settings.mqtt_client_id, session_expiry_s=SESSION_EXPIRY_S if self._persistent else 0
         )
         c = self._client
         self.error: str | None = "not connected yet"
@@ -96,16 +111,43 @@ class Bridge:
                 raise SettingsError(f"mqtt_ca_file: {ca} does not exist")
             c.tls_set(ca_certs=str(ca) if ca else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         record_connect_errors(c, self._on_connect_error)
-        c.will_set(
-            topics.topic(topics.SERVER_STATUS),
-            self._server_status("offline"),
-            qos=topics.SERVER_STATUS.qos,
-            retain=True,
-        )
+        if leadership is None:
+            self._set_will()
         c.reconnect_delay_set(min_delay=1, max_delay=15)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+
+    def _set_will(self) -> None:
+        self._client.will_set(**self._status_message("offline"))
+
+    def _status_message(self, state: str) -> dict[str, Any]:
+        """The server's retained status, as publish and will_set take it."""
+        return {
+            "topic": topics.topic(topics.SERVER_STATUS),
+            "payload": self._server_status(state),
+            "qos": topics.SERVER_STATUS.qos,
+            "retain": True,
+        }
+
+    @property
+    def leader(self) -> bool:
+        """Whether this worker publishes lists and the server's status (a single server does)."""
+        return self.leadership is None or self.leadership.is_leader.is_set()
+
+    def _leader_changed(self, leader: bool) -> None:
+        self.lists.lead(leader)
+        if not self.connected.is_set():
+            return
+        if leader:  # a take-over: the units' status, and the server's with a new instance
+            self._client.subscribe([(f, topics.STATUS.qos) for f in scaleout.leader_only()])
+            self._publish_online()
+            self.lists.republish()
+        else:
+            self._client.unsubscribe(scaleout.leader_only())
+
+    def _publish_online(self) -> None:
+        self._client.publish(**self._status_message("online"))
 
     @property
     def rejected(self) -> dict[str, int]:
@@ -120,16 +162,21 @@ class Bridge:
         found = list(self.handlers.workers)
         if isinstance(self.lists, Worker):
             found.append(self.lists)
+        found.extend(getattr(self.lists, "workers", []))
         return found
 
     def start(self) -> None:
         self.handlers.start()
+        if self.leadership is not None:
+            if self.leadership.elect():  # known before connecting: the leader has the will
+                self._set_will()
+            self.leadership.start()
         self.lists.start()
         self._client.connect_async(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
             keepalive=30,
-            clean_start=False,
+            clean_start=not self._persistent,
             properties=self._props,
         )
         self._client.loop_start()
@@ -137,13 +184,8 @@ class Bridge:
     def stop(self) -> None:
         self.lists.stop()
         self.handlers.stop()
-        if self.connected.is_set():
-            info = self._client.publish(
-                topics.topic(topics.SERVER_STATUS),
-                self._server_status("offline"),
-                qos=topics.SERVER_STATUS.qos,
-                retain=True,
-            )
+        if self.connected.is_set() and self.leader:
+            info = self._client.publish(**self._status_message("offline"))
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
         self._client.disconnect()
@@ -219,13 +261,16 @@ class Bridge:
             )
             return
         self.error = None
-        client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
-        client.publish(
-            topics.topic(topics.SERVER_STATUS),
-            self._server_status("online"),
-            qos=topics.SERVER_STATUS.qos,
-            retain=True,
-        )
+        group = self.settings.mqtt_share_group
+        if group:
+            leader = self.leader
+            client.subscribe(scaleout.subscriptions(group, leader=leader))
+            if not leader:  # a session kept from when it led still holds them
+                client.unsubscribe(scaleout.leader_only())
+        else:
+            client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
+        if self.leader:
+            self._publish_online()
         self.connects += 1
         self.connected.set()
         log.info(

@@ -41,7 +41,7 @@ from protocol.signing import Signer
 from protocol.workers import Worker
 from server.domain.access import GRANTED, decide
 from server.metrics import ServerMetrics
-from server.store import IngestResult, NotFound, Store
+from server.store import IngestResult, Store
 from server.store.records import StatusResult
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M")
 
 WAIT_S = 0.5  # how long a worker step waits for input before looking at ``stopping``
+MAX_DRAIN = 2000  # messages one step takes from the queue: their events go in one write
 MAX_ACK_ITEMS = 10_000  # Ack.seqs and Ack.rejected bounds
 
 
@@ -65,6 +66,7 @@ class Publish(Protocol):
 
 
 Handler = Callable[[str, bytes, bool], None]
+UnitEvents = list[tuple[str, list[Event], float]]  # (device_id, its events, received_at)
 
 
 class Rejections:
@@ -193,6 +195,12 @@ class Handlers:
         self._pending: dict[str, PendingCommand] = {}
         self._pending_lock = threading.Lock()
         self.handled = 0
+        # Events decoded in this step, written together when it ends (``_flush_events``).
+        self._events: list[tuple[str, Event, float]] | None = None
+        # Events waiting for the write on its way to the disk to finish (group commit).
+        self._held: list[tuple[str, Event, float]] = []
+        self._held_lock = threading.Lock()
+        self._in_flight = 0
         self.worker = Worker("mqtt-handler", self._step)
 
     def table(self) -> dict[topics.TopicSpec, Handler]:
@@ -217,6 +225,7 @@ class Handlers:
         self.worker.stopping.set()
         self._queue.put(None)  # wakes the step at once
         self.worker.stop()
+        self._submit_held()  # nothing waits for a write that may not come
         self.acker.stop()
 
     # -- paho's thread: hand over, never block ------------------------------------------------
@@ -231,15 +240,29 @@ class Handlers:
     # -- the handler worker --------------------------------------------------------------------
 
     def _step(self) -> None:
+        """Take what is queued (up to MAX_DRAIN messages) and handle it in order; the events
+        among them go to the writer as one write, not one write each."""
         try:
-            item = self._queue.get(timeout=WAIT_S)
+            items = [self._queue.get(timeout=WAIT_S)]
         except queue.Empty:
             return
-        if item is not None:
-            self.handle(*item)
+        while len(items) < MAX_DRAIN:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._events = []
+        try:
+            for item in items:
+                if item is not None:
+                    self.handle(*item)
+        finally:
+            self._flush_events()
 
     def handle(self, spec: topics.TopicSpec, owner: str, payload: bytes, retain: bool) -> None:
         """Decode and act on one message; a contract breach is counted and logged."""
+        if spec is not topics.EVENT:
+            self._flush_events(hold=False)  # what came before this message is written first
         handler = self.table().get(spec)
         try:
             if handler is None:
@@ -262,12 +285,64 @@ class Handlers:
         except ProtocolError as exc:
             self._nack(device_id, payload, exc)
             raise
-        received_at = time.time()
-        future = self.store.ingest(device_id, [event], received_at)
-        future.add_done_callback(self._committed)
-        if self.metrics is not None:
-            metrics = self.metrics
-            future.add_done_callback(lambda f: self._count(metrics, f, event, received_at))
+        if self._events is None:  # not in a worker step: written at once
+            self._events = [(device_id, event, time.time())]
+            self._flush_events(hold=False)
+            self._events = None
+        else:
+            self._events.append((device_id, event, time.time()))
+
+    def _flush_events(self, *, hold: bool = True) -> None:
+        """Hand the events of this step to the writer: one write, one Future, each unit's
+        run of events together (a unit's events keep their order).
+
+        Group commit: while a write of events is still on its way to the disk, new events
+        wait and go in the next one (``hold``), so a busy writer gets bigger writes (what
+        a write reads and recounts once is shared by more events) instead of a queue of
+        small ones. Messages of other kinds flush at once (``hold=False``), after the
+        events that came before them."""
+        if not self._events:
+            if not hold:
+                self._submit_held()
+            return
+        pending, self._events = self._events, []
+        with self._held_lock:
+            self._held.extend(pending)
+            if hold and self._in_flight:
+                return  # goes with the next write, when this one is committed
+        self._submit_held()
+
+    def _submit_held(self) -> None:
+        with self._held_lock:
+            pending, self._held = self._held, []
+            if not pending:
+                return
+            self._in_flight += 1
+        by_unit: dict[tuple[str, str], tuple[list[Event], float]] = {}
+        for device_id, event, received_at in pending:  # an ack names one outbox epoch
+            by_unit.setdefault((device_id, event.epoch), ([], received_at))[0].append(event)
+        items: UnitEvents = [(unit, events, at) for (unit, _), (events, at) in by_unit.items()]
+        future = self.store.ingest_many(items)
+        future.add_done_callback(lambda f: self._committed_many(f, items))
+
+    def _committed_many(
+        self, future: Future[list[IngestResult | Exception]], items: UnitEvents
+    ) -> None:
+        """Writer thread: the events are on disk, the units may forget them; the events
+        held meanwhile go to the writer now."""
+        with self._held_lock:
+            self._in_flight -= 1
+        self._submit_held()
+        error = future.exception()
+        if error is not None:
+            log.error("events not stored, the units will resend: %s", error)
+            return
+        for (_, events, received_at), result in zip(items, future.result(), strict=True):
+            if isinstance(result, Exception):
+                continue  # logged by the store; the unit resends
+            self._acknowledge(result)
+            if self.metrics is not None and result.new:
+                self._count_new(self.metrics, events, result, received_at)
 
     def _nack(self, device_id: str, payload: bytes, exc: ProtocolError) -> None:
         """An event we can name by (epoch, seq) is refused for good in the next ack."""
@@ -277,24 +352,19 @@ class Handlers:
             return  # cannot be named: only counted and logged
         self.acker.put(device_id, header.epoch, rejected=[Rejected(header.seq, exc.reason)])
 
-    def _committed(self, future: Future[IngestResult]) -> None:
-        """Writer thread: the events are on disk, the unit may forget them."""
-        error = future.exception()
-        if error is not None:
-            log.error("events not stored, the unit will resend: %s", error)
-            return
-        result = future.result()
+    def _acknowledge(self, result: IngestResult) -> None:
         self.acker.put(result.device_id, result.epoch, result.seqs)
         if result.credited:
             self.on_credit(list(result.credited))  # their entries' credits changed
 
-    def _count(
-        self, metrics: ServerMetrics, future: Future[IngestResult], event: Event, received: float
+    def _count_new(
+        self, metrics: ServerMetrics, events: list[Event], result: IngestResult, received: float
     ) -> None:
-        """Writer thread: count an event stored for the first time (not a resend)."""
-        if future.exception() is None and future.result().new:
-            late = event.historical or received - event.ts > self.store.late_event_s
-            metrics.event_stored(event, received, historical=late)
+        """Count the events stored for the first time (not resends)."""
+        for event in events:
+            if event.event_id in result.new_ids:
+                late = event.historical or received - event.ts > self.store.late_event_s
+                metrics.event_stored(event, received, historical=late)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -349,10 +419,7 @@ class Handlers:
 
     def access_request(self, device_id: str, payload: bytes, retain: bool = False) -> None:
         request = decode(AccessRequest, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
-        try:
-            centre_id = self.store.device(device_id)["centre_id"]
-        except NotFound:
-            centre_id = None
+        centre_id = self.store.device_centre(device_id)
         record = self.store.badge_record(request.badge_hash)
         now = time.time()
         reason = decide(record, centre_id, now)

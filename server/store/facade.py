@@ -38,6 +38,7 @@ from server.domain.access import BadgeRecord
 from server.domain.audit import AuditEvent
 from server.domain.operators import Operator
 from server.domain.reports import Period
+from server.store import postgres
 from server.store.errors import Conflict, NotFound
 from server.store.records import CentreListState, IngestResult, StatusResult
 from server.store.sqlite import (
@@ -84,22 +85,35 @@ class Store:
         future_margin_s: float = 300.0,
         alarm_thresholds: alarm_rules.Thresholds | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A postgresql:// URL chooses PostgreSQL (server.store.postgres); anything else is
+        # the SQLite file's path.
+        self.engine = "postgresql" if postgres.is_url(path) else "sqlite"
+        self.path: Any = path if self.engine == "postgresql" else Path(path)
+        self._connect: Any = connect
+        if self.engine == "postgresql":
+            from server.store.postgres import database as pg_database
+            from server.store.postgres import schema as pg_schema
+
+            self._connect = pg_database.connect
+            db = self._connect(self.path)
+            pg_schema.apply(db)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = connect(self.path)
+            migrations.apply(db)
         self.max_stay_s = max_stay_s
         self.late_event_s = late_event_s
         self.future_margin_s = future_margin_s
         self.alarm_thresholds = alarm_thresholds or alarm_rules.Thresholds()
-        db = connect(self.path)
-        migrations.apply(db)
         db.close()
         self._local = threading.local()
         self._readers: list[Database] = []  # every thread's, closed with the store
         self._readers_lock = threading.Lock()
-        self._writer = Writer(self.path)
+        self._writer = Writer(self.path, opener=self._connect if self.engine != "sqlite" else None)
         self._writer.start()
         self._changes = threading.Lock()
         self.change_counter = 0  # bumped after each commit that changes what the page shows
+        self._change_listeners: list[Any] = []
 
     def close(self) -> None:
         """Stop the writer and close every read connection (threads outlive the store)."""
@@ -114,7 +128,7 @@ class Store:
         """This thread's read connection."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = connect(self.path)
+            db = self._local.db = self._connect(self.path)
             with self._readers_lock:
                 self._readers.append(db)
         return db
@@ -126,6 +140,20 @@ class Store:
     def _notify(self) -> None:
         with self._changes:
             self.change_counter += 1
+            listeners = list(self._change_listeners)
+        for listener in listeners:
+            listener()
+
+    def on_change(self, fn: Any) -> None:
+        """Call ``fn()`` (on the writer thread: hand over, never block) after each commit
+        that changes what the live page shows; the live stream is pushed from it."""
+        with self._changes:
+            self._change_listeners.append(fn)
+
+    def remove_change_listener(self, fn: Any) -> None:
+        with self._changes:
+            if fn in self._change_listeners:
+                self._change_listeners.remove(fn)
 
     @property
     def writer_stats(self) -> dict[str, int]:
@@ -160,7 +188,9 @@ class Store:
     # -- centres' calendars and plans -----------------------------------------------------------
 
     def centre_calendar(self, centre_id: str, ts: float) -> Calendar:
-        return centres_sql.calendar(self.db, centre_id, ts)
+        """The centre's calendar around ``ts`` (as centres.calendar gives it), built once
+        for the same rows and day: an online access request asks it every time."""
+        return visits_sql.centre_calendar(self.db, centre_id, date.fromtimestamp(ts), days=400)
 
     def centre_hours(self, centre_id: str, now: float) -> CentreHours:
         """What the centre's list head carries for its units."""
@@ -247,6 +277,11 @@ class Store:
     def device_known(self, device_id: str) -> bool:
         """Whether the unit is in the registry (the devices table)."""
         return devices.centre_of(self.db, device_id)[0]
+
+    def device_centre(self, device_id: str) -> str | None:
+        """The unit's centre; None for a unit not in the registry or not in a centre (one
+        indexed read: an online access request asks it each time)."""
+        return devices.centre_of(self.db, device_id)[1]
 
     def register_device(self, device_id: str, centre_id: str, password_hash: str) -> dict:
         """Put a unit in the registry with its broker password hash (``device add``)."""
@@ -434,8 +469,30 @@ class Store:
         future.add_done_callback(self._notify_if_new)
         return future
 
+    def ingest_many(self, items: list[tuple[str, list[Event], float]]) -> Future[Any]:
+        """``ingest`` for several units' ``(device_id, events, received_at)`` at once, in
+        one write (what they share is read once). The Future resolves to one IngestResult,
+        or the exception that kept that unit's events out, per item, in order."""
+        future = self._writer.submit(
+            lambda db: events_sql.ingest_many(
+                db,
+                items,
+                late_event_s=self.late_event_s,
+                future_margin_s=self.future_margin_s,
+                max_stay_s=self.max_stay_s,
+            )
+        )
+        future.add_done_callback(self._notify_if_any_new)
+        return future
+
     def _notify_if_new(self, future: Future[IngestResult]) -> None:
         if future.exception() is None and future.result().new:
+            self._notify()
+
+    def _notify_if_any_new(self, future: Future[list[Any]]) -> None:
+        if future.exception() is None and any(
+            isinstance(r, IngestResult) and r.new for r in future.result()
+        ):
             self._notify()
 
     def events(
@@ -453,9 +510,13 @@ class Store:
         member_name: str | None = None,
         granted: bool | None = None,
         reason: str | None = None,
+        after: tuple[float, int] | None = None,
+        count_limit: int | None = None,
     ) -> tuple[int, list[dict]]:
         """(total matching, one page of events newest first); ``centre_ids``: only events
-        of these centres; the other filters: see ``events_sql.page``."""
+        of these centres; ``after``: the (ts, id) the page starts below (keyset paging);
+        ``count_limit``: count no further than one past it; the other filters: see
+        ``events_sql.page``."""
         return events_sql.page(
             self.db,
             centre_ids=centre_ids,
@@ -470,6 +531,8 @@ class Store:
             member_name=member_name,
             granted=granted,
             reason=reason,
+            after=after,
+            count_limit=count_limit,
         )
 
     def event_count(self) -> int:
@@ -790,7 +853,8 @@ class Store:
                 forget_lists=forget_lists,
             )
         )
-        privacy_sql.checkpoint(self.path)  # the write-ahead log forgets them too
+        if self.engine == "sqlite":
+            privacy_sql.checkpoint(self.path)  # the write-ahead log forgets them too
         self._notify()
         return removed
 

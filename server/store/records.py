@@ -18,6 +18,7 @@ class IngestResult:
     new: int
     centre_id: str | None
     credited: tuple[int, ...] = ()  # members a day credit was counted for
+    new_ids: frozenset[str] = frozenset()  # event_id of each event stored for the first time
 
 
 @dataclass(frozen=True)

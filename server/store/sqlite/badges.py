@@ -68,14 +68,14 @@ def record_unknown_tap(
 ) -> None:
     """Count a refused tap of an unknown card, whatever order the taps arrive in."""
     db.execute(
-        "INSERT INTO unknown_cards (badge_hash, first_seen, last_seen, count, device_id,"
+        "INSERT INTO unknown_cards AS u (badge_hash, first_seen, last_seen, count, device_id,"
         " door, centre_id) VALUES (?, ?, ?, 1, ?, ?, ?)"
-        " ON CONFLICT (badge_hash) DO UPDATE SET count = count + 1,"
-        " first_seen = min(first_seen, excluded.first_seen),"
+        " ON CONFLICT (badge_hash) DO UPDATE SET count = u.count + 1,"
+        " first_seen = min(u.first_seen, excluded.first_seen),"
         # Where it was last seen follows the newest tap, not the last one to arrive.
-        " device_id = iif(excluded.last_seen >= last_seen, excluded.device_id, device_id),"
-        " door = iif(excluded.last_seen >= last_seen, excluded.door, door),"
-        " centre_id = iif(excluded.last_seen >= last_seen, excluded.centre_id, centre_id),"
-        " last_seen = max(last_seen, excluded.last_seen)",
+        " device_id = iif(excluded.last_seen >= u.last_seen, excluded.device_id, u.device_id),"
+        " door = iif(excluded.last_seen >= u.last_seen, excluded.door, u.door),"
+        " centre_id = iif(excluded.last_seen >= u.last_seen, excluded.centre_id, u.centre_id),"
+        " last_seen = max(u.last_seen, excluded.last_seen)",
         [badge_hash, ts, ts, device_id, door, centre_id],
     )

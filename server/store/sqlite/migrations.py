@@ -603,3 +603,12 @@ def m091_unit_health(db: Database) -> None:
     db["devices"].add_column("health", str)
     db["devices"].add_column("health_at", float)
     db["devices"].add_column("condition", str)
+
+
+@migrations()
+def m130_event_paging(db: Database) -> None:
+    # /api/events pages newest first by (ts, id) under each filter: the kind alone, the
+    # centre and the kind (the centre alone and no filter use (centre_id, ts) and (ts); in
+    # SQLite every index ends with the rowid, here ``id``).
+    db["events"].create_index(["kind", "ts"], if_not_exists=True)
+    db["events"].create_index(["centre_id", "kind", "ts"], if_not_exists=True)

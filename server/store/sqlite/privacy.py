@@ -230,7 +230,8 @@ def export(db: Database, member_id: int) -> dict[str, Any]:
         if not table_exists(db, table.table) or found is None:
             continue
         where, args = found
-        out[table.export_key] = list(db[table.table].rows_where(f"({where})", args))
+        order = f"{table.time_column}, rowid" if table.time_column else "rowid"
+        out[table.export_key] = list(db[table.table].rows_where(f"({where})", args, order_by=order))
     audit = db.query(
         "SELECT a.*, p.before AS personal_before, p.after AS personal_after FROM audit a"
         " LEFT JOIN audit_personal p ON p.audit_id = a.id"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
+from functools import lru_cache
 from itertools import groupby
 from typing import Any
 
@@ -49,11 +50,56 @@ _COLUMNS = (
 
 def centre_calendar(db: Database, centre_id: str, around: date, days: int = 3) -> Calendar:
     """The centre's calendar with its closed days from ``days`` before ``around`` on."""
-    rows = list(db["centres"].rows_where("id = ?", [centre_id]))
-    if not rows:
+    row = db.conn.execute(
+        "SELECT timezone, hours FROM centres WHERE id = ?", (centre_id,)
+    ).fetchone()
+    if row is None:
         raise NotFound(f"no centre {centre_id!r}")
-    closures = db.query("SELECT * FROM closures WHERE centre_id = ?", [centre_id])
-    return calendars.calendar(rows[0], closures, around, days=days)
+    closures = db.conn.execute(
+        "SELECT start_date, end_date, reason FROM closures WHERE centre_id = ?"
+        " ORDER BY start_date, end_date, reason",
+        (centre_id,),
+    ).fetchall()
+    return _calendar(tuple(row), tuple(closures), around, days)
+
+
+@lru_cache(maxsize=4096)
+def _calendar(centre: tuple, closures: tuple, around: date, days: int) -> Calendar:
+    """Built once for the same rows and day: ingest asks it for every passage."""
+    timezone, hours = centre
+    rows = [{"start_date": s, "end_date": e, "reason": r} for s, e, r in closures]
+    return calendars.calendar({"timezone": timezone, "hours": hours}, rows, around, days=days)
+
+
+class Deferred:
+    """What passages of one write batch leave to recount once, at its end (``finish``): a
+    member's first visit and months, a centre's occupied days. Recounting reads the visits
+    table, so recounting once after many passages gives what recounting after each gives."""
+
+    def __init__(self) -> None:
+        self.firsts: set[tuple[int, str]] = set()
+        self.months: set[tuple[int, str]] = set()
+        self.days: dict[tuple[str, date], Calendar] = {}
+        self._calendars: dict[tuple[str, date], Calendar] = {}
+
+    def calendar(self, db: Database, centre_id: str, ts: float) -> Calendar:
+        """``centre_calendar`` around ``ts``'s day, read once per batch."""
+        key = (centre_id, Calendar().local_day(ts))
+        cal = self._calendars.get(key)
+        if cal is None:
+            cal = self._calendars[key] = centre_calendar(db, centre_id, key[1])
+        return cal
+
+    def finish(self, db: Database) -> None:
+        for member_id, centre_id in sorted(self.firsts):
+            _refresh_first(db, member_id, centre_id)
+        for member_id, month in sorted(self.months):
+            refresh_month(db, member_id, month)
+        for (centre_id, day), cal in sorted(self.days.items(), key=lambda kv: kv[0]):
+            refresh_day(db, centre_id, day, cal)
+        self.firsts.clear()
+        self.months.clear()
+        self.days.clear()
 
 
 def record_passage(
@@ -65,8 +111,12 @@ def record_passage(
     *,
     max_stay_s: float = DEFAULT_MAX_STAY_S,
     calendar: Calendar | None = None,
+    deferred: Deferred | None = None,
 ) -> None:
-    """Fold a stored passage (event ``event_id``) into the member's visits at the centre."""
+    """Fold a stored passage (event ``event_id``) into the member's visits at the centre;
+    with ``deferred``, the recounts wait for the end of the batch."""
+    if calendar is None and deferred is not None:
+        calendar = deferred.calendar(db, centre_id, ts)
     cal = calendar or centre_calendar(db, centre_id, Calendar().local_day(ts))
     new: Key = (ts, event_id)
     before = db.execute(
@@ -89,12 +139,14 @@ def record_passage(
     for v in result.removed:
         db.execute("DELETE FROM visits WHERE id = ?", [v.id])
     _insert(db, member_id, centre_id, result.added)
-    _refresh_first(db, member_id, centre_id)
-    for month in sorted({v.day[:7] for v in (*result.removed, *result.added)}):
-        refresh_month(db, member_id, month)
-    days = {d for v in (*result.removed, *result.added) for d in days_spanned(v, cal)}
-    for day in sorted(days):
-        refresh_day(db, centre_id, day, cal)
+    later = deferred or Deferred()
+    later.firsts.add((member_id, centre_id))
+    later.months.update((member_id, v.day[:7]) for v in (*result.removed, *result.added))
+    for v in (*result.removed, *result.added):
+        for day in days_spanned(v, cal):
+            later.days.setdefault((centre_id, day), cal)
+    if deferred is None:
+        later.finish(db)
 
 
 def _passages(db: Database, member_id: int, centre_id: str, start: Key) -> Iterator[Passage]:

@@ -36,6 +36,14 @@ EPOCH_A = "a" * 32
 EPOCH_B = "b" * 32
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The ingest and ack path on both engines."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_cluster").database()
+
+
 def runtime(client: TestClient) -> Runtime:
     return client.app.state.runtime  # type: ignore[attr-defined]
 

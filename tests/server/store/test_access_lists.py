@@ -14,13 +14,14 @@ from protocol.messages import ACTIVE, REVOKED, SUSPENDED, ListEntry
 from server.domain.access import admits_centre
 from server.store import NotFound, Store
 from server.store.records import CentreListState
+from tests.conftest import database_errors
 
 NOW = 1_750_000_000.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "t.db")
+def store(store_at: Path | str) -> Iterator[Store]:
+    s = Store(store_at)
     s.create_centre("boitron", "Boitron")
     s.create_centre("belleme", "Bellême")
     yield s
@@ -111,7 +112,7 @@ def test_import_members_with_badges(store: Store) -> None:
     assert len(store.list_entries("belleme", NOW)) == 1 + 500
     with pytest.raises(NotFound):
         store.member_by_badge_hash("ff" * 32)
-    with pytest.raises(sqlite3.IntegrityError):  # an enrolled card fails the whole import
+    with pytest.raises(database_errors()):  # an enrolled card fails the whole import
         store.import_members([{"name": "Dup", "badge_hash": hashes[0]}, {"name": "Ok"}])
     assert store.members()[0] == 501
 

@@ -3,10 +3,8 @@ kind and door, the offline sweep, acknowledgement."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,15 @@ import pytest
 from protocol.messages import Event, Status
 from server.domain.alarms import Thresholds
 from server.store import Conflict, NotFound, Store
+from tests.conftest import database_errors
 
 NOW = 1_750_000_000.0
 UNIT = "boitron-01"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "t.db", alarm_thresholds=Thresholds(offline_after_s=60))
+def store(store_at: Path | str) -> Iterator[Store]:
+    s = Store(store_at, alarm_thresholds=Thresholds(offline_after_s=60))
     s.create_centre("boitron", "Boitron")
     s.assign_device(UNIT, "boitron")
     yield s
@@ -79,10 +78,12 @@ def test_an_old_forced_door_arriving_late_leaves_the_open_alarm_open(store: Stor
 def test_one_open_alarm_per_unit_kind_and_door(store: Store, tmp_path: Path) -> None:
     ingest(store, door("door_forced", NOW), door("door_forced", NOW + 1))
     assert len(listed(store)) == 1
-    with closing(sqlite3.connect(tmp_path / "t.db")) as db, pytest.raises(sqlite3.IntegrityError):
-        db.execute(
-            "INSERT INTO alarms (kind, device_id, door, opened_at) VALUES (?, ?, ?, ?)",
-            ["door_forced", UNIT, "entree", NOW],
+    with pytest.raises(database_errors()):
+        store.write(
+            lambda db: db.execute(
+                "INSERT INTO alarms (kind, device_id, door, opened_at) VALUES (?, ?, ?, ?)",
+                ["door_forced", UNIT, "entree", NOW],
+            )
         )
 
 

@@ -16,8 +16,8 @@ EPOCH = "f" * 32
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "t.db", late_event_s=60, future_margin_s=300)
+def store(store_at: Path | str) -> Iterator[Store]:
+    s = Store(store_at, late_event_s=60, future_margin_s=300)
     s.create_centre("boitron", "Boitron")
     s.assign_device("boitron-01", "boitron")
     status = Status(device_id="boitron-01", state="online", rooms=[RoomInfo(id="visio", name="V")])

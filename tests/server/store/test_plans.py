@@ -25,8 +25,8 @@ MONDAY = local("2026-11-23T09:00")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "t.db")
+def store(store_at: Path | str) -> Iterator[Store]:
+    s = Store(store_at)
     for centre in ("boitron", "belleme"):
         s.create_centre(centre, centre.title())
         s.update_centre(centre, {"hours": WEEKDAYS})

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from protocol.messages import Event, RoomInfo, Status
 from server.domain.access import decide
 from server.store import Conflict, IngestResult, NotFound, Store
+from tests.conftest import sqlite_file
 
 NOW = 1_750_000_000.0
 HASH_A = "a" * 64
@@ -26,8 +27,8 @@ OFFLINE = Status(device_id="boitron-01", state="offline")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "t.db")
+def store(store_at: Path | str) -> Iterator[Store]:
+    s = Store(store_at)
     yield s
     s.close()
 
@@ -135,9 +136,10 @@ def test_migrations_create_the_schema_and_reopening_keeps_data(tmp_path: Path) -
         second.close()
 
 
-def test_wal_mode_is_on(store: Store, tmp_path: Path) -> None:
+def test_wal_mode_is_on(store: Store) -> None:
+    path = sqlite_file(store)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with closing(sqlite3.connect(tmp_path / "t.db")) as other:  # persisted in the file itself
+    with closing(sqlite3.connect(path)) as other:  # persisted in the file itself
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -37,8 +37,8 @@ RECEIVED = at("04-01 12:00")  # everything below arrives later: replayed, histor
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "t.db")
+def store(store_at: Path | str) -> Iterator[Store]:
+    s = Store(store_at)
     s.create_centre("boitron", "Boitron", "Boitron")
     s.assign_device("boitron-01", "boitron")
     s.create_centre("belleme", "Bellême", "Bellême")
@@ -100,15 +100,16 @@ def visits(store: Store, member_id: int = 1, centre_id: str = "boitron") -> list
 
 
 def table(store: Store, name: str) -> list[tuple]:
-    with closing(sqlite3.connect(store.path)) as conn:
-        columns = {
-            "visits": "member_id, centre_id, day, check_in, check_out, stop_reason, limit_at,"
-            " limit_reason, end_at, in_event_id, out_event_id, historical",
-            "first_visits": "member_id, centre_id, day",
-            "occupancy_days": "centre_id, day, peak, samples",
-            "visit_months": "month, centre_id, member_id, visits, days, first_days, seconds",
-        }[name]
-        return conn.execute(f"SELECT {columns} FROM {name} ORDER BY 1, 2, 3").fetchall()
+    columns = {
+        "visits": "member_id, centre_id, day, check_in, check_out, stop_reason, limit_at,"
+        " limit_reason, end_at, in_event_id, out_event_id, historical",
+        "first_visits": "member_id, centre_id, day",
+        "occupancy_days": "centre_id, day, peak, samples",
+        "visit_months": "month, centre_id, member_id, visits, days, first_days, seconds",
+    }[name]
+    every = ", ".join(str(i + 1) for i in range(columns.count(",") + 1))
+    sql = f"SELECT {columns} FROM {name} ORDER BY {every}"
+    return [tuple(r) for r in store.db.execute(sql).fetchall()]
 
 
 def test_a_badge_in_and_out_make_one_visit(store: Store) -> None:

@@ -1,0 +1,250 @@
+"""Simulated units publishing events, in a process of their own.
+
+The server under test keeps its process to itself: ``Units`` starts
+``python -m bench.units`` with a plan on stdin (accounts, topics, how many events each
+unit sends and how fast) and every MQTT client of that process runs on one selector
+thread (paho's external loop API), so thousands of units fit. Each unit publishes its
+events QoS 1 on its own topic and, when asked, listens to its own ack topic: the process
+reports, for each event, the monotonic time it was published and the time its ack came
+back (CLOCK_MONOTONIC is the same clock in every process of the machine).
+
+Floors use the same process publishing the same payloads to plain topics, so a bare
+subscriber and the server see exactly the same traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as mqtt
+
+from protocol.messages import Ack, Event, decode_body, encode
+from protocol.mqtt import make_client
+from protocol.signing import Envelope
+from server.broker import LocalBroker
+
+
+@dataclass
+class Plan:
+    """What the units process does: ``units`` clients, each sending ``per_unit`` events on
+    ``topic % device_id``, at ``rate`` events/s in all (0: as fast as paho sends)."""
+
+    port: int
+    ca_file: str
+    accounts: list[tuple[str, str]]  # (user name, password), one per unit
+    devices: list[str]
+    topic: str  # e.g. "telecentre/%s/event" or "bench/floor/%s"
+    per_unit: int
+    rate: float = 0.0
+    ack_topic: str | None = None  # "telecentre/%s/ack": wait for the server's acks
+    report_published: bool = False  # report every event's publish time too
+    epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
+    first_seq: int = 1
+
+
+class Units:
+    """The parent's handle: start the process, connect every unit, ``go()``, read results."""
+
+    def __init__(self, broker: LocalBroker, plan_fields: dict[str, Any]) -> None:
+        # Each unit connects with its own account, under the real ACL (its own topics).
+        accounts = [(device, broker.passwords[device]) for device in plan_fields["devices"]]
+        self.plan = Plan(
+            port=broker.port, ca_file=str(broker.ca_file), accounts=accounts, **plan_fields
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.units"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(self.plan.__dict__) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise RuntimeError(f"the units process did not connect its units: {line!r}")
+
+    def go(self) -> float:
+        """Start publishing; returns the monotonic time of the start."""
+        assert self.proc.stdin is not None
+        started = time.monotonic()
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return started
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Wait for the process's report: published and acked times per event."""
+        assert self.proc.stdout is not None
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            raise RuntimeError("the units process did not finish in time") from None
+        return json.loads(out.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- the units process -------------------------------------------------------------------------
+
+
+MEMBERS_PER_UNIT = 1000
+
+
+def _payload(plan: Plan, i: int, seq: int, ts: float) -> bytes:
+    """Unit ``i``'s event ``seq``: members of its own badge in and out in turn (seqs 1, 2
+    are one member's visit, 3, 4 the next member's, ...), a month's worth of each."""
+    device_id = plan.devices[i]
+    return encode(
+        Event(
+            event_id=str(uuid.uuid4()),
+            device_id=device_id,
+            epoch=plan.epoch,
+            seq=seq,
+            kind="access",
+            ts=ts,
+            clock_synced=True,
+            door="entree",
+            badge_hash="ab" * 32,
+            granted=True,
+            reason="granted",
+            direction="in" if seq % 2 else "out",
+            member_id=1 + i * MEMBERS_PER_UNIT + (seq - 1) // 2 % MEMBERS_PER_UNIT,
+        )
+    )
+
+
+def _main() -> None:
+    plan = Plan(**json.loads(sys.stdin.readline()))
+    n = len(plan.devices)
+    selector = selectors.DefaultSelector()
+    clients: list[mqtt.Client] = []
+    connected = [False] * n
+    acked: dict[tuple[int, int], float] = {}
+    # Acks are read, not verified: the units process measures the server, and an Ed25519
+    # check per ack would make it the bottleneck at thousands of events a second.
+    envelope = msgspec.msgpack.Decoder(Envelope)
+
+    def on_connect(client: mqtt.Client, i: int, *args: Any) -> None:
+        if plan.ack_topic:
+            client.subscribe(plan.ack_topic % plan.devices[i], 1)
+        else:
+            connected[i] = True
+
+    def on_subscribe(client: mqtt.Client, i: int, *args: Any) -> None:
+        connected[i] = True
+
+    def on_message(client: mqtt.Client, i: int, msg: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
+        ack = decode_body(Ack, envelope.decode(msg.payload).body)
+        for seq in ack.seqs:
+            acked.setdefault((i, seq), now)
+
+    def pump(timeout: float) -> None:
+        for client in clients:
+            if client.want_write():
+                client.loop_write()
+        for key, _ in selector.select(timeout):
+            client = key.data
+            client.loop_read(100)
+            sock = client.socket()
+            while isinstance(sock, ssl.SSLSocket) and sock.pending():
+                client.loop_read(100)
+
+    for i in range(n):
+        user, password = plan.accounts[i]
+        client, _ = make_client(user, session_expiry_s=0)
+        client.username_pw_set(user, password)
+        client.tls_set(ca_certs=plan.ca_file)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
+        client.user_data_set(i)
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+        client.connect("127.0.0.1", plan.port, keepalive=120, clean_start=True)
+        selector.register(client.socket(), selectors.EVENT_READ, client)
+        clients.append(client)
+        if i % 50 == 49:  # let the broker keep up with the handshakes
+            pump(0)
+    deadline = time.monotonic() + 120
+    while not all(connected):
+        if time.monotonic() > deadline:
+            print(f"only {sum(connected)} of {n} units connected", flush=True)
+            return
+        pump(0.005)
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go"
+
+    total = n * plan.per_unit
+    published: list[list[float]] = [[0.0] * plan.per_unit for _ in range(n)]
+    started = time.monotonic()
+    sent = 0
+    last_misc = started
+    while sent < total or (plan.ack_topic and len(acked) < total):
+        now = time.monotonic()
+        due = total if plan.rate <= 0 else min(total, int((now - started) * plan.rate) + 1)
+        while sent < due:  # round robin over the units: unit i sends its k-th event
+            i, k = sent % n, sent // n
+            published[i][k] = time.monotonic()
+            clients[i].publish(
+                plan.topic % plan.devices[i],
+                _payload(plan, i, plan.first_seq + k, time.time()),
+                qos=1,
+            )
+            sent += 1
+            if plan.rate > 0 and sent % 200 == 0:
+                break  # keep reading acks while a burst goes out
+        pump(0.001 if plan.rate > 0 else 0.002)
+        if now - last_misc > 5:
+            for client in clients:
+                client.loop_misc()
+            last_misc = now
+        if now - started > 600:
+            break
+    # Everything handed to the broker (PUBACKs in) before reporting.
+    flush_deadline = time.monotonic() + 30
+    while any(c._out_messages for c in clients) and time.monotonic() < flush_deadline:  # noqa: SLF001
+        pump(0.005)
+    finished = time.monotonic()
+    lags = [
+        acked[(i, plan.first_seq + k)] - published[i][k]
+        for i in range(n)
+        for k in range(plan.per_unit)
+        if (i, plan.first_seq + k) in acked
+    ]
+    for client in clients:
+        client.disconnect()
+        client.loop_write()
+    print(
+        json.dumps(
+            {
+                "started": started,
+                "finished": finished,
+                "sent": sent,
+                "acked": len(acked),
+                "last_ack": max(acked.values()) if acked else None,
+                "lags": lags,
+                "published": published if plan.report_published else None,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    _main()

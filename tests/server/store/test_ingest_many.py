@@ -1,0 +1,58 @@
+"""Several units' events in one write: each unit's result, a failing unit failing alone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from protocol.messages import Event
+from server.store import IngestResult, Store
+
+
+def badge_in(device_id: str, seq: int, member_id: int) -> Event:
+    return Event(
+        event_id=str(uuid.uuid4()),
+        device_id=device_id,
+        epoch="e" * 32,
+        seq=seq,
+        kind="access",
+        ts=time.time(),
+        clock_synced=True,
+        door="entree",
+        badge_hash="ab" * 32,
+        granted=True,
+        reason="granted",
+        direction="in",
+        member_id=member_id,
+    )
+
+
+def test_each_unit_gets_its_result_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "telecentre.db")
+    try:
+        for centre in ("boitron", "belleme"):
+            store.create_centre(centre, centre.title())
+            store.assign_device(f"{centre}-01", centre)
+        now = time.time()
+        good = [badge_in("boitron-01", 1, 1), badge_in("boitron-01", 2, 2)]
+        broken = badge_in("belleme-01", 1, 3)
+        # What a bug upstream could hand over: the store must fail this unit only.
+        broken.ts = "not a time"  # type: ignore[assignment]
+        other = [badge_in("belleme-01", 2, 4)]
+        results = store.ingest_many(
+            [("boitron-01", good, now), ("belleme-01", [broken], now), ("belleme-02", other, now)]
+        ).result(timeout=10)
+        assert isinstance(results[0], IngestResult) and results[0].seqs == [1, 2]
+        assert results[0].new == 2 and results[0].centre_id == "boitron"
+        assert isinstance(results[1], Exception)
+        assert isinstance(results[2], IngestResult) and results[2].new == 1
+        assert store.event_count() == 3
+        present = {c["centre_id"]: c["present"] for c in store.occupancy(time.time())}
+        assert present["boitron"] == 2  # folded into live state despite the failing unit
+
+        again = store.ingest_many([("boitron-01", good, now)]).result(timeout=10)
+        assert again[0].new == 0 and again[0].seqs == [1, 2]  # a resend: stored once
+        assert store.event_count() == 3
+    finally:
+        store.close()

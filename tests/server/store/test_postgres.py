@@ -1,0 +1,57 @@
+"""What only the PostgreSQL engine has: its dialect layer, its schema, its durable commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server.store import Store
+from server.store.errors import SchemaTooNew
+from server.store.postgres.dialect import translate
+
+
+def test_sqlite_statements_are_rewritten_outside_their_string_literals() -> None:
+    assert translate("SELECT a FROM t WHERE b = ? AND c LIKE 'x%?'") == (
+        "SELECT a FROM t WHERE b = %s AND c LIKE 'x%%?'"
+    )
+    assert translate("INSERT OR IGNORE INTO t (a) VALUES (?)") == (
+        "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING"
+    )
+    assert translate("DELETE FROM [t] WHERE rowid IN (SELECT rowid FROM [t] LIMIT ?)") == (
+        'DELETE FROM "t" WHERE ctid IN (SELECT ctid FROM "t" LIMIT %s)'
+    )
+    assert translate("SELECT 1 FROM t WHERE 1 AND door IS ?") == (
+        "SELECT 1 FROM t WHERE TRUE AND door IS NOT DISTINCT FROM %s"
+    )
+    assert translate("PRAGMA secure_delete = ON") is None
+
+
+def test_the_writer_commits_durably_whatever_the_server_default(postgres_cluster: Any) -> None:
+    url = postgres_cluster.database()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET synchronous_commit = off")
+    store = Store(url)
+    try:
+        level = store.write(lambda db: db.execute("SHOW synchronous_commit").fetchone()[0])
+        assert level == "on"
+    finally:
+        store.close()
+
+
+def test_a_database_a_newer_server_migrated_is_refused(postgres_cluster: Any) -> None:
+    url = postgres_cluster.database()
+    Store(url).close()
+    again = Store(url)  # already up to date: opens, changes nothing
+    again.create_centre("boitron", "Boitron")
+    again.close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO telecentre_migrations VALUES ('m999_future', 0)")
+    with pytest.raises(SchemaTooNew, match="m999_future"):
+        Store(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT id FROM centres").fetchall() == [("boitron",)]
