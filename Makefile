@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench broker deploy-tools setup clean
+.PHONY: demo test lint bench broker deploy-tools browser setup clean
 
-setup: $(STAMP) broker deploy-tools
+setup: $(STAMP) broker deploy-tools browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,6 +45,21 @@ deploy-tools:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
 			echo "Not installed:$$missing (the deployment tests that need them will skip)"; \
+		fi; \
+	fi
+
+# Debian's chromium, which the browser tests (tests/web) drive through Playwright; Playwright
+# never downloads a browser of its own. Installed when missing and we are root; otherwise
+# the browser tests skip and say why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing chromium with apt-get"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		else \
+			echo "chromium is missing (the browser tests will skip). Install it with:"; \
+			echo "    sudo apt-get install chromium"; \
 		fi; \
 	fi
 

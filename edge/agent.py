@@ -54,6 +54,7 @@ from edge.config import ConfigError, EdgeConfig
 from edge.door import Door
 from edge.feedback import Feedback, for_access
 from edge.hardware.build import Hardware
+from edge.health import cpu_temp_c, degraded_reasons, disk_free_mb, door_health
 from edge.link import MqttLink
 from edge.lists import ListSync
 from edge.outbox import Outbox
@@ -70,6 +71,7 @@ from protocol.messages import (
     Command,
     CommandResult,
     Event,
+    Health,
     RoomInfo,
     ServerStatus,
     Status,
@@ -166,6 +168,7 @@ class EdgeAgent:
         self._synced = synced
         self._monotonic = monotonic
         self.clock = TrustedClock(wall=clock, synced=synced, monotonic=monotonic)
+        self._started = monotonic()
         self.key = _read_key(config)
         self.verifier = make_verifier(config)
         self.outbox = Outbox(config.outbox_path)
@@ -225,24 +228,29 @@ class EdgeAgent:
             subscribe=self.link.subscribe,
             unsubscribe=self.link.unsubscribe,
             observe=self.clock.observe,
-            on_installed=self.link.publish_status,
+            on_installed=self._list_installed,
             monotonic=monotonic,
         )
         self.lists.load()
+        # When the list in use arrived (at boot: the one kept on disk, from now on).
+        self._list_since: float | None = monotonic() if self.access.version else None
+        self._health_due = threading.Event()
         self.publisher = Worker("publisher", self._publish_step)
         self.inbox = Worker("inbox", self._inbox_step)
         self.installer = Worker("lists", self._lists_step)
+        self.heartbeat = Worker("heartbeat", self._heartbeat_step)
 
     @property
     def workers(self) -> list[Worker]:
         feedback = [self.feedback] if self.feedback.fitted else []
-        return [self.publisher, self.inbox, self.installer, *self.pollers, *feedback]
+        own = [self.publisher, self.inbox, self.installer, self.heartbeat]
+        return [*own, *self.pollers, *feedback]
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         tune_for_latency()
-        self.outbox.forget_presence_before(self._clock() - MAX_STAY_S)
+        self.outbox.forget_presence_before(self.clock.now() - MAX_STAY_S)
         self.outbox.forget_commands_before(self.clock.now() - COMMAND_ID_MARGIN_S)
         for room in self.rooms.values():  # the server learns each room's state at boot
             self._room_state(room.id, room.state)
@@ -254,7 +262,7 @@ class EdgeAgent:
         if self.feedback.fitted:
             self.feedback.start()
         self.link.start()
-        for worker in (self.publisher, self.inbox, self.installer):
+        for worker in (self.publisher, self.inbox, self.installer, self.heartbeat):
             worker.start()
         for poller in self.pollers:
             poller.start()
@@ -267,6 +275,7 @@ class EdgeAgent:
         for worker in self.workers:
             worker.stopping.set()
         self._wake.set()
+        self._health_due.set()
         self._inbox.put(None)
         self._lists_in.put(None)
         for poller in self.pollers:
@@ -279,7 +288,7 @@ class EdgeAgent:
             reader.close()
         self.feedback.close()
         self.hardware.close()
-        for worker in (self.publisher, self.inbox, self.installer):
+        for worker in (self.publisher, self.inbox, self.installer, self.heartbeat):
             worker.stop(timeout=2)
         self.link.stop()
         self.outbox.close()
@@ -299,11 +308,7 @@ class EdgeAgent:
             outbox_pending=pending,
             outbox_rejected=self.outbox.rejected_count(),
             outbox_oldest_ts=self.outbox.oldest_pending_ts() if pending else None,
-            faults=[
-                *(f"{what}: {msg}"[:200] for what, msg in sorted(self.faults.items())),
-                *self._outbox_faults(),
-            ]
-            or None,
+            faults=self._fault_lines() or None,
             doors=[d.id for d in self.config.doors],
             rooms=[RoomInfo(id=r.id, name=r.name) for r in self.config.rooms],
             workers=[
@@ -313,6 +318,66 @@ class EdgeAgent:
             lockdown=self.lockdown,
         )
 
+    def health(self) -> Health:
+        """The heartbeat: the unit's vital signs and whether it is degraded."""
+        pending = self.outbox.pending_count()
+        oldest = self.outbox.oldest_pending_ts() if pending else None
+        now = self._clock()
+        mono = self._monotonic()
+        list_age = None
+        if self._list_since is not None and self.access.version is not None:
+            list_age = round(max(0.0, mono - self._list_since), 3)
+        workers = [
+            WorkerInfo(name=w.name, alive=w.is_alive(), errors=w.errors) for w in self.workers
+        ]
+        free = disk_free_mb(self.config.data_dir)
+        dead = [w.name for w in self.workers if w.ident is not None and not w.is_alive()]
+        reasons = degraded_reasons(self._fault_lines(), dead, free)
+        contacts = self.hardware.contacts
+        return Health(
+            device_id=self.config.device_id,
+            ts=now,
+            interval_s=self.config.health_interval_s,
+            uptime_s=round(max(0.0, mono - self._started), 3),
+            condition="degraded" if reasons else "ok",
+            reasons=reasons or None,
+            outbox_pending=pending,
+            outbox_oldest_age_s=None if oldest is None else round(max(0.0, now - oldest), 3),
+            list_version=self.access.version,
+            list_age_s=list_age,
+            cpu_temp_c=cpu_temp_c(),
+            disk_free_mb=free,
+            clock_synced=self._synced(),
+            lockdown=self.lockdown,
+            doors=[
+                door_health(
+                    d.id,
+                    faults=self.faults,
+                    has_exit_reader=d.exit_reader is not None,
+                    unlocked=self.hardware.locks[d.id].is_unlocked,
+                    closed=contacts[d.id].is_closed if d.id in contacts else None,
+                )
+                for d in self.config.doors
+            ],
+            workers=workers,
+        )
+
+    def publish_health(self) -> bool:
+        return self.link.publish(topics.HEALTH, encode(self.health()))
+
+    def _fault_lines(self) -> list[str]:
+        """Every current fault, ``"<door or unit>: <device>: <what>"``."""
+        return [
+            *(f"{what}: {msg}"[:200] for what, msg in sorted(self.faults.items())),
+            *self._outbox_faults(),
+        ]
+
+    def _list_installed(self) -> None:
+        """A list was installed: remember when (its age is in the heartbeat), tell the server."""
+        self._list_since = self._monotonic()
+        self.link.publish_status()
+        self.publish_health()
+
     # -- the badge path ------------------------------------------------------------------------
 
     def badge(self, door_id: str, uid: bytes, *, exit_reader: bool = False) -> Event:
@@ -320,12 +385,15 @@ class EdgeAgent:
         record, open, say so. Returns the event."""
         door = self.doors[door_id]
         hashed = badge_hash(self.key, uid)
-        now = self._clock()
+        now = self._clock()  # the event's own time, told with clock_synced
+        # Rules and presence read the trusted clock: after a boot in 1970 without an RTC,
+        # the newest signed time the unit has seen, never the wrong wall clock.
+        trusted = self.clock.now()
         entry = self.access.entry(hashed) if self.lockdown else None
         if self.lockdown and (entry is None or not entry.exempt):
             decision = Decision(False, "lockdown", entry.member_id if entry else None)
         else:
-            decision = self.access.decide(hashed, self.clock.now(), self.outbox.credit_days)
+            decision = self.access.decide(hashed, trusted, self.outbox.credit_days)
             if decision.needs_server:
                 decision = self._ask_server(hashed, door_id)
         direction = None
@@ -333,9 +401,9 @@ class EdgeAgent:
         passback = False
         if decision.granted and decision.member_id is not None:
             way = "out" if exit_reader else door.config.direction
-            direction = self._direction(way, decision.member_id, now)
-            presence = (decision.member_id, direction == "in", now)
-            passback = direction == "in" and self._re_entry(decision.member_id, now)
+            direction = self._direction(way, decision.member_id, trusted)
+            presence = (decision.member_id, direction == "in", trusted)
+            passback = direction == "in" and self._re_entry(decision.member_id, trusted)
         event = self._record(
             now=now,
             presence=presence,
@@ -505,6 +573,7 @@ class EdgeAgent:
             log.warning("tamper switch of %s opened", f"door {where}" if where else "the unit")
         self._record(kind="tamper_cleared" if closed else "tamper", door=where)
         self.link.publish_status()
+        self._health_due.set()
 
     def _reader_fault(self, door_id: str, way: str, message: str | None) -> None:
         label = f"{door_id}: {'exit reader' if way == 'exit' else 'card reader'}"
@@ -515,11 +584,13 @@ class EdgeAgent:
         faulty = any(key.startswith(f"{door_id}: ") and "reader" in key for key in self.faults)
         self.feedback.set_state("reader_fault", faulty, [door_id])
         self.link.publish_status()
+        self._health_due.set()  # the heartbeat tells the degraded condition at once
 
     def _set_lockdown(self, on: bool) -> None:
         self.lockdown = on
         self.feedback.set_state("lockdown", on)
         self.link.publish_status()
+        self._health_due.set()
 
     def _show_link(self) -> None:
         """The lights show an unreachable server (cards still work)."""
@@ -532,6 +603,7 @@ class EdgeAgent:
 
     def _on_connected(self) -> None:
         self._show_link()
+        self._health_due.set()
         self.outbox.resend_all()
         self._wake.set()
         self.lists.resubscribe()
@@ -564,6 +636,13 @@ class EdgeAgent:
             self.handle(*item)
         with self.lists.lock:
             self.lists.tick()
+
+    def _heartbeat_step(self) -> None:
+        """Every ``health_interval_s`` (and at once after a connect): the heartbeat."""
+        if self.link.connected.is_set():
+            self.publish_health()
+        self._health_due.wait(self.config.health_interval_s)
+        self._health_due.clear()
 
     def _publish_step(self) -> None:
         self._wake.wait(1.0)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -30,8 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the unit from its config file")
     run.add_argument("--config", "-c", type=Path, default=Path("/etc/telecentre/unit.toml"))
-    check = sub.add_parser("selftest", help="check config, key, readers, pins and broker")
+    check = sub.add_parser(
+        "selftest",
+        help="check config, keys, readers, relays, inputs, broker and clock (agent stopped)",
+    )
     check.add_argument("--config", "-c", type=Path, default=Path("/etc/telecentre/unit.toml"))
+    check.add_argument("--pulse", action="store_true", help="click each door's relay once")
+    check.add_argument(
+        "--inputs",
+        action="store_true",
+        help="ask to work each input (door, exit button, tamper, motion) and wait for it",
+    )
+    check.add_argument(
+        "--input-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long --inputs waits for each input (default 30)",
+    )
     sim = sub.add_parser(
         "simulate",
         help="run the real agent on simulated hardware: a day of members, or a script",
@@ -82,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = edge_config.load(args.config, server_public_keys=getattr(args, "server_key", None))
         if args.command == "selftest":
-            return selftest(cfg)
+            return selftest(cfg, args)
         return serve(cfg, args)
     except edge_config.ConfigError as exc:
         print(f"telecentre-edge: configuration error: {exc}", file=sys.stderr)
@@ -188,57 +203,17 @@ def _simulate(
     return 0
 
 
-def selftest(cfg: edge_config.EdgeConfig) -> int:
-    """What a technician runs after wiring: one line per check, exit 1 if any failed."""
-    from edge.agent import _read_key, make_verifier
-    from edge.hardware.build import build
+def selftest(cfg: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
+    """What a technician runs after wiring: a table of every check, exit 1 if any failed."""
+    from edge.selftest import SelfTest, print_table
 
-    failures = 0
-
-    def report(ok: bool, what: str, detail: str = "") -> None:
-        nonlocal failures
-        failures += not ok
-        print(f"[{'ok' if ok else 'FAIL'}] {what}{': ' + detail if detail else ''}")
-
-    report(True, "config", f"{cfg.device_id} at centre {cfg.centre} (hash {cfg.config_hash})")
+    test = SelfTest(cfg, pulse=args.pulse, inputs=args.inputs, input_timeout_s=args.input_timeout)
     try:
-        _read_key(cfg)
-        report(True, "badge key", str(cfg.badge_key_file))
-    except edge_config.ConfigError as exc:
-        report(False, "badge key", str(exc))
-    try:
-        verifier = make_verifier(cfg)
-        report(True, "server keys", "key ids " + ", ".join(verifier.key_ids))
-    except edge_config.ConfigError as exc:
-        report(False, "server keys", str(exc))
-    try:
-        hardware = build(cfg)
-    except HardwareError as exc:
-        report(False, "hardware", str(exc))
-        return 1
-    for door_id, reader in hardware.readers.items():
-        try:
-            uid = reader.read_uid()
-            report(True, f"door {door_id} reader", "card in field" if uid else "answers")
-        except HardwareError as exc:
-            report(False, f"door {door_id} reader", str(exc))
-    for door_id, lock in hardware.locks.items():
-        report(not lock.is_unlocked, f"door {door_id} relay", "locked at start")
-    for door_id, contact in hardware.contacts.items():
-        report(True, f"door {door_id} contact", "closed" if contact.is_closed else "OPEN")
-    for room_id, sensor in hardware.sensors.items():
-        report(
-            True, f"room {room_id} motion sensor", "motion" if sensor.motion_detected else "quiet"
-        )
-    try:
-        with socket.create_connection((cfg.mqtt.host, cfg.mqtt.port), timeout=3):
-            report(True, "broker", f"{cfg.mqtt.host}:{cfg.mqtt.port} reachable")
-    except OSError as exc:
-        report(False, "broker", f"{cfg.mqtt.host}:{cfg.mqtt.port}: {exc}")
-    for group in (hardware.readers, hardware.locks, hardware.contacts, hardware.sensors):
-        for device in group.values():
-            device.close()
-    return 1 if failures else 0
+        checks = test.run()
+    finally:
+        test.close()
+    print_table(checks)
+    return 1 if test.failed else 0
 
 
 if __name__ == "__main__":

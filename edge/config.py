@@ -31,7 +31,7 @@ class MqttConfig:
     port: int = 1883
     username: str | None = None
     password_file: Path | None = None
-    keepalive_s: int = 30
+    keepalive_s: int = 15
     tls: bool = False
     ca_file: Path | None = None
 
@@ -112,6 +112,8 @@ class EdgeConfig:
     tamper_pin: int | None = None  # the unit's enclosure tamper switch (closed when intact)
     anti_passback_s: float = 0.0  # a re-entry this soon without an exit is reported (0: off)
     outbox_max_events: int = 100_000  # past this, room changes are shed (counted, reported)
+    health_interval_s: float = 10.0  # the heartbeat's period
+    badge_key_fingerprint: str | None = None  # what selftest compares the badge key with
     config_hash: str = field(default="", compare=False)
 
     @property
@@ -142,6 +144,15 @@ def load(path: str | Path, *, server_public_keys: list[str] | None = None) -> Ed
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _fingerprint(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch("[0-9a-f]{16}", value):
+        raise ConfigError(
+            f"badge_key_fingerprint: expected 16 lowercase hexadecimal characters, got {value!r}"
+            " (telecentre-server badge-key-fingerprint prints it)"
+        )
+    return value
+
+
 def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> EdgeConfig:
     r = _Reader(data, "")
     schema = r.int("schema", CONFIG_SCHEMA)
@@ -158,7 +169,7 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         port=mq.int("port", 1883, low=1, high=65535),
         username=mq.opt_str("username"),
         password_file=mq.opt_path("password_file", base_dir),
-        keepalive_s=mq.int("keepalive_s", 30, low=5, high=3600),
+        keepalive_s=mq.int("keepalive_s", 15, low=5, high=3600),
         tls=mq.bool("tls", False),
         ca_file=mq.opt_path("ca_file", base_dir),
     )
@@ -266,6 +277,8 @@ def parse(data: dict[str, Any], *, base_dir: Path, config_hash: str = "") -> Edg
         tamper_pin=tamper_pin,
         anti_passback_s=r.number("anti_passback_s", 0.0, low=0, high=86_400),
         outbox_max_events=r.int("outbox_max_events", 100_000, low=100, high=10_000_000),
+        health_interval_s=r.number("health_interval_s", 10.0, low=1, high=3600),
+        badge_key_fingerprint=_fingerprint(r.opt_str("badge_key_fingerprint")),
         config_hash=config_hash,
     )
     r.done()

@@ -17,7 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.config import ConfigError, EdgeConfig
+from edge.config import ConfigError, EdgeConfig, MqttConfig
 from protocol import topics
 from protocol.messages import Status, encode
 from protocol.mqtt import (
@@ -30,6 +30,28 @@ from protocol.mqtt import (
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600
+
+
+def log_in(client: mqtt.Client, mq: MqttConfig) -> None:
+    """Give ``client`` the unit's broker account and TLS settings (``[mqtt]``)."""
+    if mq.username:
+        password = None
+        if mq.password_file is not None:
+            try:
+                password = mq.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"mqtt.password_file: cannot read {mq.password_file} ({exc.strerror})"
+                ) from None
+        client.username_pw_set(mq.username, password)
+    if mq.tls:
+        try:
+            client.tls_set(
+                ca_certs=str(mq.ca_file) if mq.ca_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"mqtt.ca_file: cannot load {mq.ca_file} ({exc})") from None
 
 
 class MqttLink:
@@ -52,22 +74,7 @@ class MqttLink:
             f"edge-{config.device_id}", session_expiry_s=SESSION_EXPIRY_S
         )
         c = self._client
-        mq = config.mqtt
-        if mq.username:
-            password = None
-            if mq.password_file is not None:
-                try:
-                    password = mq.password_file.read_text().strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"mqtt.password_file: cannot read {mq.password_file} ({exc.strerror})"
-                    ) from None
-            c.username_pw_set(mq.username, password)
-        if mq.tls:
-            c.tls_set(
-                ca_certs=str(mq.ca_file) if mq.ca_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        log_in(c, config.mqtt)
         self.error: str | None = "not connected yet"
         record_connect_errors(c, self._on_connect_error)
         c.will_set(

@@ -315,10 +315,18 @@ class Outbox:
 
     # -- access list and presence ---------------------------------------------------------
 
-    def save_snapshot(self, segments: list[bytes], head: bytes | None = None) -> None:
+    def save_snapshot(self, segments: list[bytes] | None, head: bytes | None = None) -> None:
         """The raw signed segments (and head) of a newly installed snapshot (the old delta
-        goes)."""
+        goes); None: the segments staged since ``clear_staged``, in one transaction."""
         self._lists.save_snapshot(segments, head)
+
+    def stage_segment(self, index: int, payload: bytes) -> None:
+        """Keep a segment of the snapshot being fetched on disk, not in memory, until
+        ``save_snapshot(None)`` makes it part of the saved list (boot ignores it before)."""
+        self._lists.stage(index, payload)
+
+    def clear_staged(self) -> None:
+        self._lists.clear_staged()
 
     def save_delta(self, payload: bytes) -> None:
         self._lists.save_delta(payload)
@@ -370,15 +378,21 @@ class ListCache:
         with self._lock:
             self._db.close()
 
-    def save_snapshot(self, segments: list[bytes], head: bytes | None = None) -> None:
+    def save_snapshot(self, segments: list[bytes] | None, head: bytes | None = None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("DELETE FROM access_list")
-                self._db.executemany(
-                    "INSERT INTO access_list (kind, idx, payload) VALUES ('segment', ?, ?)",
-                    list(enumerate(segments)),
-                )
+                self._db.execute("DELETE FROM access_list WHERE kind != 'staged'")
+                if segments is None:
+                    self._db.execute(
+                        "UPDATE access_list SET kind = 'segment' WHERE kind = 'staged'"
+                    )
+                else:
+                    self._db.execute("DELETE FROM access_list WHERE kind = 'staged'")
+                    self._db.executemany(
+                        "INSERT INTO access_list (kind, idx, payload) VALUES ('segment', ?, ?)",
+                        list(enumerate(segments)),
+                    )
                 if head is not None:
                     self._db.execute(
                         "INSERT INTO access_list (kind, idx, payload) VALUES ('head', 0, ?)",
@@ -388,6 +402,17 @@ class ListCache:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def stage(self, index: int, payload: bytes) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO access_list (kind, idx, payload) VALUES ('staged', ?, ?)",
+                (index, payload),
+            )
+
+    def clear_staged(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM access_list WHERE kind = 'staged'")
 
     def save_delta(self, payload: bytes) -> None:
         with self._lock:

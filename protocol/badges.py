@@ -30,6 +30,12 @@ def parse_uid(text: str) -> bytes:
     return bytes.fromhex(compact)
 
 
+def key_fingerprint(key: bytes) -> str:
+    """16 hex characters that tell two badge keys apart without revealing either: the
+    server publishes its key's in its status, a unit's self-test compares its own."""
+    return hashlib.sha256(b"telecentre badge key fingerprint\0" + key).hexdigest()[:16]
+
+
 def badge_hash(key: bytes, uid: bytes) -> str:
     """The identifier of a card everywhere but at the reader."""
     return hmac.new(key, uid, hashlib.sha256).hexdigest()

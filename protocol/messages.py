@@ -130,6 +130,46 @@ class Status(_Message, kw_only=True):
     lockdown: bool | None = None
 
 
+class DoorHealth(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """One door in a health report: its readers, its relay and its contact."""
+
+    id: LocalId
+    reader: Literal["ok", "fault"]
+    exit_reader: Literal["ok", "fault"] | None = None
+    relay: Literal["locked", "unlocked"]
+    contact: Literal["closed", "open"] | None = None
+
+
+Seconds = Annotated[float, Meta(ge=0, le=1e10)]
+
+
+class Health(_Message, kw_only=True):
+    """The unit's heartbeat, retained, every ``interval_s`` while it is connected.
+
+    ``condition`` is ``degraded`` while anything in ``reasons`` holds (a reader fault, a
+    worker that died, a filling outbox, a low disk…): the unit still decides, fail-secure.
+    A server that hears no heartbeat for a few intervals knows the unit has gone silent,
+    even when the network dropped without a word.
+    """
+
+    device_id: DeviceId
+    ts: Timestamp
+    interval_s: Annotated[float, Meta(gt=0, le=3600)]
+    uptime_s: Seconds
+    condition: Literal["ok", "degraded"]
+    reasons: Annotated[list[Text], Meta(max_length=32)] | None = None
+    outbox_pending: Count
+    outbox_oldest_age_s: Seconds | None = None
+    list_version: Version | None = None
+    list_age_s: Seconds | None = None
+    cpu_temp_c: Annotated[float, Meta(ge=-60, le=200)] | None = None
+    disk_free_mb: Count | None = None
+    clock_synced: bool
+    lockdown: bool
+    doors: Annotated[list[DoorHealth], Meta(max_length=16)]
+    workers: Annotated[list[WorkerInfo], Meta(max_length=32)]
+
+
 EventKind = Literal[
     "access",
     "door_forced",
@@ -239,6 +279,7 @@ class ServerStatus(_Message, kw_only=True):
     state: Literal["online", "offline"]
     instance: Uuid
     ts: Timestamp | None = None
+    badge_key_fp: Annotated[str, Meta(pattern="^[0-9a-f]{16}$")] | None = None
 
 
 # --- server -> unit (signed bodies, MessagePack) -------------------------------------------
@@ -426,11 +467,27 @@ class ListDelta(_Body, tag="list_delta", kw_only=True):
 
 SignedBody = Ack | AccessResponse | Command | ListHead | ListSegment | ListDelta
 
-JSON_TYPES: tuple[type, ...] = (Status, Event, AccessRequest, CommandResult, ServerStatus)
+JSON_TYPES: tuple[type, ...] = (
+    Status,
+    Health,
+    Event,
+    AccessRequest,
+    CommandResult,
+    ServerStatus,
+)
 SIGNED_TYPES: tuple[type, ...] = (Ack, AccessResponse, Command, ListHead, ListSegment, ListDelta)
 MESSAGE_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (*JSON_TYPES, *SIGNED_TYPES, RoomInfo, WorkerInfo, ListEntry, PlanRule, CentreHours)
+    for cls in (
+        *JSON_TYPES,
+        *SIGNED_TYPES,
+        RoomInfo,
+        WorkerInfo,
+        DoorHealth,
+        ListEntry,
+        PlanRule,
+        CentreHours,
+    )
 }
 MESSAGE_TYPES["Rejected"] = Rejected
 

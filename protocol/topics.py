@@ -56,6 +56,7 @@ class TopicSpec:
 
 
 STATUS = TopicSpec("status", Direction.EDGE_TO_SERVER, 1, True, "Status")
+HEALTH = TopicSpec("health", Direction.EDGE_TO_SERVER, 1, True, "Health")
 EVENT = TopicSpec("event", Direction.EDGE_TO_SERVER, 1, False, "Event")
 ACCESS_REQUEST = TopicSpec("access/request", Direction.EDGE_TO_SERVER, 1, False, "AccessRequest")
 COMMAND_RESULT = TopicSpec("command/result", Direction.EDGE_TO_SERVER, 1, False, "CommandResult")
@@ -84,6 +85,7 @@ SERVER_STATUS = TopicSpec("status", Direction.SERVER_TO_EDGE, 1, True, "ServerSt
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     STATUS,
+    HEALTH,
     EVENT,
     ACCESS_REQUEST,
     COMMAND_RESULT,

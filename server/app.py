@@ -19,10 +19,10 @@ from server.routes import (
     health,
     members,
     metrics,
+    pages,
     plans,
     reports,
     visits,
-    web,
 )
 from server.routes import auth as auth_routes
 from server.routes import privacy as privacy_routes
@@ -55,11 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http.install(app, allowed_hosts=settings.allowed_hosts, max_body_bytes=settings.max_body_bytes)
     openapi.install(app)
     auth.install(app)  # 401/403/429 refusals, with their headers
-    for module in (centres, members, events, health, web, auth_routes, audit):
+    for module in (centres, members, events, health, auth_routes, audit):
         app.include_router(module.router)
     for module in (calendar, plans, visits, reports):
         app.include_router(module.router)
     for module in (fleet, alarms, metrics):
         app.include_router(module.router)
     app.include_router(privacy_routes.router)  # a member's export and erasure
+    pages.install(app)  # the operators' HTML pages (server/routes/pages/)
     return app

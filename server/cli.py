@@ -8,6 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from protocol.badges import key_fingerprint
 from server import backup_commands, envfile, member_commands, plan_commands
 from server import reports_cli as report_commands
 from server.auth import cli as auth_commands
@@ -41,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     key = sub.add_parser("init-key", help="write a new badge HMAC key file (refuses to overwrite)")
     key.add_argument("path", type=Path)
+    fingerprint = sub.add_parser(
+        "badge-key-fingerprint",
+        help="print the badge key's fingerprint (a unit's badge_key_fingerprint)",
+    )
+    fingerprint.add_argument(
+        "path", type=Path, nargs="?", help="the key file (default: the badge_key_file setting)"
+    )
     signing = sub.add_parser(
         "init-signing-key",
         help="write the server's Ed25519 signing key (refuses to overwrite); print its public key",
@@ -69,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo_module.run(http_port=args.port, day_seconds=args.day_seconds)
         if args.command == "init-key":
             return init_key(args.path)
+        if args.command == "badge-key-fingerprint":
+            return print_fingerprint(args.path)
         if args.command == "init-signing-key":
             return init_signing_key(args.path)
         if args.command in auth_commands.COMMANDS:
@@ -133,11 +143,21 @@ def init_key(path: Path) -> int:
         return 1
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
-    path.write_text(secrets.token_hex(32) + "\n")
+    key = secrets.token_hex(32)
+    path.write_text(key + "\n")
     print(
         f"wrote {path}: copy it to every unit's badge_key_file, keep it out of backups of "
-        "the database"
+        f"the database; its fingerprint (a unit's badge_key_fingerprint) is "
+        f"{key_fingerprint(bytes.fromhex(key))}"
     )
+    return 0
+
+
+def print_fingerprint(path: Path | None) -> int:
+    from server.runtime import read_badge_key
+
+    settings = Settings() if path is None else Settings(badge_key_file=path)
+    print(key_fingerprint(read_badge_key(settings)))
     return 0
 
 

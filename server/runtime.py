@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from protocol.badges import parse_key
+from protocol.badges import key_fingerprint, parse_key
 from protocol.sdnotify import WatchdogWorker, feed_from_thread
 from protocol.signing import Signer, SigningKeyError
 from protocol.workers import Worker
@@ -50,7 +50,7 @@ class Runtime:
         )
         metrics = ServerMetrics()
         retention = RetentionWorker(store, settings)
-        bridge = Bridge(settings, store, signer, metrics=metrics)
+        bridge = Bridge(settings, store, signer, metrics=metrics, badge_key_fp=key_fingerprint(key))
         watch = AlarmWatch(store, settings.alarm_check_interval_s)
         metrics.watch(
             rejected=bridge.rejections.snapshot,
@@ -142,7 +142,7 @@ def read_signing_key(settings: Settings) -> Signer:
 
 
 def alarm_thresholds(settings: Settings) -> Thresholds:
-    for name in ("alarm_offline_after_s", "alarm_check_interval_s"):
+    for name in ("alarm_offline_after_s", "alarm_silent_after_s", "alarm_check_interval_s"):
         if not getattr(settings, name) > 0:
             raise SettingsError(f"{name}: must be more than 0, got {getattr(settings, name)!r}")
     if settings.alarm_outbox_pending < 0:
@@ -151,6 +151,7 @@ def alarm_thresholds(settings: Settings) -> Thresholds:
         )
     return Thresholds(
         offline_after_s=settings.alarm_offline_after_s,
+        silent_after_s=settings.alarm_silent_after_s,
         outbox_pending=settings.alarm_outbox_pending,
     )
 

@@ -90,8 +90,13 @@ class Settings:
     alarm_outbox_pending: int = _setting(
         500, "A unit reporting more events than this waiting in its outbox raises outbox_filling."
     )
+    alarm_silent_after_s: float = _setting(
+        30.0,
+        "An online unit whose heartbeat (health, every 10 s by default) stopped this many "
+        "seconds ago raises a unit_silent alarm: a network gone without a word.",
+    )
     alarm_check_interval_s: float = _setting(
-        10.0, "How often the server looks for units offline past alarm_offline_after_s."
+        5.0, "How often the server looks for units offline or silent past their thresholds."
     )
     # Privacy (docs/security.md, "Personal data"): how long raw data is kept.
     event_retention_days: int = _setting(

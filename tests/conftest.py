@@ -224,8 +224,9 @@ def make_unit(
         )
         cfg = edge_config.load(conf)
         factory = MockFactory()
-        factory.pin(CONTACT_PIN).drive_low()  # the door is shut
-        agent = EdgeAgent(cfg, build(cfg, pin_factory=factory), synced=lambda: clock_synced)
+        hardware = build(cfg, pin_factory=factory)
+        factory.pin(CONTACT_PIN).drive_low()  # the door is shut (after the pull-up is set)
+        agent = EdgeAgent(cfg, hardware, synced=lambda: clock_synced)
         agents.append(agent)
         if start:
             agent.start()

@@ -19,6 +19,10 @@ class HardwareError(TelecentreError, RuntimeError):
 class CardReader(Protocol):
     """An RFID reader polled without blocking."""
 
+    def describe(self) -> str:
+        """What the reader is, read from it (raises HardwareError when it does not answer)."""
+        ...
+
     def read_uid(self) -> bytes | None:
         """The UID of the card in the field now, or None. Must return within ~100 ms."""
         ...

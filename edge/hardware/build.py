@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.config import EdgeConfig, ReaderConfig
-from edge.hardware import CardReader, DoorContact, DoorLock, PresenceSensor, PushButton, Signal
+from edge.config import DoorConfig, EdgeConfig, ReaderConfig
+from edge.hardware import (
+    CardReader,
+    DoorContact,
+    DoorLock,
+    HardwareError,
+    PresenceSensor,
+    PushButton,
+    Signal,
+)
 from edge.hardware.fakes import FakeCardReader
 from edge.hardware.gpio import (
     GpiozeroDoorContact,
@@ -45,37 +54,98 @@ class Hardware:
                 signal.close()
 
 
-def build(config: EdgeConfig, *, pin_factory: Any = None) -> Hardware:
+def build(
+    config: EdgeConfig, *, pin_factory: Any = None, errors: dict[str, str] | None = None
+) -> Hardware:
+    """Every device of the unit; the first that fails raises HardwareError.
+
+    With ``errors`` (the self-test), a device that fails is left out and its error kept
+    under its name (``"door entree: card reader"``), so every other device is still built.
+    """
     factory = pin_factory if pin_factory is not None else make_pin_factory(config.pin_factory)
     hw = Hardware(pin_factory=factory)
+    pins = {"pin_factory": factory}
+
+    def add(
+        group: dict[Any, Any],
+        key: Any,
+        what: str,
+        make: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            group[key] = make(*args, **kwargs)
+        except HardwareError as exc:
+            if errors is None:
+                raise
+            errors[what] = str(exc)
+
     if config.tamper_pin is not None:
-        hw.tampers[None] = GpiozeroDoorContact(config.tamper_pin, pin_factory=factory)
-    for door in config.doors:
-        hw.locks[door.id] = GpiozeroDoorLock(  # first: the strike is locked before all else
-            door.relay_pin, active_high=door.relay_active_high, pin_factory=factory
+        add(hw.tampers, None, "unit: tamper switch", GpiozeroDoorContact, config.tamper_pin, **pins)
+    for d in config.doors:
+        where = f"door {d.id}"
+        # First: the strike is locked before all else.
+        add(
+            hw.locks,
+            d.id,
+            f"{where}: relay",
+            GpiozeroDoorLock,
+            d.relay_pin,
+            active_high=d.relay_active_high,
+            **pins,
         )
-        hw.readers[door.id] = _reader(door.reader)
-        if door.exit_reader is not None:
-            hw.exit_readers[door.id] = _reader(door.exit_reader)
-        if door.exit_button_pin is not None:
-            hw.exit_buttons[door.id] = GpiozeroExitButton(door.exit_button_pin, pin_factory=factory)
-        if door.tamper_pin is not None:
-            hw.tampers[door.id] = GpiozeroDoorContact(door.tamper_pin, pin_factory=factory)
+        add(hw.readers, d.id, f"{where}: card reader", _reader, d.reader)
+        if d.exit_reader is not None:
+            add(hw.exit_readers, d.id, f"{where}: exit reader", _reader, d.exit_reader)
+        if d.exit_button_pin is not None:
+            add(
+                hw.exit_buttons,
+                d.id,
+                f"{where}: exit button",
+                GpiozeroExitButton,
+                d.exit_button_pin,
+                **pins,
+            )
+        if d.tamper_pin is not None:
+            add(
+                hw.tampers,
+                d.id,
+                f"{where}: tamper switch",
+                GpiozeroDoorContact,
+                d.tamper_pin,
+                **pins,
+            )
         outputs: dict[str, Signal] = {}
-        for name, pin in door.feedback.pins.items():
-            if name == "buzzer" and door.feedback.buzzer == "tonal":
-                outputs[name] = GpiozeroTonalBuzzer(pin, pin_factory=factory)
-            else:
-                what = "buzzer" if name == "buzzer" else f"{name} light"
-                outputs[name] = GpiozeroSignal(
-                    pin, what=what, buzzer=name == "buzzer", pin_factory=factory
-                )
-        hw.signals[door.id] = outputs
-        if door.contact_pin is not None:
-            hw.contacts[door.id] = GpiozeroDoorContact(door.contact_pin, pin_factory=factory)
+        for name, pin in d.feedback.pins.items():
+            add(outputs, name, f"{where}: {name}", _signal, d, name, pin, factory)
+        hw.signals[d.id] = outputs
+        if d.contact_pin is not None:
+            add(
+                hw.contacts,
+                d.id,
+                f"{where}: door contact",
+                GpiozeroDoorContact,
+                d.contact_pin,
+                **pins,
+            )
     for room in config.rooms:
-        hw.sensors[room.id] = GpiozeroMotionSensor(room.motion_pin, pin_factory=factory)
+        add(
+            hw.sensors,
+            room.id,
+            f"room {room.id}: motion sensor",
+            GpiozeroMotionSensor,
+            room.motion_pin,
+            **pins,
+        )
     return hw
+
+
+def _signal(door: DoorConfig, name: str, pin: int, factory: Any) -> Signal:
+    if name == "buzzer" and door.feedback.buzzer == "tonal":
+        return GpiozeroTonalBuzzer(pin, pin_factory=factory)
+    what = "buzzer" if name == "buzzer" else f"{name} light"
+    return GpiozeroSignal(pin, what=what, buzzer=name == "buzzer", pin_factory=factory)
 
 
 def _reader(config: ReaderConfig) -> CardReader:

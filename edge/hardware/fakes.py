@@ -35,5 +35,10 @@ class FakeCardReader:
         with self._lock:
             return self._uid
 
+    def describe(self) -> str:
+        if self.failing:
+            raise HardwareError("fake reader: not answering")
+        return "simulated reader (no hardware)"
+
     def close(self) -> None:
         self.closed = True

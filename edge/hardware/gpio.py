@@ -98,23 +98,28 @@ class GpiozeroDoorContact:
 
 
 class GpiozeroMotionSensor:
-    """A PIR sensor; the hold time lives in ``edge.rooms.Room``, not here."""
+    """A PIR sensor; the hold time lives in ``edge.rooms.Room``, not here.
+
+    A plain input read on its edges: gpiozero's ``MotionSensor`` samples the pin from a
+    thread of its own ten times a second, per room, for a smoothing a PIR (which holds its
+    output for seconds) does not need; an idle unit should not wake for nothing.
+    """
 
     def __init__(self, pin: int, *, pin_factory: Any = None) -> None:
-        from gpiozero import MotionSensor
+        from gpiozero import DigitalInputDevice
 
         try:
-            self._sensor = MotionSensor(pin, queue_len=1, pin_factory=pin_factory)
+            self._sensor = DigitalInputDevice(pin, pull_up=False, pin_factory=pin_factory)
         except Exception as exc:
             raise HardwareError(f"motion sensor on GPIO {pin}: {exc}") from exc
 
     @property
     def motion_detected(self) -> bool:
-        return bool(self._sensor.motion_detected)
+        return bool(self._sensor.is_active)
 
     def on_change(self, callback: Callable[[bool], None]) -> None:
-        self._sensor.when_motion = lambda: callback(True)
-        self._sensor.when_no_motion = lambda: callback(False)
+        self._sensor.when_activated = lambda: callback(True)
+        self._sensor.when_deactivated = lambda: callback(False)
 
     def close(self) -> None:
         self._sensor.close()

@@ -99,6 +99,22 @@ class Mfrc522Reader:
         except OSError as exc:
             raise HardwareError(f"SPI transfer to the {self._where} failed: {exc}") from exc
 
+    def describe(self) -> str:
+        """What the chip says it is, from its VersionReg (a technician's check)."""
+        if self._chip is None:
+            raise HardwareError(f"the {self._where} is closed")
+        try:
+            version = self._chip.ReadReg(self._chip.VersionReg)
+        except OSError as exc:
+            raise HardwareError(f"SPI transfer to the {self._where} failed: {exc}") from exc
+        if version in (0x00, 0xFF):
+            raise HardwareError(
+                f"{self._where} is not answering (VersionReg reads 0x{version:02X}); "
+                "check its wiring and 3.3 V supply"
+            )
+        known = {0x91: "MFRC522 v1.0", 0x92: "MFRC522 v2.0", 0x88: "FM17522 clone"}
+        return f"{known.get(version, 'unknown chip')} (VersionReg 0x{version:02X}), {self._where}"
+
     def reinit(self) -> None:
         """Reset and configure the chip again (as at start): after a supply dip it comes
         back with its registers at their reset values, antenna off, and reads no card.

@@ -18,6 +18,7 @@ DOOR_FORCED = "door_forced"
 DOOR_HELD = "door_held"
 READER_FAULT = "reader_fault"
 UNIT_OFFLINE = "unit_offline"
+UNIT_SILENT = "unit_silent"
 CLOCK_UNSYNCED = "clock_unsynced"
 OUTBOX_FILLING = "outbox_filling"
 CENTRE_MISMATCH = "centre_mismatch"
@@ -27,6 +28,7 @@ KINDS = (
     DOOR_HELD,
     READER_FAULT,
     UNIT_OFFLINE,
+    UNIT_SILENT,
     CLOCK_UNSYNCED,
     OUTBOX_FILLING,
     CENTRE_MISMATCH,
@@ -46,6 +48,7 @@ class Thresholds:
     """When a unit's silence or backlog becomes an alarm (settings ``alarm_*``)."""
 
     offline_after_s: float = 300.0
+    silent_after_s: float = 30.0
     outbox_pending: int = 500
 
 
@@ -127,6 +130,15 @@ def offline_cutoff(now: float, thresholds: Thresholds) -> float:
 
 def offline_too_long(state: str | None, since: float | None, now: float, t: Thresholds) -> bool:
     return state == "offline" and since is not None and since <= offline_cutoff(now, t)
+
+
+def silent_cutoff(now: float, thresholds: Thresholds) -> float:
+    """An online unit whose last heartbeat came at this instant or before has gone silent."""
+    return now - thresholds.silent_after_s
+
+
+def silent_detail(thresholds: Thresholds) -> str:
+    return f"no heartbeat for more than {thresholds.silent_after_s:g} s while online"
 
 
 def offline_detail(thresholds: Thresholds) -> str:

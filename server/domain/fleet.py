@@ -57,4 +57,5 @@ def unit_health(
         round(max(0.0, now - oldest), 3) if oldest is not None and pending > 0 else None
     )
     out["open_alarms"] = sorted(set(open_alarms))
+    out["silent"] = "unit_silent" in out["open_alarms"]
     return out

@@ -41,7 +41,13 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
-SUBSCRIBED = (topics.STATUS, topics.EVENT, topics.ACCESS_REQUEST, topics.COMMAND_RESULT)
+SUBSCRIBED = (
+    topics.STATUS,
+    topics.HEALTH,
+    topics.EVENT,
+    topics.ACCESS_REQUEST,
+    topics.COMMAND_RESULT,
+)
 
 
 class Bridge:
@@ -54,8 +60,10 @@ class Bridge:
         signer: Signer,
         *,
         metrics: ServerMetrics | None = None,
+        badge_key_fp: str | None = None,
     ) -> None:
         self.settings = settings
+        self.badge_key_fp = badge_key_fp  # told to the units in the server status
         self.signer = signer
         self.store = store
         self.instance = str(uuid.uuid4())  # this run of the server
@@ -191,8 +199,14 @@ class Bridge:
         )
 
     def _server_status(self, state: str) -> bytes:
-        ts = time.time() if state == "online" else None
-        return encode(ServerStatus(state=state, instance=self.instance, ts=ts))  # type: ignore[arg-type]
+        online = state == "online"
+        status = ServerStatus(
+            state=state,  # type: ignore[arg-type]
+            instance=self.instance,
+            ts=time.time() if online else None,
+            badge_key_fp=self.badge_key_fp if online else None,
+        )
+        return encode(status)
 
     # -- paho callbacks (paho's thread: hand over, never block) -------------------------------
 

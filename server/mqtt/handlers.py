@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from protocol import topics
 from protocol.errors import REJECT_REASONS, ProtocolError
@@ -30,6 +30,7 @@ from protocol.messages import (
     CommandResult,
     Event,
     EventHeader,
+    Health,
     Rejected,
     Status,
     decode,
@@ -44,6 +45,8 @@ from server.store import IngestResult, Store
 from server.store.records import StatusResult
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M")
 
 WAIT_S = 0.5  # how long a worker step waits for input before looking at ``stopping``
 MAX_DRAIN = 2000  # messages one step takes from the queue: their events go in one write
@@ -204,6 +207,7 @@ class Handlers:
         """Which handler reads which topic; the bridge subscribes to exactly these."""
         return {
             topics.STATUS: self.status,
+            topics.HEALTH: self.health,
             topics.EVENT: self.event,
             topics.ACCESS_REQUEST: self.access_request,
             topics.COMMAND_RESULT: self.command_result,
@@ -367,16 +371,7 @@ class Handlers:
     def status(self, device_id: str, payload: bytes, retain: bool = False) -> None:
         if not payload:
             return  # a cleared retained status
-        status = decode(Status, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
-        if status.device_id != device_id:
-            raise ProtocolError(
-                f"device_id: {status.device_id!r} does not match the topic", "device_mismatch"
-            )
-        if not self.store.device_known(device_id):
-            raise ProtocolError(
-                f"unit {device_id!r} is not in the registry (PUT /api/devices/{device_id})",
-                "unknown_device",
-            )
+        status = self._from_registered_unit(Status, device_id, payload)
         where = topics.topic(topics.STATUS, device_id)
 
         def stored(future: Future[StatusResult]) -> None:
@@ -394,6 +389,31 @@ class Handlers:
 
         # A retained copy is the broker's, replayed when we subscribe: not the unit heard now.
         self.store.record_status(status, time.time(), retained=retain).add_done_callback(stored)
+
+    def health(self, device_id: str, payload: bytes, retain: bool = False) -> None:
+        """A unit's heartbeat: kept as its last health; a live one closes ``unit_silent``."""
+        if not payload:
+            return  # a cleared retained heartbeat
+        health = self._from_registered_unit(Health, device_id, payload)
+
+        def stored(future: Future[bool]) -> None:
+            if future.exception() is not None:
+                log.error("health of %s not stored: %s", device_id, future.exception())
+
+        self.store.record_health(health, time.time(), retained=retain).add_done_callback(stored)
+
+    def _from_registered_unit(self, cls: type[M], device_id: str, payload: bytes) -> M:
+        """Decode a unit's status or heartbeat: its own, from a unit in the registry."""
+        message = decode(cls, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
+        said = message.device_id  # type: ignore[attr-defined]
+        if said != device_id:
+            raise ProtocolError(f"device_id: {said!r} does not match the topic", "device_mismatch")
+        if not self.store.device_known(device_id):
+            raise ProtocolError(
+                f"unit {device_id!r} is not in the registry (PUT /api/devices/{device_id})",
+                "unknown_device",
+            )
+        return message
 
     # -- online access -------------------------------------------------------------------------
 

@@ -1,12 +1,9 @@
-"""Logging in and out, the password, personal API tokens, who am I; the login page."""
+"""Logging in and out, the password, personal API tokens, who am I (the JSON API; the
+login page is ``server.routes.pages.session``)."""
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.resources import files
-
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from server.auth import service
@@ -41,19 +38,30 @@ class TokenCreate(BaseModel):
     days: int = Field(default=90, ge=1, le=3650, description="Validity in days.")
 
 
-@cache
-def _asset(name: str) -> str:
-    return files("server").joinpath(f"web/{name}").read_text(encoding="utf-8")
+def set_session_cookies(
+    response: Response, request: Request, opened: service.NewSession, max_age_s: int
+) -> None:
+    """The session (HttpOnly) and its CSRF token (readable by the page's script), both
+    SameSite=Strict, Secure over HTTPS: for the JSON login and the login page alike."""
+    secure = request.url.scheme == "https"
+    for name, value, httponly in (
+        (SESSION_COOKIE, opened.session_token, True),
+        (CSRF_COOKIE, opened.csrf_token, False),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age_s,
+            httponly=httponly,
+            secure=secure,
+            samesite="strict",
+            path="/",
+        )
 
 
-@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
-def login_page() -> str:
-    return _asset("login.html")
-
-
-@router.get("/login.js", include_in_schema=False)
-def login_script() -> Response:
-    return Response(_asset("login.js"), media_type="text/javascript; charset=utf-8")
+def clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 @router.post(
@@ -72,26 +80,7 @@ def login(body: LoginBody, request: Request, response: Response, runtime: Runtim
         address_of(request),
         clock(runtime),
     )
-    secure = request.url.scheme == "https"
-    max_age = int(runtime.settings.session_max_hours * 3600)
-    response.set_cookie(
-        SESSION_COOKIE,
-        opened.session_token,
-        max_age=max_age,
-        httponly=True,
-        secure=secure,
-        samesite="strict",
-        path="/",
-    )
-    response.set_cookie(
-        CSRF_COOKIE,
-        opened.csrf_token,
-        max_age=max_age,
-        httponly=False,  # the page's script reads it to send it back as a header
-        secure=secure,
-        samesite="strict",
-        path="/",
-    )
+    set_session_cookies(response, request, opened, int(runtime.settings.session_max_hours * 3600))
     return {"ok": True, "operator": opened.operator.public(), "csrf_token": opened.csrf_token}
 
 
@@ -106,8 +95,7 @@ def logout(
     session_hash = getattr(request.state, "session_hash", None)
     if session_hash:
         runtime.store.end_session(session_hash)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    clear_session_cookies(response)
     audit.record("logout", "operator", operator.login)
     return {"ok": True}
 

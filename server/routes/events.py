@@ -17,6 +17,7 @@ from server.domain.operators import CentreScope
 from server.routes import models
 from server.routes.live import OccupancyFeed
 from server.routes.params import (
+    IDENT,
     MAX_ID,
     MAX_OFFSET,
     CentreFilter,
@@ -28,6 +29,8 @@ from server.routes.params import (
 from server.runtime import RuntimeDep, StoreDep
 
 router = APIRouter(tags=["events and occupancy"])
+
+REASON = r"^[a-z][a-z_]{0,31}$"  # protocol.messages.Reason
 
 KINDS = (
     r"^(access|door_forced|door_held|door_closed|room|unlock"
@@ -87,6 +90,14 @@ def list_events(
     since: Since = None,
     until: Until = None,
     kind: Annotated[str | None, Query(pattern=KINDS)] = None,
+    door: Annotated[str | None, Query(pattern=IDENT, description="Only this door.")] = None,
+    member: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only this member.")] = None,
+    granted: Annotated[
+        bool | None, Query(description="Cards only: let in (true) or refused (false).")
+    ] = None,
+    reason: Annotated[
+        str | None, Query(pattern=REASON, description="The rule behind the decision.")
+    ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
     offset: EventsOffset = 0,
@@ -106,6 +117,10 @@ def list_events(
         kind=kind,
         limit=limit,
         offset=offset,
+        door=door,
+        member_id=member,
+        granted=granted,
+        reason=reason,
         after=decode_cursor(cursor) if cursor is not None else None,
         count_limit=COUNT_LIMIT,
     )

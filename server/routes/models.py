@@ -8,7 +8,7 @@ putting a model on a route never changes its JSON.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -325,13 +325,30 @@ class FleetUnit(DevicePublic):
         default=None, description="How long its oldest unacknowledged event has waited."
     )
     open_alarms: list[str] = Field(default=[], description="Kinds of its open alarms.")
+    condition: Literal["ok", "degraded"] | None = Field(
+        default=None,
+        description="From its last heartbeat: degraded while a reader, a worker, its outbox "
+        "or its disk is wrong (the reasons are in health.reasons); null before the first.",
+    )
+    health: dict[str, Any] | None = Field(
+        default=None,
+        description="Its last heartbeat as sent (docs/protocol.md, Health): uptime, outbox, "
+        "list age, CPU temperature, free disk, clock, readers, relays, workers.",
+    )
+    health_at: float | None = Field(
+        default=None, description="When its last live heartbeat arrived (server time)."
+    )
+    silent: bool = Field(
+        default=False,
+        description="Online, yet no heartbeat for alarm_silent_after_s: a unit_silent alarm.",
+    )
 
 
 class AlarmPublic(Public):
     id: int
     kind: str = Field(
-        description="door_forced, door_held, reader_fault, unit_offline, clock_unsynced, "
-        "outbox_filling or centre_mismatch."
+        description="door_forced, door_held, reader_fault, unit_offline, unit_silent, "
+        "clock_unsynced, outbox_filling or centre_mismatch."
     )
     device_id: str
     centre_id: str | None = None

@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 from sqlite_utils import Database
 
 from protocol.calendar import Calendar
-from protocol.messages import CentreHours, Command, CommandResult, Event, ListEntry, Status
+from protocol.messages import (
+    CentreHours,
+    Command,
+    CommandResult,
+    Event,
+    Health,
+    ListEntry,
+    Status,
+)
 from protocol.workers import Worker
 from server.data import communes
 from server.domain import alarms as alarm_rules
@@ -284,6 +292,17 @@ class Store:
         """Every unit with a broker account (device id, centre, password hash)."""
         return credentials.list_all(self.db)
 
+    def record_health(
+        self, health: Health, received_at: float, *, retained: bool = False
+    ) -> Future[bool]:
+        """Keep a unit's heartbeat; a live one closes ``unit_silent``. Returns at once;
+        the live page hears of it only when the unit's condition or silence changed."""
+        future = self._writer.submit(
+            lambda db: devices.record_health(db, health, received_at, retained=retained)
+        )
+        future.add_done_callback(lambda f: f.exception() is None and f.result() and self._notify())
+        return future
+
     def record_status(
         self, status: Status, received_at: float, *, retained: bool = False
     ) -> Future[StatusResult]:
@@ -321,11 +340,25 @@ class Store:
         return members.get(self.db, member_id)
 
     def members(
-        self, *, limit: int = 100, offset: int = 0, centre_ids: Iterable[str] | None = None
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        centre_ids: Iterable[str] | None = None,
+        search: str | None = None,
+        badge_hash: str | None = None,
     ) -> tuple[int, list[dict]]:
         """(total, one page by name); ``centre_ids``: only members allowed at one of these
-        centres or at every centre."""
-        return members.page(self.db, limit=limit, offset=offset, centre_ids=centre_ids)
+        centres or at every centre; ``search``: part of a name, e-mail or badge label, or
+        (``badge_hash``) the card the searched text is the UID of."""
+        return members.page(
+            self.db,
+            limit=limit,
+            offset=offset,
+            centre_ids=centre_ids,
+            search=search,
+            badge_hash=badge_hash,
+        )
 
     def enrol_badge(self, member_id: int, badge_hash: str, label: str | None = None) -> dict:
         self.member(member_id)
@@ -459,12 +492,18 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         centre_ids: Iterable[str] | None = None,
+        door: str | None = None,
+        member_id: int | None = None,
+        member_name: str | None = None,
+        granted: bool | None = None,
+        reason: str | None = None,
         after: tuple[float, int] | None = None,
         count_limit: int | None = None,
     ) -> tuple[int, list[dict]]:
         """(total matching, one page of events newest first); ``centre_ids``: only events
-        of these centres; ``after``: the (ts, id) the page starts below (keyset paging);
-        ``count_limit``: count no further than one past it."""
+        of these centres; the other filters: see ``events_sql.page``; ``after``: the (ts,
+        id) the page starts below (keyset paging); ``count_limit``: count no further than
+        one past it."""
         return events_sql.page(
             self.db,
             centre_ids=centre_ids,
@@ -474,6 +513,11 @@ class Store:
             kind=kind,
             limit=limit,
             offset=offset,
+            door=door,
+            member_id=member_id,
+            member_name=member_name,
+            granted=granted,
+            reason=reason,
             after=after,
             count_limit=count_limit,
         )
@@ -693,8 +737,12 @@ class Store:
         return self.alarm(alarm_id)
 
     def open_offline_alarms(self, now: float) -> int:
-        """Open ``unit_offline`` for units offline past the threshold; how many opened."""
-        opened = self.write(lambda db: alarms_sql.open_offline(db, self.alarm_thresholds, now))
+        """Open ``unit_offline`` for units offline past the threshold, and ``unit_silent``
+        for online units whose heartbeat stopped; how many opened."""
+        t = self.alarm_thresholds
+        opened = self.write(
+            lambda db: alarms_sql.open_offline(db, t, now) + alarms_sql.open_silent(db, t, now)
+        )
         if opened:
             self._notify()
         return opened

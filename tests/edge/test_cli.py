@@ -1,4 +1,5 @@
-"""``telecentre-edge selftest`` and ``run`` as a technician uses them."""
+"""``telecentre-edge run`` and its config errors as a technician meets them (the self-test:
+tests/integration/test_selftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from edge.cli import main
 from protocol.signing import Signer
-from server.broker import LocalBroker, free_port
+from server.broker import free_port
 from tests.edge.support import unit_toml
 
 SERVER_KEY = Signer.generate().public_hex
@@ -29,70 +30,6 @@ def write_unit(tmp_path: Path, *, port: int, key_file: Path, keys: tuple[str, ..
 
 def output_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return capsys.readouterr().out.splitlines()
-
-
-def test_selftest_prints_one_line_per_check_and_passes_with_a_reachable_broker(
-    tmp_path: Path,
-    broker: LocalBroker,
-    key_file: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    config = write_unit(tmp_path, port=broker.port, key_file=key_file)
-
-    code = main(["selftest", "--config", str(config)])
-    lines = output_lines(capsys)
-
-    assert code == 0
-    checks = [line.split("]", 1)[1].split(":", 1)[0].strip() for line in lines]
-    assert checks == [
-        "config",
-        "badge key",
-        "server keys",
-        "door entree reader",
-        "door entree relay",
-        "door entree contact",
-        "room visio motion sensor",
-        "broker",
-    ]
-    assert all(line.startswith("[ok] ") for line in lines), lines
-    assert f"127.0.0.1:{broker.port} reachable" in lines[-1]
-    assert "boitron-01" in lines[0]
-
-
-def test_selftest_fails_naming_the_broker_when_it_cannot_be_reached(
-    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    closed_port = free_port()  # bound then released: nothing listens there
-    config = write_unit(tmp_path, port=closed_port, key_file=key_file)
-
-    code = main(["selftest", "--config", str(config)])
-    lines = output_lines(capsys)
-
-    assert code == 1
-    failed = [line for line in lines if line.startswith("[FAIL]")]
-    assert len(failed) == 1
-    assert failed[0].startswith(f"[FAIL] broker: 127.0.0.1:{closed_port}: ")
-    assert len(lines) == 8  # the other checks still ran and printed
-
-
-def test_selftest_fails_on_a_bad_badge_key_and_still_checks_the_rest(
-    tmp_path: Path,
-    broker: LocalBroker,
-    key_file: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    key_file.write_text("not a key")
-    config = write_unit(tmp_path, port=broker.port, key_file=key_file)
-
-    code = main(["selftest", "--config", str(config)])
-    lines = output_lines(capsys)
-
-    assert code == 1
-    failed = [line for line in lines if line.startswith("[FAIL]")]
-    assert len(failed) == 1
-    assert failed[0].startswith("[FAIL] badge key: ")
-    assert "64 hexadecimal characters" in failed[0]
-    assert any(line.startswith("[ok] broker: ") for line in lines)
 
 
 def test_run_with_a_misspelt_key_exits_2_naming_the_key(

@@ -159,7 +159,7 @@ def test_a_worker_whose_step_raises_keeps_working_and_shows_its_errors(
 
     info = {w.name: w for w in agent.status().workers or []}
     assert info["publisher"].alive and info["publisher"].errors == 1
-    assert set(info) == {"publisher", "inbox", "lists", "reader-entree"}
+    assert set(info) == {"publisher", "inbox", "lists", "heartbeat", "reader-entree"}
 
 
 def test_the_status_tells_the_backlog_and_again_once_it_has_drained(

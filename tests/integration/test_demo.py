@@ -91,7 +91,7 @@ def test_demo_shows_three_live_centres_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
             f"{base}/", headers={"Authorization": f"Bearer {token}"}
         )
         with urllib.request.urlopen(page_request, timeout=2) as page:
-            assert "/api/occupancy/stream" in page.read().decode()
+            assert 'sse-connect="/live/stream"' in page.read().decode()
     finally:
         demo.send_signal(signal.SIGINT)
         try:

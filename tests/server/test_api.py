@@ -311,7 +311,7 @@ def test_the_page_is_served(server: TestClient) -> None:
     page = server.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "<html" in page.text and "/api/occupancy" in page.text
+    assert "<html" in page.text and 'sse-connect="/live/stream"' in page.text
 
 
 def test_an_unexpected_failure_still_answers_in_the_error_shape(

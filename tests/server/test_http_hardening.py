@@ -223,7 +223,9 @@ def test_the_page_script_and_style_are_served_as_files(server: TestClient) -> No
     for asset, kind in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
         response = server.get(asset)
         assert response.status_code == 200 and kind in response.headers["content-type"]
-    assert "EventSource" in server.get("/static/app.js").text
+    for vendored in ("htmx.min.js", "htmx-ext-sse.min.js"):
+        assert server.get(f"/static/vendor/{vendored}").status_code == 200
+    assert 'sse-connect="/live/stream"' in page.text
 
 
 # -- 5 and 6. OpenAPI and /docs ----------------------------------------------------------------

@@ -101,6 +101,15 @@ class World:
         assert alarm["door"] == event.door
         return alarm["id"]
 
+    def badge_page(self, centre: str, action: str) -> str:
+        """The page path revoking or replacing a new badge of a new member of ``centre``."""
+        member_id = self.new_member(centre)
+        answer = self.admin.post(
+            f"/api/members/{member_id}/badges", json={"uid": secrets.token_hex(4)}
+        )
+        assert answer.status_code == 201, answer.text
+        return f"/members/{member_id}/badges/{answer.json()['id']}/{action}"
+
     def new_token(self, caller: str) -> int:
         """A token of ``caller`` (the admin's for nobody), to revoke without logging out."""
         client = self.clients[caller if caller != "anonymous" else "admin"]
@@ -120,6 +129,25 @@ Maker = Callable[[World, str, str], Request]
 
 def get(path: str) -> Maker:
     return lambda w, centre, caller: ("GET", path.format(centre=centre, unit=unit(centre)), None)
+
+
+def get_post(path: str) -> Maker:
+    return lambda w, centre, caller: ("POST", path, None)
+
+
+def page(status: int) -> dict[str, tuple[int, int]]:
+    """An HTML page of every operator: nobody is sent to the login page (303)."""
+    return {caller: (status, status) for caller in CALLERS[:3]} | {"anonymous": (303, 303)}
+
+
+def page_read() -> dict[str, tuple[int, int]]:
+    """A page about one centre's object: a manager of A does not see B's."""
+    return read() | {"anonymous": (303, 303)}
+
+
+def page_write(a: int = 200) -> dict[str, tuple[int, int]]:
+    """A page's change to one centre's object (nobody: the login page)."""
+    return write(a) | {"anonymous": (303, 303)}
 
 
 def same(status: int) -> dict[str, tuple[int, int]]:
@@ -164,7 +192,9 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     ("GET", "/healthz"): (get("/healthz"), same(200)),
     ("GET", "/metrics"): (get("/metrics"), same(200)),
     ("GET", "/login"): (get("/login"), same(200)),
-    ("GET", "/login.js"): (get("/login.js"), same(200)),
+    # The login form (the matrix sends no form fields: refused, the form shown again).
+    ("POST", "/login"): (get_post("/login"), same(401)),
+    ("GET", "/lang/{lang}"): (get("/lang/en?next=/"), same(303)),
     ("POST", "/api/login"): (
         lambda w, c, caller: (
             "POST",
@@ -182,9 +212,104 @@ MATRIX: dict[tuple[str, str], tuple[Maker, dict[str, tuple[int, int]]]] = {
     # The pages' own scripts and styles and the offline /docs assets (no data in them).
     ("MOUNT", "/static"): (get("/static/app.css"), same(200)),
     # The live page: nobody is sent to the login page.
-    ("GET", "/"): (
-        get("/"),
-        {"admin": (200, 200), "manager": (200, 200), "viewer": (200, 200), "anonymous": (303, 303)},
+    ("GET", "/"): (get("/"), page(200)),
+    # The pages of one's own session (anonymous: sent to the login page).
+    ("POST", "/logout"): (get_post("/logout"), page(303)),
+    ("GET", "/password"): (get("/password"), page(200)),
+    ("POST", "/password"): (get_post("/password"), page(200)),
+    ("GET", "/live/stream"): (get("/live/stream"), read_all()),
+    # The events page and its CSV: another centre is not among a manager's choices (422,
+    # the same answer as a centre that does not exist).
+    **{
+        ("GET", path): (
+            get(path + "?centre={centre}"),
+            page(200) | {"manager": (200, 422)},
+        )
+        for path in ("/events", "/events.csv")
+    },
+    ("GET", "/fleet"): (get("/fleet"), page(200)),
+    ("POST", "/fleet/alarms/{alarm_id}/ack"): (
+        lambda w, c, caller: ("POST", f"/fleet/alarms/{w.new_alarm(c)}/ack", None),
+        write() | {"anonymous": (303, 303)},
+    ),
+    ("GET", "/journal"): (
+        get("/journal?centre={centre}"),
+        {"admin": (200, 200), "manager": (403, 403), "viewer": (403, 403), "anonymous": (303, 303)},
+    ),
+    # The Membres, Centres and Rapports pages. A form the matrix sends empty is shown again
+    # with what is missing (200); a role refused 403, another centre's object 404, nobody
+    # the login page.
+    ("GET", "/members"): (get("/members"), page(200)),
+    ("POST", "/members"): (get_post("/members"), page_write(200) | {"manager": (200, 200)}),
+    **{
+        ("GET", "/members/{member_id}" + tail): (
+            lambda w, c, caller, tail=tail: ("GET", f"/members/{w.members[c]}{tail}", None),
+            page_read(),
+        )
+        for tail in ("", "/taps")
+    },
+    ("GET", "/members/{member_id}/export.json"): (
+        lambda w, c, caller: ("GET", f"/members/{w.members[c]}/export.json", None),
+        admin_only() | {"anonymous": (303, 303)},
+    ),
+    ("POST", "/members/{member_id}/erase"): (
+        lambda w, c, caller: ("POST", f"/members/{w.new_member(c)}/erase", None),
+        admin_only() | {"anonymous": (303, 303)},
+    ),
+    **{
+        ("POST", "/members/{member_id}/" + action): (
+            lambda w, c, caller, action=action: (
+                "POST",
+                f"/members/{w.members[c]}/{action}",
+                None,
+            ),
+            page_write(),
+        )
+        for action in ("edit", "suspend", "reactivate", "plans", "badges")
+    },
+    ("POST", "/members/{member_id}/plans/{held_id}/end"): (
+        lambda w, c, caller: (
+            "POST",
+            f"/members/{w.members[c]}/plans/{w.new_held_plan(c)}/end",
+            None,
+        ),
+        page_write(),
+    ),
+    **{
+        ("POST", "/members/{member_id}/badges/{badge_id}/" + action): (
+            lambda w, c, caller, action=action: ("POST", w.badge_page(c, action), None),
+            page_write(),
+        )
+        for action in ("revoke", "replace")
+    },
+    ("GET", "/centres"): (get("/centres"), page(200)),
+    ("GET", "/centres/{centre_id}"): (get("/centres/{centre}"), page_read()),
+    **{
+        ("POST", "/centres/{centre_id}/" + action): (
+            lambda w, c, caller, action=action: ("POST", f"/centres/{c}/{action}", None),
+            page_write(),
+        )
+        for action in ("edit", "hours", "closures", "rooms", "doors")
+    },
+    ("POST", "/centres/{centre_id}/closures/{closure_id}/remove"): (
+        lambda w, c, caller: ("POST", f"/centres/{c}/closures/{w.new_closure(c)}/remove", None),
+        page_write(),
+    ),
+    **{
+        ("POST", "/centres/units/{device_id}/" + action): (
+            lambda w, c, caller, action=action: (
+                "POST",
+                f"/centres/units/{unit(c)}/{action}",
+                None,
+            ),
+            page_write(),
+        )
+        for action in ("unlock", "lockdown", "release")
+    },
+    ("GET", "/reports"): (get("/reports?centre={centre}"), page_read()),
+    ("GET", "/reports/{table}.csv"): (
+        get("/reports/visits.csv?from=2026-01&to=2026-02&centre={centre}"),
+        page_read(),
     ),
     # Centres and units.
     ("GET", "/api/centres"): (get("/api/centres"), read_all()),

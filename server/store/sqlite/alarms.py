@@ -135,6 +135,23 @@ def open_offline(db: Database, thresholds: rules.Thresholds, now: float) -> int:
     return len(rows)
 
 
+def open_silent(db: Database, thresholds: rules.Thresholds, now: float) -> int:
+    """Open ``unit_silent`` for every online unit whose heartbeat stopped; how many opened.
+
+    Only units that have sent a heartbeat are watched (older software sends none)."""
+    rows = db.execute(
+        "SELECT device_id, centre_id FROM devices d WHERE state = 'online'"
+        " AND health_at IS NOT NULL AND health_at <= ? AND centre_id IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.device_id"
+        " AND a.kind = ? AND a.closed_at IS NULL)",
+        [rules.silent_cutoff(now, thresholds), rules.UNIT_SILENT],
+    ).fetchall()
+    detail = rules.silent_detail(thresholds)
+    for device_id, centre_id in rows:
+        raise_alarm(db, device_id, centre_id, rules.Raised(rules.UNIT_SILENT, None, detail), now)
+    return len(rows)
+
+
 def unit_moved(db: Database, device_id: str, centre_id: str, now: float) -> None:
     """The registry put the unit in ``centre_id``: its open alarms follow it, and its last
     reported centre is checked against the new one."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from sqlite_utils import Database
 
-from protocol.messages import Status
+from protocol.messages import Health, Status
 from server.domain import alarms as alarm_rules
 from server.domain import fleet
 from server.store.errors import NotFound
@@ -95,6 +96,34 @@ def record_status(
     return StatusResult(known=True, rooms_taken=taken)
 
 
+def record_health(
+    db: Database, health: Health, received_at: float, *, retained: bool = False
+) -> bool:
+    """Keep a registered unit's heartbeat; a live one (not the broker's retained copy)
+    moves ``last_seen`` and ``health_at`` and closes ``unit_silent``.
+
+    True when the dashboard has something new to show: the unit's condition changed, or
+    it was silent and is heard again. A unit missing from the registry changes nothing.
+    """
+    row = db.execute(
+        "SELECT centre_id, condition FROM devices WHERE device_id = ?", [health.device_id]
+    ).fetchone()
+    if row is None:
+        return False
+    changed = row[1] != health.condition
+    values: dict[str, Any] = {
+        "health": msgspec.json.encode(health).decode(),
+        "condition": health.condition,
+    }
+    if not retained:
+        values.update(health_at=received_at, last_seen=received_at)
+    db["devices"].update(health.device_id, values)
+    if not retained:
+        silent = {alarm_rules.UNIT_SILENT}
+        changed |= alarms.close_alarms(db, health.device_id, silent, received_at) > 0
+    return changed
+
+
 def room_holder(db: Database, centre_id: str, room_id: str) -> str | None:
     """The unit of the centre that reports this room, if one still does."""
     row = db.execute(
@@ -121,6 +150,8 @@ def to_dict(r: dict) -> dict:
     out = dict(r)
     for key in ("faults", "doors"):
         out[key] = json.loads(r[key]) if r.get(key) else []
+    if "health" in out:
+        out["health"] = json.loads(r["health"]) if r.get("health") else None
     for flag in ("clock_synced", "lockdown"):
         if out.get(flag) is not None:
             out[flag] = bool(out[flag])

@@ -253,17 +253,25 @@ def page(
     limit: int = 100,
     offset: int = 0,
     centre_ids: Iterable[str] | None = None,
+    door: str | None = None,
+    member_id: int | None = None,
+    member_name: str | None = None,
+    granted: bool | None = None,
+    reason: str | None = None,
     after: tuple[float, int] | None = None,
     count_limit: int | None = None,
 ) -> tuple[int, list[dict]]:
     """(total matching, one page of events newest first with the member's name);
-    ``centre_ids`` (a manager's centres) keeps only events of these centres.
+    ``centre_ids`` (a manager's centres) keeps only events of these centres;
+    ``member_name``: members whose name contains it (any case); ``granted`` and
+    ``reason``: the decision on a card and the rule that made it.
 
     ``after`` is the (ts, id) of the last event of the previous page: the page starts just
-    below it (keyset paging, as fast at the millionth event as at the first; an index
-    serves every filter). ``count_limit``: count at most that many and one more, so a
-    caller can tell "more than count_limit" without counting a million rows."""
-    clauses, args = [], []
+    below it (keyset paging, as fast at the millionth event as at the first). ``count_limit``:
+    count at most that many and one more, so a caller can tell "more than count_limit"
+    without counting a million rows."""
+    clauses: list[str] = []
+    args: list[object] = []
     if centre_ids is not None:
         allowed = sorted(centre_ids)
         clauses.append(f"centre_id IN ({', '.join('?' * len(allowed)) or 'NULL'})")
@@ -273,6 +281,11 @@ def page(
         ("ts >= ?", since),
         ("ts < ?", until),
         ("kind = ?", kind),
+        ("door = ?", door),
+        ("member_id = ?", member_id),
+        ("member_id IN (SELECT id FROM members WHERE name LIKE ? ESCAPE '\\')", _like(member_name)),
+        ("granted = ?", None if granted is None else int(granted)),
+        ("reason = ?", reason),
     ):
         if value is not None:
             clauses.append(clause)
@@ -297,6 +310,14 @@ def page(
         [*args, *key_args, limit, offset],
     )
     return total, [_row(r) for r in rows]
+
+
+def _like(text: str | None) -> str | None:
+    """A LIKE pattern for "contains ``text``" (its own % and _ taken literally)."""
+    if not text:
+        return None
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def count(db: Database) -> int:

@@ -68,19 +68,46 @@ def get(db: Database, member_id: int) -> dict:
 
 
 def page(
-    db: Database, *, limit: int, offset: int, centre_ids: Iterable[str] | None = None
+    db: Database,
+    *,
+    limit: int,
+    offset: int,
+    centre_ids: Iterable[str] | None = None,
+    search: str | None = None,
+    badge_hash: str | None = None,
 ) -> tuple[int, list[dict]]:
     """(total, members by name), without their badges; with ``centre_ids`` (a manager's
-    centres) only members allowed at one of them or at every centre."""
-    where, args = None, []
+    centres) only members allowed at one of them or at every centre. ``search``: a part
+    of the name, e-mail or a badge's label (case-insensitive); ``badge_hash``: or the
+    member holding that card."""
+    clauses: list[str] = []
+    args: list[Any] = []
     if centre_ids is not None:
         allowed = sorted(centre_ids)
         marks = ", ".join("?" * len(allowed)) or "NULL"
-        where = (
-            "centres IS NULL OR EXISTS (SELECT 1 FROM json_each(members.centres)"
-            f" WHERE json_each.value IN ({marks}))"
+        clauses.append(
+            "(centres IS NULL OR EXISTS (SELECT 1 FROM json_each(members.centres)"
+            f" WHERE json_each.value IN ({marks})))"
         )
-        args = allowed
+        args += allowed
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = [
+            "name LIKE ? ESCAPE '\\'",
+            "email LIKE ? ESCAPE '\\'",
+            "EXISTS (SELECT 1 FROM badges WHERE badges.member_id = members.id"
+            " AND badges.label LIKE ? ESCAPE '\\')",
+        ]
+        found_args: list[Any] = [pattern, pattern, pattern]
+        if badge_hash:
+            found.append(
+                "EXISTS (SELECT 1 FROM badges WHERE badges.member_id = members.id"
+                " AND badges.badge_hash = ?)"
+            )
+            found_args.append(badge_hash)
+        clauses.append("(" + " OR ".join(found) + ")")
+        args += found_args
+    where = " AND ".join(clauses) or None
     total = db["members"].count_where(where or "1", args)
     rows = db["members"].rows_where(where, args, order_by="name", limit=limit, offset=offset)
     return total, [_row(r) for r in rows]

@@ -598,6 +598,14 @@ def m090_lockdown(db: Database) -> None:
 
 
 @migrations()
+def m091_unit_health(db: Database) -> None:
+    # The unit's last heartbeat (JSON), when it was heard live, and ok / degraded.
+    db["devices"].add_column("health", str)
+    db["devices"].add_column("health_at", float)
+    db["devices"].add_column("condition", str)
+
+
+@migrations()
 def m130_event_paging(db: Database) -> None:
     # /api/events pages newest first by (ts, id) under each filter: the kind alone, the
     # centre and the kind (the centre alone and no filter use (centre_id, ts) and (ts); in

@@ -38,6 +38,7 @@ def test_a_unit_writes_only_its_edge_to_server_leaves_and_reads_only_its_own() -
     grant = ba.unit_grant("boitron-01", "boitron", ba.hash_password("x"))
     assert set(grant.write) == {
         "telecentre/boitron-01/status",
+        "telecentre/boitron-01/health",
         "telecentre/boitron-01/event",
         "telecentre/boitron-01/access/request",
         "telecentre/boitron-01/command/result",

@@ -116,4 +116,4 @@ def test_an_alarm_is_acknowledged_once(store: Store) -> None:
 def test_open_counts_name_every_kind(store: Store) -> None:
     ingest(store, door("door_held", NOW))
     counts = store.open_alarm_counts()
-    assert counts["door_held"] == 1 and counts["unit_offline"] == 0 and len(counts) == 7
+    assert counts["door_held"] == 1 and counts["unit_offline"] == 0 and len(counts) == 8

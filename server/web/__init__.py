@@ -1,0 +1,1 @@
+"""The operators' pages: Jinja2 templates, their translations and the render helper."""
