@@ -15,6 +15,7 @@ name to ``MODULES`` (one line) and it runs with the others.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -32,12 +33,15 @@ MODULES = [
     "scaleout",
     "edge_scale",
 ]
+ALIASES = {"edge": "edge_scale"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
     quick = "--quick" in args
-    wanted = [a for a in args if a != "--quick"] or list(MODULES)
+    if quick:
+        os.environ["QUICK"] = "1"  # what modules that read the environment look at
+    wanted = [ALIASES.get(a, a) for a in args if a != "--quick"] or list(MODULES)
     unknown = [name for name in wanted if name not in MODULES]
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(MODULES)}")
