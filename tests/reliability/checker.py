@@ -10,12 +10,11 @@ seqs must also be contiguous from 1, with nothing missing in between.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.reliability.harness import UnitProcess, sqlite_ro
+from tests.reliability.harness import UnitProcess, read_rows
 
 
 @dataclass
@@ -65,16 +64,17 @@ class Verdict:
         )
 
 
-def stored_events(server_db: Path, device_id: str) -> list[tuple[int, str, int]]:
-    """(seq, event_id, historical) of every row the server stored for a unit."""
-    with contextlib.closing(sqlite_ro(server_db)) as db:
-        return db.execute(
-            "SELECT seq, event_id, historical FROM events WHERE device_id = ? ORDER BY id",
-            (device_id,),
-        ).fetchall()
+def stored_events(server_db: Path | str, device_id: str) -> list[tuple[int, str, int]]:
+    """(seq, event_id, historical) of every row the server stored for a unit (its SQLite
+    file, or its PostgreSQL URL)."""
+    return read_rows(  # type: ignore[return-value]
+        server_db,
+        "SELECT seq, event_id, historical FROM events WHERE device_id = ? ORDER BY id",
+        (device_id,),
+    )
 
 
-def check_unit(server_db: Path, unit: UnitProcess) -> UnitVerdict:
+def check_unit(server_db: Path | str, unit: UnitProcess) -> UnitVerdict:
     """``unit``: a UnitProcess, or anything with its device_id, outbox() and printed_seqs()."""
     state = unit.outbox()
     decided = set(range(1, state.last_seq + 1))
@@ -104,11 +104,11 @@ def check_unit(server_db: Path, unit: UnitProcess) -> UnitVerdict:
     )
 
 
-def check(server_db: Path, units: list[UnitProcess]) -> Verdict:
+def check(server_db: Path | str, units: list[UnitProcess]) -> Verdict:
     return Verdict([check_unit(server_db, u) for u in units])
 
 
-def delivered(server_db: Path, units: list[UnitProcess]) -> bool:
+def delivered(server_db: Path | str, units: list[UnitProcess]) -> bool:
     """Every unit's outbox is empty and the server holds each of its decided seqs."""
     for unit in units:
         if unit.pending() != 0:

@@ -57,7 +57,9 @@ def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
 class Cluster:
     """Broker, server and units of one test, all real processes on loopback."""
 
-    def __init__(self, tmp_path: Path, broker: FaultBroker) -> None:
+    def __init__(
+        self, tmp_path: Path, broker: FaultBroker, database_url: str | None = None
+    ) -> None:
         self.tmp = tmp_path
         self.broker = broker
         tmp_path.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,7 @@ class Cluster:
             data_dir=tmp_path / "server",
             badge_key_file=self.key_file,
             signing_key_file=self.signing_key_file,
+            database_url=database_url,
             **broker.server_settings(),
         )
         self.token = ""
@@ -90,6 +93,7 @@ class Cluster:
             "TELECENTRE_MQTT_CA_FILE": str(s.mqtt_ca_file),
             "TELECENTRE_MQTT_USERNAME": str(s.mqtt_username),
             "TELECENTRE_MQTT_PASSWORD_FILE": str(s.mqtt_password_file),
+            **({"TELECENTRE_DATABASE_URL": s.database_url} if s.database_url else {}),
         }
 
     def prepare(self, members: dict[str, str] | None = None) -> None:
@@ -129,14 +133,14 @@ class Cluster:
         """Wait until every decided event is stored and acked; seconds it took."""
         watch = Stopwatch()
         wait_until(
-            lambda: delivered(self.server.db_path, units or self.units),
+            lambda: delivered(self.server.db, units or self.units),
             timeout=timeout,
             what="every decided event stored and acknowledged",
         )
         return watch()
 
     def verdict(self, units: list[UnitProcess] | None = None) -> Verdict:
-        return check(self.server.db_path, units or self.units)
+        return check(self.server.db, units or self.units)
 
     def close(self) -> None:
         for unit in self.units:
@@ -148,10 +152,12 @@ class Cluster:
 def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     made: list[tuple[Cluster, FaultBroker]] = []
 
-    def make(*, persistence: bool = False, queue: int | None = None) -> Cluster:
+    def make(
+        *, persistence: bool = False, queue: int | None = None, database_url: str | None = None
+    ) -> Cluster:
         broker = FaultBroker(units=UNITS, persistence=persistence, queue=queue)
         broker.start()
-        cluster = Cluster(tmp_path / f"c{len(made)}", broker)
+        cluster = Cluster(tmp_path / f"c{len(made)}", broker, database_url)
         made.append((cluster, broker))
         return cluster
 

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from edge.hardware.filepins import MOCK_PIN_DIR_ENV, read_pin
 from server.broker import LocalBroker, free_port
@@ -97,6 +98,18 @@ def sqlite_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
 
 
+def read_rows(db: Path | str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one query on the server's database, read while the server writes it: a
+    SQLite file (``?`` placeholders), or a ``postgresql://`` URL."""
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as conn:
+            return [tuple(row) for row in conn.execute(sql.replace("?", "%s"), args).fetchall()]
+    with contextlib.closing(sqlite_ro(db)) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
 class ServerProcess:
     """``telecentre-server serve`` on a free loopback port, with its settings in the env."""
 
@@ -111,6 +124,11 @@ class ServerProcess:
     @property
     def db_path(self) -> Path:
         return Path(self.env["TELECENTRE_DATA_DIR"]) / "telecentre.db"
+
+    @property
+    def db(self) -> Path | str:
+        """Where its store is: the SQLite file, or the PostgreSQL URL it was given."""
+        return self.env.get("TELECENTRE_DATABASE_URL") or self.db_path
 
     @property
     def url(self) -> str:

@@ -11,7 +11,15 @@ import pytest
 from tests.conftest import wait_until
 from tests.reliability.checker import stored_events
 from tests.reliability.conftest import UNITS, Cluster
-from tests.reliability.harness import Size, Stopwatch, UnitProcess, exits, sqlite_ro, variants
+from tests.reliability.harness import (
+    Size,
+    Stopwatch,
+    UnitProcess,
+    exits,
+    read_rows,
+    sqlite_ro,
+    variants,
+)
 
 SIZES = variants(
     Size(events=60, pause_s=0.03, fault_s=0),
@@ -20,8 +28,7 @@ SIZES = variants(
 
 
 def stored(cluster: Cluster) -> int:
-    with contextlib.closing(sqlite_ro(cluster.server.db_path)) as db:
-        return db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    return read_rows(cluster.server.db, "SELECT COUNT(*) FROM events")[0][0]
 
 
 def check(cluster: Cluster, units: list[UnitProcess], report: Callable[[str], None], what: str):
@@ -35,11 +42,17 @@ def check(cluster: Cluster, units: list[UnitProcess], report: Callable[[str], No
     return verdict
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("size", SIZES)
 def test_server_killed_while_ingesting(
-    cluster_factory: Callable[..., Cluster], report: Callable[[str], None], size: Size
+    cluster_factory: Callable[..., Cluster],
+    report: Callable[[str], None],
+    size: Size,
+    engine: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    cluster = cluster_factory()
+    url = request.getfixturevalue("postgres_cluster").database() if engine != "sqlite" else None
+    cluster = cluster_factory(database_url=url)
     cluster.prepare()
     cluster.server.start()
     units = [cluster.unit(device) for device in UNITS]
@@ -48,15 +61,21 @@ def test_server_killed_while_ingesting(
     wait_until(lambda: stored(cluster) >= size.events, timeout=120, what="events stored")
     cluster.server.kill()
     cluster.server.start()
-    verdict = check(cluster, units, report, "server SIGKILL while ingesting")
+    verdict = check(cluster, units, report, f"server SIGKILL while ingesting ({engine})")
     assert verdict.total("decided") == size.events * len(units)
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("size", SIZES)
 def test_server_killed_during_an_outbox_replay(
-    cluster_factory: Callable[..., Cluster], report: Callable[[str], None], size: Size
+    cluster_factory: Callable[..., Cluster],
+    report: Callable[[str], None],
+    size: Size,
+    engine: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    cluster = cluster_factory()
+    url = request.getfixturevalue("postgres_cluster").database() if engine != "sqlite" else None
+    cluster = cluster_factory(database_url=url)
     cluster.prepare()
     units = [cluster.unit(device) for device in UNITS]
     # The server is down: every event waits in its unit's outbox.
@@ -71,7 +90,7 @@ def test_server_killed_during_an_outbox_replay(
     cluster.server.start(wait=False)
     # Killed once part of the backlog is stored, before all of it is.
     wait_until(
-        lambda: cluster.server.db_path.exists() and stored(cluster) > 0,
+        lambda: stored(cluster) > 0,  # prepare() made the tables
         timeout=120,
         what="the replay under way",
     )
@@ -79,7 +98,10 @@ def test_server_killed_during_an_outbox_replay(
     cluster.server.kill()
     cluster.server.start()
     verdict = check(
-        cluster, units, report, f"server SIGKILL during a replay ({at_kill} of {backlog} stored)"
+        cluster,
+        units,
+        report,
+        f"server SIGKILL during a replay ({engine}, {at_kill} of {backlog} stored)",
     )
     assert verdict.total("decided") == backlog
     assert at_kill < backlog
