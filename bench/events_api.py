@@ -4,7 +4,8 @@ The server runs in its own process (``telecentre-server serve``) on a store hold
 quarter's events of 40 centres (access, room and door events). Each page is asked 20 times
 over HTTP with an admin's API token and its median compared with ``GET /api/me`` (an
 authenticated route that reads one row: the floor). Pages: the first, each filter (kind,
-centre, centre and kind, a time window), and a page half-way down reached by its cursor;
+centre, centre and kind, member, door, refused cards, a refusal's rule, a time window), and a
+page half-way down reached by its cursor;
 the deprecated ``offset`` half-way down is shown beside it. Target: every page ≤ 3×.
 """
 
@@ -24,6 +25,7 @@ TARGET = 3.0
 CENTRES = 40
 CALLS = 20
 KINDS = ["access"] * 16 + ["room"] * 3 + ["door_closed", "door_forced", "door_held", "exit"]
+DECISIONS = [(1, "granted")] * 97 + [(0, "unknown_card")] * 2 + [(0, "revoked")]
 
 
 def populate(store: Store, events: int, start: float) -> None:
@@ -42,6 +44,8 @@ def populate(store: Store, events: int, start: float) -> None:
         for i in range(first, min(events, first + chunk)):
             ts = start + span * i / events
             kind = rng.choice(KINDS)
+            # Cards: most let in, a few unknown (no member) or revoked.
+            granted, reason = (None, None) if kind != "access" else rng.choice(DECISIONS)
             rows.append(
                 (
                     str(uuid.UUID(int=rng.getrandbits(128))),
@@ -53,7 +57,10 @@ def populate(store: Store, events: int, start: float) -> None:
                     ts,
                     "entree" if kind != "room" else None,
                     "salle" if kind == "room" else None,
-                    1 + i % 5000 if kind == "access" else None,
+                    1 + i % 5000 if kind == "access" and reason != "unknown_card" else None,
+                    granted,
+                    reason,
+                    "in" if granted else None,
                 )
             )
 
@@ -62,7 +69,7 @@ def populate(store: Store, events: int, start: float) -> None:
                 "INSERT INTO events (event_id, device_id, seq, centre_id, kind, ts,"
                 " received_at, clock_synced, historical, time_suspect, door, room, member_id,"
                 " granted, reason, direction) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, 0, ?, ?, ?,"
-                " 1, 'granted', 'in')",
+                " ?, ?, ?)",
                 rows,
             )
 
@@ -113,6 +120,10 @@ def run(ctx: Context) -> None:
             "kind=door_forced": get("/api/events", kind="door_forced"),
             "centre": get("/api/events", centre="c07"),
             "centre and kind=room": get("/api/events", centre="c07", kind="room"),
+            "member": get("/api/events", member=1207),
+            "door": get("/api/events", centre="c07", door="entree"),
+            "refused cards": get("/api/events", granted="false"),
+            "reason=revoked": get("/api/events", reason="revoked"),
             "one week": get(
                 "/api/events",
                 since="2026-02-02T00:00:00+01:00",

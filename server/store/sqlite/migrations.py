@@ -612,3 +612,12 @@ def m130_event_paging(db: Database) -> None:
     # SQLite every index ends with the rowid, here ``id``).
     db["events"].create_index(["kind", "ts"], if_not_exists=True)
     db["events"].create_index(["centre_id", "kind", "ts"], if_not_exists=True)
+
+
+@migrations()
+def m131_event_decision_filters(db: Database) -> None:
+    # /api/events filtered by a card's decision (refused cards) or by the rule behind it
+    # (revoked, unknown_card…): both rare, so without an index a page walks every event.
+    # The member (idx_events_passages) and the door (few values: the time index) need none.
+    db["events"].create_index(["granted", "ts"], if_not_exists=True)
+    db["events"].create_index(["reason", "ts"], if_not_exists=True)
