@@ -6,31 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from pathlib import Path
 
-from protocol.messages import Event
 from server.domain.operators import CentreScope
 from server.routes.live import OccupancyFeed
 from server.store import Store
-
-
-def badge_in(device_id: str, seq: int, member_id: int) -> Event:
-    return Event(
-        event_id=str(uuid.uuid4()),
-        device_id=device_id,
-        epoch="e" * 32,
-        seq=seq,
-        kind="access",
-        ts=time.time(),
-        clock_synced=True,
-        door="entree",
-        badge_hash="ab" * 32,
-        granted=True,
-        reason="granted",
-        direction="in",
-        member_id=member_id,
-    )
+from tests.server.support import badge_in
 
 
 async def never() -> bool:

@@ -122,33 +122,41 @@ def door_event(db: Database, device_id: str, centre_id: str, e: Event, received_
 
 def open_offline(db: Database, thresholds: rules.Thresholds, now: float) -> int:
     """Open ``unit_offline`` for every registered unit offline too long; how many opened."""
-    rows = db.execute(
-        "SELECT device_id, centre_id FROM devices d WHERE state = 'offline'"
-        " AND state_since <= ? AND centre_id IS NOT NULL AND NOT EXISTS ("
-        " SELECT 1 FROM alarms a WHERE a.device_id = d.device_id AND a.kind = ?"
-        " AND a.closed_at IS NULL)",
-        [rules.offline_cutoff(now, thresholds), rules.UNIT_OFFLINE],
-    ).fetchall()
-    detail = rules.offline_detail(thresholds)
-    for device_id, centre_id in rows:
-        raise_alarm(db, device_id, centre_id, rules.Raised(rules.UNIT_OFFLINE, None, detail), now)
-    return len(rows)
+    return _open_for_units(
+        db,
+        "state = 'offline' AND state_since <= ?",
+        rules.offline_cutoff(now, thresholds),
+        rules.Raised(rules.UNIT_OFFLINE, None, rules.offline_detail(thresholds)),
+        now,
+    )
 
 
 def open_silent(db: Database, thresholds: rules.Thresholds, now: float) -> int:
     """Open ``unit_silent`` for every online unit whose heartbeat stopped; how many opened.
 
     Only units that have sent a heartbeat are watched (older software sends none)."""
+    return _open_for_units(
+        db,
+        "state = 'online' AND health_at IS NOT NULL AND health_at <= ?",
+        rules.silent_cutoff(now, thresholds),
+        rules.Raised(rules.UNIT_SILENT, None, rules.silent_detail(thresholds)),
+        now,
+    )
+
+
+def _open_for_units(
+    db: Database, condition: str, cutoff: float, raised: rules.Raised, now: float
+) -> int:
+    """Raise ``raised`` for every unit of a centre meeting ``condition`` (its one ``?`` is
+    ``cutoff``) without that kind already open; how many opened."""
     rows = db.execute(
-        "SELECT device_id, centre_id FROM devices d WHERE state = 'online'"
-        " AND health_at IS NOT NULL AND health_at <= ? AND centre_id IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.device_id"
-        " AND a.kind = ? AND a.closed_at IS NULL)",
-        [rules.silent_cutoff(now, thresholds), rules.UNIT_SILENT],
+        f"SELECT device_id, centre_id FROM devices d WHERE {condition}"
+        " AND centre_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM alarms a"
+        " WHERE a.device_id = d.device_id AND a.kind = ? AND a.closed_at IS NULL)",
+        [cutoff, raised.kind],
     ).fetchall()
-    detail = rules.silent_detail(thresholds)
     for device_id, centre_id in rows:
-        raise_alarm(db, device_id, centre_id, rules.Raised(rules.UNIT_SILENT, None, detail), now)
+        raise_alarm(db, device_id, centre_id, raised, now)
     return len(rows)
 
 

@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
-from protocol.messages import Event
 from server.store import IngestResult, Store
-
-
-def badge_in(device_id: str, seq: int, member_id: int) -> Event:
-    return Event(
-        event_id=str(uuid.uuid4()),
-        device_id=device_id,
-        epoch="e" * 32,
-        seq=seq,
-        kind="access",
-        ts=time.time(),
-        clock_synced=True,
-        door="entree",
-        badge_hash="ab" * 32,
-        granted=True,
-        reason="granted",
-        direction="in",
-        member_id=member_id,
-    )
+from tests.server.support import badge_in
 
 
 def test_each_unit_gets_its_result_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
