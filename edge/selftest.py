@@ -45,6 +45,7 @@ Outcome = Literal["ok", "warn", "FAIL"]
 PULSE_S = 0.3  # how long --pulse energises a relay: one audible click
 BROKER_TIMEOUT_S = 10.0
 RETAINED_WAIT_S = 2.0  # after the subscription: time for the retained messages to arrive
+GPIO = "unit: GPIO"  # the error key when no pin factory could be made
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ class SelfTest:
         self.checks: list[Check] = []
 
     def _build(self) -> Hardware:
-        return build(self.config, errors=self.errors)
+        try:
+            return build(self.config, errors=self.errors)
+        except HardwareError as exc:  # no pin factory at all: no device can be checked
+            self.errors[GPIO] = str(exc)
+            return Hardware()
 
     def add(self, name: str, outcome: Outcome, detail: str) -> None:
         self.checks.append(Check(name, outcome, detail))
@@ -209,6 +214,9 @@ class SelfTest:
 
     def check_hardware(self) -> None:
         hw = self.hardware
+        if GPIO in self.errors:
+            self.add("GPIO", "FAIL", f"{self.errors[GPIO]}: no input or output can be checked")
+            return
         if self.errors.get("unit: tamper switch"):
             self.add("unit tamper switch", "FAIL", self.errors["unit: tamper switch"])
         elif None in hw.tampers:

@@ -299,3 +299,27 @@ def test_the_command_prints_a_table_and_exits_1_on_a_failure(
     assert " FAIL " in rows["badge key"]
     assert " ok " in rows["broker"]
     assert lines[-1].startswith(f"{len(rows)} checks: ")
+
+
+def test_no_gpio_at_all_fails_one_line_and_the_other_checks_still_run(
+    server: TestClient,
+    tmp_path: Path,
+    broker: LocalBroker,
+    key_file: Path,
+    server_key: str,
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("lgpio") is not None:
+        pytest.skip("lgpio is installed (a Pi): its GPIO chip would answer")
+    conf = write_config(tmp_path, broker, key_file, server_key)
+    conf.write_text(conf.read_text().replace('pin_factory = "mock"', 'pin_factory = "lgpio"'))
+    test = SelfTest(edge_config.load(conf), synced=lambda: True)  # lgpio: not on this machine
+    try:
+        checks = table(test)
+    finally:
+        test.close()
+    outcome, detail = checks["GPIO"]
+    assert outcome == "FAIL" and "no input or output can be checked" in detail
+    assert checks["broker"][0] == "ok" and checks["badge key"][0] == "ok"
+    assert not any(name.startswith("door ") for name in checks)
