@@ -68,7 +68,11 @@ class Runtime:
             badge_key_fp=key_fingerprint(key),
             leadership=leadership,
         )
-        watch = AlarmWatch(store, settings.alarm_check_interval_s)
+        watch = AlarmWatch(
+            store,
+            settings.alarm_check_interval_s,
+            listening_since=lambda: bridge.connected_at if bridge.connected.is_set() else None,
+        )
         metrics.watch(
             rejected=bridge.rejections.snapshot,
             units=store.units_by_state,
@@ -174,20 +178,37 @@ def alarm_thresholds(settings: Settings) -> Thresholds:
 
 
 class AlarmWatch:
-    """Opens ``unit_offline`` alarms: a worker looks every ``interval_s`` for units offline
-    past the threshold (a unit's silence sends no message to react to)."""
+    """Opens ``unit_offline`` and ``unit_silent`` alarms: a worker looks every
+    ``interval_s`` for units offline, or online but without a heartbeat, past the
+    thresholds (a unit's silence sends no message to react to).
+
+    A heartbeat can only be missed while the server listens: ``listening_since`` tells since
+    when it has been connected to the broker (None: it is not), and no unit is called
+    silent before the server has listened for ``silent_after_s`` (a restarted server would
+    otherwise find every unit's last heartbeat old).
+    """
 
     def __init__(
-        self, store: Store, interval_s: float, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        interval_s: float,
+        clock: Callable[[], float] = time.time,
+        listening_since: Callable[[], float | None] = lambda: 0.0,
     ) -> None:
         self.store = store
         self.interval_s = interval_s
         self.clock = clock
+        self.listening_since = listening_since
         self.worker = Worker("alarm-watch", self._step)
 
     def check(self, now: float | None = None) -> int:
         """Look now; how many alarms opened."""
-        return self.store.open_offline_alarms(self.clock() if now is None else now)
+        now = self.clock() if now is None else now
+        since = self.listening_since()
+        heard_long_enough = (
+            since is not None and now - since >= self.store.alarm_thresholds.silent_after_s
+        )
+        return self.store.open_offline_alarms(now, silent=heard_long_enough)
 
     def _step(self) -> None:
         self.check()

@@ -75,6 +75,7 @@ class Bridge:
         self.connected = threading.Event()
         self.received = 0
         self.connects = 0
+        self.connected_at: float | None = None  # when the broker last accepted us
         self.rejections = Rejections()
         self.handlers = Handlers(store, signer, self.publish, self.rejections, metrics)
         self.lists: Any = AccessListPublisher(store, signer, self.publish)
@@ -272,6 +273,7 @@ class Bridge:
         if self.leader:
             self._publish_online()
         self.connects += 1
+        self.connected_at = time.time()
         self.connected.set()
         log.info(
             "bridge connected to %s:%s as instance %s",

@@ -749,12 +749,15 @@ class Store:
         self.write(lambda db: alarms_sql.acknowledge(db, alarm_id, by, now))
         return self.alarm(alarm_id)
 
-    def open_offline_alarms(self, now: float) -> int:
-        """Open ``unit_offline`` for units offline past the threshold, and ``unit_silent``
-        for online units whose heartbeat stopped; how many opened."""
+    def open_offline_alarms(self, now: float, *, silent: bool = True) -> int:
+        """Open ``unit_offline`` for units offline past the threshold, and (``silent``)
+        ``unit_silent`` for online units whose heartbeat stopped; how many opened."""
         t = self.alarm_thresholds
         opened = self.write(
-            lambda db: alarms_sql.open_offline(db, t, now) + alarms_sql.open_silent(db, t, now)
+            lambda db: (
+                alarms_sql.open_offline(db, t, now)
+                + (alarms_sql.open_silent(db, t, now) if silent else 0)
+            )
         )
         if opened:
             self._notify()
