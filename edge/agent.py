@@ -323,7 +323,7 @@ class EdgeAgent:
 
     def health(self) -> Health:
         """The heartbeat: the unit's vital signs and whether it is degraded."""
-        pending = self.outbox.pending_count()
+        pending = self.outbox.pending  # kept by the outbox: no count every heartbeat
         oldest = self.outbox.oldest_pending_ts() if pending else None
         now = self._clock()
         mono = self._monotonic()

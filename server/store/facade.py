@@ -456,31 +456,26 @@ class Store:
         thread must not wait for the disk).
         """
         future = self._writer.submit(
-            lambda db: events_sql.ingest(
-                db,
-                device_id,
-                events,
-                received_at,
-                late_event_s=self.late_event_s,
-                future_margin_s=self.future_margin_s,
-                max_stay_s=self.max_stay_s,
-            )
+            lambda db: events_sql.ingest(db, device_id, events, received_at, **self._ingest_rules)
         )
         future.add_done_callback(self._notify_if_new)
         return future
+
+    @property
+    def _ingest_rules(self) -> dict[str, float]:
+        """What ingest decides with: late (historical) and future (suspect) events, stays."""
+        return {
+            "late_event_s": self.late_event_s,
+            "future_margin_s": self.future_margin_s,
+            "max_stay_s": self.max_stay_s,
+        }
 
     def ingest_many(self, items: list[tuple[str, list[Event], float]]) -> Future[Any]:
         """``ingest`` for several units' ``(device_id, events, received_at)`` at once, in
         one write (what they share is read once). The Future resolves to one IngestResult,
         or the exception that kept that unit's events out, per item, in order."""
         future = self._writer.submit(
-            lambda db: events_sql.ingest_many(
-                db,
-                items,
-                late_event_s=self.late_event_s,
-                future_margin_s=self.future_margin_s,
-                max_stay_s=self.max_stay_s,
-            )
+            lambda db: events_sql.ingest_many(db, items, **self._ingest_rules)
         )
         future.add_done_callback(self._notify_if_any_new)
         return future

@@ -31,6 +31,16 @@ def stored(cluster: Cluster) -> int:
     return read_rows(cluster.server.db, "SELECT COUNT(*) FROM events")[0][0]
 
 
+def on_engine(
+    engine: str, cluster_factory: Callable[..., Cluster], request: pytest.FixtureRequest
+) -> Cluster:
+    """A cluster whose server stores in SQLite, or in a new database of the private
+    PostgreSQL cluster."""
+    if engine == "sqlite":
+        return cluster_factory()
+    return cluster_factory(database_url=request.getfixturevalue("postgres_cluster").database())
+
+
 def check(cluster: Cluster, units: list[UnitProcess], report: Callable[[str], None], what: str):
     watch = Stopwatch()
     for unit in units:
@@ -51,8 +61,7 @@ def test_server_killed_while_ingesting(
     engine: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    url = request.getfixturevalue("postgres_cluster").database() if engine != "sqlite" else None
-    cluster = cluster_factory(database_url=url)
+    cluster = on_engine(engine, cluster_factory, request)
     cluster.prepare()
     cluster.server.start()
     units = [cluster.unit(device) for device in UNITS]
@@ -74,8 +83,7 @@ def test_server_killed_during_an_outbox_replay(
     engine: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    url = request.getfixturevalue("postgres_cluster").database() if engine != "sqlite" else None
-    cluster = cluster_factory(database_url=url)
+    cluster = on_engine(engine, cluster_factory, request)
     cluster.prepare()
     units = [cluster.unit(device) for device in UNITS]
     # The server is down: every event waits in its unit's outbox.

@@ -9,7 +9,6 @@ import itertools
 import json
 import math
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from protocol.messages import Event
 from server.runtime import Runtime
+from tests.server.support import badge_in
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEKDAY = [[480, 1080]]
@@ -39,20 +39,13 @@ SEQ = itertools.count(1)
 
 
 def passage(device_id: str, member_id: int, when: str, direction: str) -> Event:
-    return Event(
-        event_id=str(uuid.uuid4()),
-        device_id=device_id,
-        epoch="r" * 32,
-        seq=next(SEQ),
-        kind="access",
+    return badge_in(
+        device_id,
+        next(SEQ),
+        member_id,
         ts=at(when),
-        clock_synced=True,
-        door="entree",
-        badge_hash="a" * 64,
-        granted=True,
-        reason="granted",
         direction=direction,  # type: ignore[arg-type]
-        member_id=member_id,
+        epoch="r" * 32,
     )
 
 

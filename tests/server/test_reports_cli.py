@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import uuid
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +14,7 @@ from protocol.messages import Event
 from server.cli import main
 from server.settings import Settings
 from server.store import Store
+from tests.server.support import badge_in
 
 PARIS = ZoneInfo("Europe/Paris")
 SEQ = itertools.count(1)
@@ -25,20 +25,13 @@ def at(text: str) -> float:
 
 
 def passage(member_id: int, when: str, direction: str) -> Event:
-    return Event(
-        event_id=str(uuid.uuid4()),
-        device_id="boitron-01",
-        epoch="c" * 32,
-        seq=next(SEQ),
-        kind="access",
+    return badge_in(
+        "boitron-01",
+        next(SEQ),
+        member_id,
         ts=at(when),
-        clock_synced=True,
-        door="entree",
-        badge_hash="a" * 64,
-        granted=True,
-        reason="granted",
         direction=direction,  # type: ignore[arg-type]
-        member_id=member_id,
+        epoch="c" * 32,
     )
 
 
