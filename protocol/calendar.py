@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TIMEZONE = "Europe/Paris"
@@ -119,11 +119,17 @@ class Calendar:
 
     def at(self, day: date, minute: int) -> float:
         """The epoch time of ``minute`` after local midnight of ``day``."""
-        midnight = datetime(day.year, day.month, day.day, tzinfo=zone(self.timezone))
-        if minute >= MINUTES_PER_DAY:
-            nxt = day + timedelta(days=1)
-            return datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone(self.timezone)).timestamp()
-        return (midnight + timedelta(minutes=minute)).timestamp()
+        return _at(self.timezone, day, minute)
+
+
+@lru_cache(maxsize=4096)
+def _at(timezone: str, day: date, minute: int) -> float:
+    """``Calendar.at``, worked out once: every passage's closing time asks it many times."""
+    if minute >= MINUTES_PER_DAY:
+        nxt = day + timedelta(days=1)
+        return datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone(timezone)).timestamp()
+    midnight = datetime(day.year, day.month, day.day, tzinfo=zone(timezone))
+    return (midnight + timedelta(minutes=minute)).timestamp()
 
 
 def days_between(first: date, last: date) -> Iterable[date]:

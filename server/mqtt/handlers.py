@@ -66,6 +66,13 @@ class Publish(Protocol):
 
 
 Handler = Callable[[str, bytes, bool], None]
+HANDLED = {  # each topic a unit publishes on, and the Handlers method that reads it
+    topics.STATUS: "status",
+    topics.HEALTH: "health",
+    topics.EVENT: "event",
+    topics.ACCESS_REQUEST: "access_request",
+    topics.COMMAND_RESULT: "command_result",
+}
 UnitEvents = list[tuple[str, list[Event], float]]  # (device_id, its events, received_at)
 
 
@@ -102,7 +109,9 @@ class Acker:
     def __init__(self, signer: Signer, publish: Publish) -> None:
         self._signer = signer
         self._publish = publish
-        self._queue: queue.Queue[tuple[str, str, list[int], list[Rejected]] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[tuple[str, str, list[int], list[Rejected]] | None] = (
+            queue.SimpleQueue()
+        )
         self.sent = 0
         self.worker = Worker("acker", self._step)
 
@@ -191,7 +200,9 @@ class Handlers:
         self.acker = Acker(signer, publish)
         # Members whose day credits changed (the bridge refreshes their list entries).
         self.on_credit: Callable[[list[int]], None] = lambda member_ids: None
-        self._queue: queue.Queue[tuple[topics.TopicSpec, str, bytes, bool] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[tuple[topics.TopicSpec, str, bytes, bool] | None] = (
+            queue.SimpleQueue()
+        )
         self._pending: dict[str, PendingCommand] = {}
         self._pending_lock = threading.Lock()
         self.handled = 0
@@ -205,13 +216,7 @@ class Handlers:
 
     def table(self) -> dict[topics.TopicSpec, Handler]:
         """Which handler reads which topic; the bridge subscribes to exactly these."""
-        return {
-            topics.STATUS: self.status,
-            topics.HEALTH: self.health,
-            topics.EVENT: self.event,
-            topics.ACCESS_REQUEST: self.access_request,
-            topics.COMMAND_RESULT: self.command_result,
-        }
+        return {spec: getattr(self, name) for spec, name in HANDLED.items()}
 
     @property
     def workers(self) -> list[Worker]:
@@ -263,7 +268,8 @@ class Handlers:
         """Decode and act on one message; a contract breach is counted and logged."""
         if spec is not topics.EVENT:
             self._flush_events(hold=False)  # what came before this message is written first
-        handler = self.table().get(spec)
+        name = HANDLED.get(spec)
+        handler = None if name is None else getattr(self, name)
         try:
             if handler is None:
                 raise ProtocolError(f"leaf {spec.leaf!r} is not one the server reads", "bad_topic")

@@ -8,6 +8,7 @@ only ever see these methods, so a PostgreSQL twin has to provide exactly them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -62,11 +63,14 @@ from server.store.sqlite import privacy as privacy_sql
 from server.store.sqlite import reports as reports_sql
 from server.store.sqlite import visits as visits_sql
 from server.store.sqlite.migrations import migrations
-from server.store.sqlite.writer import Writer, connect
+from server.store.sqlite.writer import Chore, Writer, connect
 
 T = TypeVar("T")
 
 WRITE_TIMEOUT_S = 30
+RECOUNT_EVERY_S = 1.0  # how often ingest's pending recounts are settled under load
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -110,13 +114,21 @@ class Store:
         self._readers: list[Database] = []  # every thread's, closed with the store
         self._readers_lock = threading.Lock()
         self._writer = Writer(self.path, opener=self._connect if self.engine != "sqlite" else None)
+        # What ingest leaves to recount for the reports (a run that stopped may have left some).
+        self._recounts = Chore("recounts", visits_sql.settle, RECOUNT_EVERY_S, requested=True)
+        self._writer.chores.append(self._recounts)
         self._writer.start()
         self._changes = threading.Lock()
         self.change_counter = 0  # bumped after each commit that changes what the page shows
         self._change_listeners: list[Any] = []
 
     def close(self) -> None:
-        """Stop the writer and close every read connection (threads outlive the store)."""
+        """Settle the recounts, stop the writer and close every read connection (threads
+        outlive the store)."""
+        try:
+            self.settle()
+        except Exception as exc:  # kept in pending_recounts: the next start settles them
+            log.warning("recounts not settled at close: %s", exc)
         self._writer.stop()
         with self._readers_lock:
             readers, self._readers = self._readers, []
@@ -482,13 +494,23 @@ class Store:
 
     def _notify_if_new(self, future: Future[IngestResult]) -> None:
         if future.exception() is None and future.result().new:
+            self._recounts.request()
             self._notify()
 
     def _notify_if_any_new(self, future: Future[list[Any]]) -> None:
         if future.exception() is None and any(
             isinstance(r, IngestResult) and r.new for r in future.result()
         ):
+            self._recounts.request()
             self._notify()
+
+    def settle(self) -> int:
+        """Do now the recounts ingest left pending (``visits_sql.settle``), as every
+        report, export and erasure does first; how many were done."""
+        if not self._recounts.requested:
+            return 0
+        self._recounts.requested = False  # an ingest committed from here on asks again
+        return self.write(visits_sql.settle)
 
     def events(
         self,
@@ -776,6 +798,7 @@ class Store:
         counts, then deleted; other tables of ``privacy_sql.MEMBER_TABLES`` lose their rows
         past their retention. Returns the rows removed per table (tables the database has)
         and ``days_counted``, the days newly added to the daily counts."""
+        self.settle()
         zones = privacy_sql.centre_zones(self.db)
         default = privacy_rules.zone(None)
         removed = {"events": 0, "days_counted": 0}
@@ -830,12 +853,14 @@ class Store:
     def member_export(self, member_id: int) -> dict[str, Any]:
         """Everything stored about a member (profile, badges, plans, credit days, presence,
         events, unknown cards, visits when stored, audit entries about them)."""
+        self.settle()
         return privacy_sql.export(self.db, member_id)
 
     def erase_member(self, member_id: int, *, now: float, forget_lists: bool) -> dict[str, int]:
         """Erase a member (``privacy_sql.erase``); returns the rows removed or anonymised
         per table. ``forget_lists``: drop the stored lists that name their cards (when no
         running list publisher sends new snapshots)."""
+        self.settle()
         member = self.member(member_id)
         event_ids, scanned_to = privacy_sql.member_event_ids(self.db, member_id)
         zones = privacy_sql.centre_zones(self.db)
@@ -896,11 +921,13 @@ class Store:
     def invoicing_report(
         self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
     ) -> dict:
+        self.settle()
         return reports_sql.invoicing(self.db, period, now=now, centre_ids=centre_ids)
 
     def departement_report(
         self, period: Period, *, now: float, centre_ids: Iterable[str] | None = None
     ) -> dict:
+        self.settle()
         names = {code: c.name for code, c in communes().items()}
         return reports_sql.departement(
             self.db, period, now=now, centre_ids=centre_ids, commune_names=names
@@ -909,6 +936,7 @@ class Store:
     def impact_report(
         self, period: Period, *, kg_per_km: float, centre_ids: Iterable[str] | None = None
     ) -> dict:
+        self.settle()
         return reports_sql.impact(
             self.db, period, centre_ids=centre_ids, communes=communes(), kg_per_km=kg_per_km
         )

@@ -56,7 +56,7 @@ class Batch:
         return found
 
     def finish(self, db: Database) -> None:
-        self.visits.finish(db)
+        self.visits.mark(db)  # recounted by ``visits.settle``
 
 
 def ingest(

@@ -621,3 +621,14 @@ def m131_event_decision_filters(db: Database) -> None:
     # The member (idx_events_passages) and the door (few values: the time index) need none.
     db["events"].create_index(["granted", "ts"], if_not_exists=True)
     db["events"].create_index(["reason", "ts"], if_not_exists=True)
+
+
+@migrations()
+def m140_pending_recounts(db: Database) -> None:
+    # What ingest leaves to recount from the visits (a member's first visit at a centre,
+    # a member's month, a centre's day), settled together at most every second and before
+    # any report reads them: a busy centre's day is recounted once a second, not once per
+    # write. ``a`` and ``b``: (member id, centre), (member id, month), (centre, day).
+    db["pending_recounts"].create(
+        {"kind": str, "a": str, "b": str}, pk=("kind", "a", "b"), not_null={"kind", "a", "b"}
+    )

@@ -2,9 +2,12 @@
 
 ``record_passage`` runs for every new granted badge-in or badge-out (live or replayed) and
 rebuilds only the stretch of that member's visits at that centre the passage can change
-(``server.domain.visits.replay``); it then refreshes the member's first visit there, their
-months (``visit_months``) and the centre's occupancy of the days those visits touch.
-Reports read these tables, never the events.
+(``server.domain.visits.replay``). What those visits feed is then recounted from them: the
+member's first visit there, their months (``visit_months``) and the centre's occupancy of
+the days they touch. Ingest records these recounts in ``pending_recounts`` and ``settle``
+does them together (the store runs it at most every second, and before any report), so a
+busy centre's day is recounted once a second rather than once per write. Reports read
+these tables, never the events.
 """
 
 from __future__ import annotations
@@ -90,7 +93,24 @@ class Deferred:
             cal = self._calendars[key] = centre_calendar(db, centre_id, key[1])
         return cal
 
+    def mark(self, db: Database) -> None:
+        """Leave the recounts to ``settle``, recorded in ``pending_recounts`` within this
+        transaction (a crash before they are settled leaves them recorded, not lost)."""
+        rows = [
+            *(("first", str(m), c) for m, c in self.firsts),
+            *(("month", str(m), month) for m, month in self.months),
+            *(("day", c, day.isoformat()) for c, day in self.days),
+        ]
+        if rows:
+            db.conn.executemany(
+                "INSERT OR IGNORE INTO pending_recounts (kind, a, b) VALUES (?, ?, ?)", rows
+            )
+        self.firsts.clear()
+        self.months.clear()
+        self.days.clear()
+
     def finish(self, db: Database) -> None:
+        """Recount now."""
         for member_id, centre_id in sorted(self.firsts):
             _refresh_first(db, member_id, centre_id)
         for member_id, month in sorted(self.months):
@@ -147,6 +167,29 @@ def record_passage(
             later.days.setdefault((centre_id, day), cal)
     if deferred is None:
         later.finish(db)
+
+
+def settle(db: Database) -> int:
+    """Recount what ingest left in ``pending_recounts`` (``Deferred.mark``); return how
+    many recounts were done. A centre deleted since has nothing left to recount."""
+    rows = db.execute("SELECT kind, a, b FROM pending_recounts").fetchall()
+    if not rows:
+        return 0
+    later = Deferred()
+    for kind, a, b in rows:
+        if kind == "first":
+            later.firsts.add((int(a), b))
+        elif kind == "month":
+            later.months.add((int(a), b))
+        elif kind == "day":
+            day = date.fromisoformat(b)
+            try:
+                later.days[(a, day)] = centre_calendar(db, a, day)
+            except NotFound:
+                continue
+    later.finish(db)
+    db.execute("DELETE FROM pending_recounts")
+    return len(rows)
 
 
 def _passages(db: Database, member_id: int, centre_id: str, start: Key) -> Iterator[Passage]:
@@ -280,6 +323,8 @@ def rebuild_all(db: Database, *, max_stay_s: float = DEFAULT_MAX_STAY_S) -> int:
     occupancy days."""
     for table in ("visits", "first_visits", "occupancy_days", "visit_months"):
         db.execute(f"DELETE FROM {table}")
+    if "pending_recounts" in db.table_names():  # all recounted here (older schemas: none)
+        db.execute("DELETE FROM pending_recounts")
     pairs = db.execute(
         "SELECT DISTINCT member_id, centre_id FROM events WHERE member_id IS NOT NULL"
         " AND centre_id IS NOT NULL AND kind = 'access' AND granted = 1"

@@ -50,6 +50,25 @@ def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") ->
     return db
 
 
+class Chore:
+    """Work the writer does by itself, at most every ``every_s`` and only once asked
+    (``request``): on the writer's thread, in a transaction of its own, between batches."""
+
+    def __init__(self, name: str, fn: WriteFn, every_s: float, *, requested: bool) -> None:
+        self.name = name
+        self.fn = fn
+        self.every_s = every_s
+        self.requested = requested
+        self.last = 0.0  # time.monotonic() of the last run
+        self.runs = 0
+
+    def request(self) -> None:
+        self.requested = True
+
+    def due(self, now: float) -> bool:
+        return self.requested and now - self.last >= self.every_s
+
+
 class WriterClosed(TelecentreError, RuntimeError):
     """A write was submitted after the store stopped."""
 
@@ -60,7 +79,7 @@ class Writer:
     def __init__(self, path: Path, *, opener: Callable[[Path], Database] | None = None) -> None:
         self.path = path
         self._open = opener or (lambda p: connect(p, synchronous="FULL"))
-        self._queue: queue.Queue[Item | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._closed = False
         self._db: Database | None = None
         self.batches = 0
@@ -68,6 +87,7 @@ class Writer:
         self.failed_batches = 0
         # Told (items, seconds) after each committed batch: metrics, never the disk.
         self.on_commit: Callable[[int, float], None] | None = None
+        self.chores: list[Chore] = []
         self.worker = Worker("store-writer", self._step)
 
     def start(self) -> None:
@@ -114,6 +134,7 @@ class Writer:
         try:
             first = self._queue.get(timeout=WAIT_S)
         except queue.Empty:
+            self._run_chores(self._db)
             return
         if first is None:
             self._finish()
@@ -132,6 +153,22 @@ class Writer:
         self._run_batch(self._db, batch)
         if stop_after:
             self._finish()
+        elif self._db is not None:
+            self._run_chores(self._db)
+
+    def _run_chores(self, db: Database) -> None:
+        now = time.monotonic()
+        for chore in self.chores:
+            if not chore.due(now):
+                continue
+            chore.requested = False
+            chore.last = now
+            job: Future[Any] = Future()
+            self._run_batch(db, [(chore.fn, job)], counted=False)
+            chore.runs += 1
+            if job.exception() is not None:  # logged; asked again, tried again later
+                log.error("store chore %s failed: %s", chore.name, job.exception())
+                chore.requested = True
 
     def _finish(self) -> None:
         self.worker.stopping.set()
@@ -151,7 +188,9 @@ class Writer:
             if not item[1].done():
                 item[1].set_exception(exc)
 
-    def _run_batch(self, db: Database, batch: list[Item]) -> None:
+    def _run_batch(self, db: Database, batch: list[Item], *, counted: bool = True) -> None:
+        """One transaction for the batch; ``counted``: a batch of submitted writes (in
+        ``batches``, ``items`` and ``on_commit``), not a chore."""
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         started = time.perf_counter()
         try:
@@ -171,9 +210,10 @@ class Writer:
             db.close()
             self._db = None
             raise
-        self.batches += 1
-        self.items += len(batch)
-        if self.on_commit is not None:
+        if counted:
+            self.batches += 1
+            self.items += len(batch)
+        if counted and self.on_commit is not None:
             try:
                 self.on_commit(len(batch), time.perf_counter() - started)
             except Exception:  # a metric must never fail a write

@@ -18,6 +18,7 @@ import pytest
 from protocol.messages import Event
 from server.domain.reports import SAMPLES_PER_DAY, month, unpack_samples, week
 from server.store import Store
+from tests.conftest import wait_until
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEKDAY = [[480, 1080]]  # 08:00-18:00
@@ -108,6 +109,7 @@ def table(store: Store, name: str) -> list[tuple]:
         "visit_months": "month, centre_id, member_id, visits, days, first_days, seconds",
     }[name]
     every = ", ".join(str(i + 1) for i in range(columns.count(",") + 1))
+    store.settle()  # as a report does before reading them
     sql = f"SELECT {columns} FROM {name} ORDER BY {every}"
     return [tuple(r) for r in store.db.execute(sql).fetchall()]
 
@@ -305,6 +307,34 @@ def test_the_migration_builds_visits_from_existing_events(tmp_path: Path) -> Non
     try:
         assert visits(again) == [("03-02 09:00", "03-02 11:00", "badge_out", "2026-03-02")]
         assert table(again, "first_visits") == [(1, "boitron", "2026-03-02")]
+    finally:
+        again.close()
+
+
+def test_recounts_a_stopped_server_left_are_done_at_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "telecentre.db"
+    first = Store(path)
+    try:
+        first.create_centre("boitron", "Boitron")
+        first.assign_device("boitron-01", "boitron")
+        ingest(first, passage("03-02 09:00", "in"), passage("03-02 11:00", "out"))
+        built = {name: table(first, name) for name in ("first_visits", "occupancy_days")}
+    finally:
+        first.close()
+    with closing(sqlite3.connect(path)) as conn:  # as a server killed before settling
+        conn.execute("DELETE FROM first_visits")
+        conn.execute("DELETE FROM occupancy_days")
+        conn.executemany(
+            "INSERT INTO pending_recounts (kind, a, b) VALUES (?, ?, ?)",
+            [("first", "1", "boitron"), ("day", "boitron", "2026-03-02")],
+        )
+        conn.commit()
+    again = Store(path)
+    try:  # nobody asks for a report: the writer settles them by itself
+        wait_until(lambda: not again.db.execute("SELECT 1 FROM pending_recounts").fetchall())
+        for name, rows in built.items():
+            sql = f"SELECT * FROM {name} ORDER BY 1, 2"
+            assert [tuple(r) for r in again.db.execute(sql).fetchall()] == rows
     finally:
         again.close()
 
