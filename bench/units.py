@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import paho.mqtt.client as mqtt
 
-from protocol.messages import Ack, Event, decode_body, encode
+from protocol.messages import Ack, Event, decode_body, encode, new_event_id
 from protocol.mqtt import make_client
 from protocol.signing import Envelope
 from server.broker import LocalBroker
@@ -111,7 +111,7 @@ def _payload(plan: Plan, i: int, seq: int, ts: float) -> bytes:
     device_id = plan.devices[i]
     return encode(
         Event(
-            event_id=str(uuid.uuid4()),
+            event_id=new_event_id(),
             device_id=device_id,
             epoch=plan.epoch,
             seq=seq,

@@ -79,6 +79,7 @@ from protocol.messages import (
     WorkerInfo,
     decode,
     encode,
+    new_event_id,
 )
 from protocol.signing import Envelope, SigningKeyError, Verifier
 from protocol.workers import Worker
@@ -532,7 +533,7 @@ class EdgeAgent:
         synced = self._synced()
         event = self.outbox.record(
             lambda seq: Event(
-                event_id=str(uuid.uuid4()),
+                event_id=new_event_id(),
                 device_id=self.config.device_id,
                 epoch=self.outbox.epoch,
                 seq=seq,

@@ -15,6 +15,8 @@ import logging
 import os
 import queue
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ from protocol.messages import (
     decode_body,
     encode,
     encode_body,
+    new_event_id,
     to_builtins,
 )
 from protocol.signing import Envelope, Signer, SigningKeyError, Verifier, key_id
@@ -1308,3 +1311,17 @@ def test_lists_of_the_previous_release_still_decode() -> None:
     assert (entry.plans, entry.days, entry.exempt) == (None, [], False)
     head = ListHead(centre="boitron", version=VERSION, segments=1, entries=1, issued_at=TS)
     assert decode_body(ListHead, encode_body(head)).calendar is None
+
+
+def test_event_ids_are_unique_version_7_uuids_in_the_order_they_were_made() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_event_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    stamps = [u.int >> 80 for u in parsed]  # the first 48 bits: milliseconds since 1970
+    assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= after
+    sample = next(m for m in JSON_SAMPLES if isinstance(m, Event))
+    event = msgspec.structs.replace(sample, event_id=ids[0])
+    assert decode(Event, encode(event)).event_id == ids[0]

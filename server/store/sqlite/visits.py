@@ -36,6 +36,7 @@ from server.domain.visits import (
 from server.store.errors import NotFound
 
 DEFAULT_MAX_STAY_S = 14 * 3600.0
+DEFAULT_CALENDAR = Calendar()  # the default zone's days, to find a passage's centre calendar
 # How far back a visit may begin and still be present on a day (visits end within a day or
 # two: a longer maximum stay needs a longer look-back).
 LOOKBACK_DAYS = 2
@@ -87,7 +88,7 @@ class Deferred:
 
     def calendar(self, db: Database, centre_id: str, ts: float) -> Calendar:
         """``centre_calendar`` around ``ts``'s day, read once per batch."""
-        key = (centre_id, Calendar().local_day(ts))
+        key = (centre_id, DEFAULT_CALENDAR.local_day(ts))
         cal = self._calendars.get(key)
         if cal is None:
             cal = self._calendars[key] = centre_calendar(db, centre_id, key[1])
@@ -137,7 +138,7 @@ def record_passage(
     with ``deferred``, the recounts wait for the end of the batch."""
     if calendar is None and deferred is not None:
         calendar = deferred.calendar(db, centre_id, ts)
-    cal = calendar or centre_calendar(db, centre_id, Calendar().local_day(ts))
+    cal = calendar or centre_calendar(db, centre_id, DEFAULT_CALENDAR.local_day(ts))
     new: Key = (ts, event_id)
     before = db.execute(
         f"SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
