@@ -468,7 +468,8 @@ class Store:
         thread must not wait for the disk).
         """
         future = self._writer.submit(
-            lambda db: events_sql.ingest(db, device_id, events, received_at, **self._ingest_rules)
+            lambda db: events_sql.ingest(db, device_id, events, received_at, **self._ingest_rules),
+            keys=events_sql.lock_keys([(device_id, events, received_at)]),
         )
         future.add_done_callback(self._notify_if_new)
         return future
@@ -487,7 +488,8 @@ class Store:
         one write (what they share is read once). The Future resolves to one IngestResult,
         or the exception that kept that unit's events out, per item, in order."""
         future = self._writer.submit(
-            lambda db: events_sql.ingest_many(db, items, **self._ingest_rules)
+            lambda db: events_sql.ingest_many(db, items, **self._ingest_rules),
+            keys=events_sql.lock_keys(items),
         )
         future.add_done_callback(self._notify_if_any_new)
         return future

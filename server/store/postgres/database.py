@@ -10,6 +10,7 @@ parameter $1"). Rows read through ``query`` and ``db[table]`` are dicts, through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,8 +25,10 @@ from sqlite_utils.db import NotFoundError
 from server.store.postgres.dialect import quote, translate
 
 # Every write transaction takes this advisory transaction lock first: the writes of every
-# server process on the database are serialised, as SQLite's one writer serialises them.
+# server process on the database are serialised, as SQLite's one writer serialises them;
+# a write that declares its keys (``Database.lock_next``) takes it shared, then its keys.
 WRITE_LOCK_KEY = 0x7E1EC0DE
+COPY_FROM_ROWS = 50  # from how many rows a plain INSERT goes through COPY
 _PLAIN_INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \((?:%s, )*%s\)", re.IGNORECASE)
 
 
@@ -86,14 +89,18 @@ class Connection:
         return self.raw.execute(statement, _params(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
-        """A plain ``INSERT … VALUES`` goes through COPY (bulk imports: 10x faster than
-        statements); anything else is bound on the server in one pipeline."""
+        """A plain ``INSERT … VALUES`` of many rows goes through COPY (bulk imports: 10x
+        faster than statements); anything else, and a few rows (COPY costs more round trips
+        than it saves there), is bound on the server in one pipeline."""
         statement = translate(sql)
         cur = psycopg.Cursor(self.raw)
         if statement is None:
             return cur
+        rows = list(rows)
+        if not rows:
+            return cur
         plain = _PLAIN_INSERT.fullmatch(statement.strip())
-        if plain is None:
+        if plain is None or len(rows) < COPY_FROM_ROWS:
             cur.executemany(statement, [_params(r) for r in rows])
             return cur
         with cur.copy(f"COPY {plain.group(1)} ({plain.group(2)}) FROM STDIN") as copy:
@@ -103,6 +110,12 @@ class Connection:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def lock_id(key: str) -> int:
+    """A lock key as a PostgreSQL advisory lock id (64 bits; two keys sharing one only
+    wait for each other)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def connect(url: str) -> Database:
@@ -126,6 +139,7 @@ class Database:
     def __init__(self, raw: psycopg.Connection) -> None:
         self.conn = Connection(raw)
         self._depth = 0
+        self._next_keys: frozenset[str] | None = None
         self._keys: dict[str, tuple[list[str], str | None]] = {}
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
@@ -143,6 +157,14 @@ class Database:
     def close(self) -> None:
         self.conn.close()
 
+    def lock_next(self, keys: frozenset[str] | None) -> None:
+        """What the next transaction locks: None, every write (the write lock, exclusive);
+        keys (``"member:12"``, ``"device:boitron-01"``…), only writes that name one of them
+        or declare none: the write lock shared, then one advisory lock per key, in one order
+        (no two transactions wait on each other). Writes of ingest declare their keys, so
+        the events of units in different centres are written side by side."""
+        self._next_keys = keys
+
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """A transaction (a savepoint when nested); the outermost takes the write lock."""
@@ -150,10 +172,25 @@ class Database:
             self._depth += 1
             try:
                 if self._depth == 1:
-                    self.conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK_KEY])
+                    keys, self._next_keys = self._next_keys, None
+                    self._lock(keys)
                 yield
             finally:
                 self._depth -= 1
+
+    def _lock(self, keys: frozenset[str] | None) -> None:
+        raw = self.conn.raw
+        if keys is None:
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK_KEY])
+            return
+        raw.execute("SELECT pg_advisory_xact_lock_shared(%s)", [WRITE_LOCK_KEY])
+        if keys:
+            # Taken one row at a time from the sorted list: always in the same order.
+            raw.execute(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM"
+                " (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered",
+                [sorted({lock_id(key) for key in keys})],
+            )
 
     def __getitem__(self, name: str) -> Table:
         return Table(self, name)

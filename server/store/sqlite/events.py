@@ -80,6 +80,24 @@ class Batch:
         self.visits.mark(db)  # recounted by ``visits.settle``
 
 
+def lock_keys(items: Iterable[tuple[str, list[Event], float]]) -> frozenset[str]:
+    """What an ingest of ``items`` reads and changes that another server process's ingest
+    may change too (``Writer.submit``'s keys): each unit (its events, alarms and state),
+    each member named (presence, visits, credits, recounts), each unknown card, each room.
+    Everything else ingest reads only changes in writes that lock every write."""
+    keys: set[str] = set()
+    for device_id, events, _ in items:
+        keys.add(f"device:{device_id}")
+        for e in events:
+            if e.member_id is not None:
+                keys.add(f"member:{e.member_id}")
+            if e.badge_hash is not None and e.reason == "unknown_card":
+                keys.add(f"badge:{e.badge_hash}")
+            if e.room is not None:
+                keys.add(f"room:{e.room}")
+    return frozenset(keys)
+
+
 def ingest(
     db: Database,
     device_id: str,

@@ -97,11 +97,13 @@ class Deferred:
     def mark(self, db: Database) -> None:
         """Leave the recounts to ``settle``, recorded in ``pending_recounts`` within this
         transaction (a crash before they are settled leaves them recorded, not lost)."""
-        rows = [
-            *(("first", str(m), c) for m, c in self.firsts),
-            *(("month", str(m), month) for m, month in self.months),
-            *(("day", c, day.isoformat()) for c, day in self.days),
-        ]
+        rows = sorted(  # in one order: two writers of PostgreSQL never wait on each other
+            [
+                *(("first", str(m), c) for m, c in self.firsts),
+                *(("month", str(m), month) for m, month in self.months),
+                *(("day", c, day.isoformat()) for c, day in self.days),
+            ]
+        )
         if rows:
             db.conn.executemany(
                 "INSERT OR IGNORE INTO pending_recounts (kind, a, b) VALUES (?, ?, ?)", rows

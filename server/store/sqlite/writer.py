@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteFn = Callable[[Database], Any]
-Item = tuple[WriteFn, "Future[Any]"]
+# A write, its caller's future, and the lock keys it declares (``Writer.submit``).
+Item = tuple[WriteFn, "Future[Any]", "frozenset[str] | None"]
 
 MAX_BATCH = 2000
 WAIT_S = 0.5  # how long one step waits for work before looking at ``stopping`` again
@@ -99,12 +100,18 @@ class Writer:
     def is_alive(self) -> bool:
         return self.worker.is_alive()
 
-    def submit(self, fn: Callable[[Database], T]) -> Future[T]:
+    def submit(
+        self, fn: Callable[[Database], T], *, keys: frozenset[str] | None = None
+    ) -> Future[T]:
+        """Queue ``fn(db)``; its future resolves after the commit. ``keys``: everything the
+        write reads and changes that another server process may change at the same time (a
+        unit, a member…), for a database that several processes write (PostgreSQL): a batch
+        whose every write declares its keys locks only those, else it locks every write."""
         future: Future[T] = Future()
         if self._closed:
             future.set_exception(WriterClosed("the store is closed"))
             return future
-        self._queue.put((fn, future))
+        self._queue.put((fn, future, keys))
         return future
 
     def stop(self) -> None:
@@ -164,7 +171,7 @@ class Writer:
             chore.requested = False
             chore.last = now
             job: Future[Any] = Future()
-            self._run_batch(db, [(chore.fn, job)], counted=False)
+            self._run_batch(db, [(chore.fn, job, None)], counted=False)
             chore.runs += 1
             if job.exception() is not None:  # logged; asked again, tried again later
                 log.error("store chore %s failed: %s", chore.name, job.exception())
@@ -193,9 +200,13 @@ class Writer:
         ``batches``, ``items`` and ``on_commit``), not a chore."""
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         started = time.perf_counter()
+        declare = getattr(db, "lock_next", None)  # a database several processes write
+        if declare is not None:
+            keyed = all(keys is not None for _, _, keys in batch)
+            declare(frozenset().union(*(k for _, _, k in batch if k)) if keyed else None)
         try:
             with db.atomic():
-                for fn, future in batch:
+                for fn, future, _ in batch:
                     try:
                         with db.atomic():
                             results.append((future, fn(db), None))
@@ -203,7 +214,7 @@ class Writer:
                         results.append((future, None, exc))
         except Exception as exc:  # the commit itself failed: nothing was written
             self.failed_batches += 1
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             # A fresh connection for the next batch; the worker counts and logs this.

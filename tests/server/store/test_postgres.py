@@ -55,3 +55,35 @@ def test_a_database_a_newer_server_migrated_is_refused(postgres_cluster: Any) ->
         Store(url)
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT id FROM centres").fetchall() == [("boitron",)]
+
+
+def test_ingests_of_other_units_and_members_are_written_side_by_side(
+    postgres_cluster: Any,
+) -> None:
+    """Several server workers: a write that declares its keys (ingest) waits only for the
+    writes naming one of them, and for the writes that declare none (everything else)."""
+    import psycopg
+
+    from server.store.postgres.database import connect
+
+    url = postgres_cluster.database()
+    Store(url).close()
+    first, second, third = (connect(url) for _ in range(3))
+    try:
+        second.conn.raw.execute("SET lock_timeout = '10s'")  # never reached when side by side
+        third.conn.raw.execute("SET lock_timeout = '200ms'")  # reached: it has to wait
+        first.lock_next(frozenset({"device:boitron-01", "member:1"}))
+        with first.atomic():  # a worker's ingest, not committed yet
+            second.lock_next(frozenset({"device:alencon-01", "member:2"}))
+            with second.atomic():
+                second.execute("SELECT 1")
+            for keys in (frozenset({"device:alencon-01", "member:1"}), None):
+                third.lock_next(keys)
+                with pytest.raises(psycopg.errors.LockNotAvailable), third.atomic():
+                    pass
+        third.lock_next(None)
+        with third.atomic():  # once the first committed, nobody waits
+            third.execute("SELECT 1")
+    finally:
+        for db in (first, second, third):
+            db.close()
