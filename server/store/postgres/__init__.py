@@ -19,7 +19,11 @@ and drift apart with every feature. Instead:
 
 Every write transaction takes one advisory transaction lock, so writes from several server
 processes are serialised as SQLite's single writer serialises them: the resource modules'
-read-then-write steps stay correct without being rewritten for concurrency.
+read-then-write steps stay correct without being rewritten for concurrency. The one
+exception is ingest, the load that grows with the units: it takes that lock shared, then a
+lock for each unit, member, unknown card and room its events name
+(``server.store.sqlite.events.lock_keys``), so workers write the events of different units
+at the same time and still wait for each other on a shared member.
 """
 
 URL_SCHEMES = ("postgresql://", "postgres://")
