@@ -10,7 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from server.store import Store
-from server.store.sqlite.writer import Writer, WriterClosed, connect
+from server.store.sqlite.writer import Chore, Writer, WriterClosed, connect
 from tests.conftest import wait_until
 
 
@@ -74,3 +74,33 @@ def test_a_database_that_cannot_be_opened_fails_callers_then_is_retried(tmp_path
         writer.stop()
     with pytest.raises(WriterClosed):
         writer.submit(lambda db: 1).result(timeout=1)
+
+
+def test_a_chore_runs_once_asked_and_a_failing_one_fails_no_write(tmp_path: Path) -> None:
+    connect(tmp_path / "t.db").close()
+    writer = Writer(tmp_path / "t.db")
+    calls: list[str] = []
+
+    def fails(db: Database) -> None:
+        calls.append("failing")
+        raise RuntimeError("broken chore")
+
+    def counts(db: Database) -> int:
+        calls.append("counting")
+        return db.execute("SELECT 1").fetchone()[0]
+
+    failing = Chore("failing", fails, 0.0, requested=False)
+    counting = Chore("counting", counts, 0.0, requested=False)
+    writer.chores.extend([failing, counting])
+    writer.start()
+    try:
+        assert writer.submit(lambda db: "written").result(timeout=10) == "written"
+        assert calls == []  # nobody asked
+        failing.request()
+        counting.request()
+        wait_until(lambda: counting.runs == 1 and failing.runs >= 1)
+        assert failing.requested  # asked again: tried again later
+        assert writer.submit(lambda db: "still written").result(timeout=10) == "still written"
+        assert writer.batches == 2  # chores are not counted as writes
+    finally:
+        writer.stop()
