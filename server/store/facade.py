@@ -468,7 +468,9 @@ class Store:
         thread must not wait for the disk).
         """
         future = self._writer.submit(
-            lambda db: events_sql.ingest(db, device_id, events, received_at, **self._ingest_rules),
+            lambda db: self._ingesting(
+                events_sql.ingest(db, device_id, events, received_at, **self._ingest_rules)
+            ),
             keys=events_sql.lock_keys([(device_id, events, received_at)]),
         )
         future.add_done_callback(self._notify_if_new)
@@ -488,22 +490,26 @@ class Store:
         one write (what they share is read once). The Future resolves to one IngestResult,
         or the exception that kept that unit's events out, per item, in order."""
         future = self._writer.submit(
-            lambda db: events_sql.ingest_many(db, items, **self._ingest_rules),
+            lambda db: self._ingesting(events_sql.ingest_many(db, items, **self._ingest_rules)),
             keys=events_sql.lock_keys(items),
         )
         future.add_done_callback(self._notify_if_any_new)
         return future
 
+    def _ingesting(self, result: T) -> T:
+        """Writer thread, within an ingest's transaction: what it leaves to recount is asked
+        for before its caller hears of the commit (a report read next settles it)."""
+        self._recounts.request()
+        return result
+
     def _notify_if_new(self, future: Future[IngestResult]) -> None:
         if future.exception() is None and future.result().new:
-            self._recounts.request()
             self._notify()
 
     def _notify_if_any_new(self, future: Future[list[Any]]) -> None:
         if future.exception() is None and any(
             isinstance(r, IngestResult) and r.new for r in future.result()
         ):
-            self._recounts.request()
             self._notify()
 
     def settle(self) -> int:
@@ -511,8 +517,10 @@ class Store:
         report, export and erasure does first; how many were done."""
         if not self._recounts.requested:
             return 0
-        self._recounts.requested = False  # an ingest committed from here on asks again
-        return self.write(visits_sql.settle)
+        covered = self._recounts.begin()
+        done = self.write(visits_sql.settle)
+        self._recounts.finished(covered)
+        return done
 
     def events(
         self,

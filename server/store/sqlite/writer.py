@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -53,18 +54,40 @@ def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") ->
 
 class Chore:
     """Work the writer does by itself, at most every ``every_s`` and only once asked
-    (``request``): on the writer's thread, in a transaction of its own, between batches."""
+    (``request``): on the writer's thread, in a transaction of its own, between batches.
+
+    A request stays open until a run that began after it has committed, so a reader that
+    needs the chore done (``requested``: run it, ``begin``/``finished`` around the run)
+    never takes a run still on its way to the disk for a finished one."""
 
     def __init__(self, name: str, fn: WriteFn, every_s: float, *, requested: bool) -> None:
         self.name = name
         self.fn = fn
         self.every_s = every_s
-        self.requested = requested
         self.last = 0.0  # time.monotonic() of the last run
         self.runs = 0
+        self._lock = threading.Lock()
+        self._asked = 1 if requested else 0  # requests so far
+        self._done = 0  # requests covered by a committed run
 
     def request(self) -> None:
-        self.requested = True
+        with self._lock:
+            self._asked += 1
+
+    @property
+    def requested(self) -> bool:
+        with self._lock:
+            return self._asked != self._done
+
+    def begin(self) -> int:
+        """Before a run: the requests it covers (for ``finished``)."""
+        with self._lock:
+            return self._asked
+
+    def finished(self, covered: int) -> None:
+        """After a run committed: the requests it covered are done."""
+        with self._lock:
+            self._done = max(self._done, covered)
 
     def due(self, now: float) -> bool:
         return self.requested and now - self.last >= self.every_s
@@ -168,14 +191,15 @@ class Writer:
         for chore in self.chores:
             if not chore.due(now):
                 continue
-            chore.requested = False
+            covered = chore.begin()
             chore.last = now
             job: Future[Any] = Future()
             self._run_batch(db, [(chore.fn, job, None)], counted=False)
             chore.runs += 1
-            if job.exception() is not None:  # logged; asked again, tried again later
+            if job.exception() is not None:  # still requested: tried again later
                 log.error("store chore %s failed: %s", chore.name, job.exception())
-                chore.requested = True
+            else:
+                chore.finished(covered)
 
     def _finish(self) -> None:
         self.worker.stopping.set()
