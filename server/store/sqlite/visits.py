@@ -172,6 +172,11 @@ def record_passage(
         later.finish(db)
 
 
+def pending(db: Database) -> bool:
+    """Whether ingest left recounts that ``settle`` has not done yet."""
+    return db.execute("SELECT 1 FROM pending_recounts LIMIT 1").fetchone() is not None
+
+
 def settle(db: Database) -> int:
     """Recount what ingest left in ``pending_recounts`` (``Deferred.mark``); return how
     many recounts were done. A centre deleted since has nothing left to recount."""

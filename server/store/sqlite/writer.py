@@ -56,9 +56,8 @@ class Chore:
     """Work the writer does by itself, at most every ``every_s`` and only once asked
     (``request``): on the writer's thread, in a transaction of its own, between batches.
 
-    A request stays open until a run that began after it has committed, so a reader that
-    needs the chore done (``requested``: run it, ``begin``/``finished`` around the run)
-    never takes a run still on its way to the disk for a finished one."""
+    A request stays open until a run that began after it has committed: a failed run
+    leaves it open, and it is tried again ``every_s`` later."""
 
     def __init__(self, name: str, fn: WriteFn, every_s: float, *, requested: bool) -> None:
         self.name = name
