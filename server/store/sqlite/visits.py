@@ -50,6 +50,13 @@ _COLUMNS = (
     "id, check_in, in_event_id, day, limit_at, limit_reason, check_out, stop_reason,"
     " out_event_id, historical"
 )
+_AROUND = (
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
+    " AND (check_in, in_event_id) <= (?, ?) ORDER BY check_in DESC, in_event_id DESC"
+    f" LIMIT 1) AS latest UNION ALL SELECT {_COLUMNS} FROM visits WHERE member_id = ?"
+    " AND centre_id = ? AND (check_in, in_event_id) > (?, ?)"
+    " ORDER BY check_in, in_event_id"
+)
 
 
 def centre_calendar(db: Database, centre_id: str, around: date, days: int = 3) -> Calendar:
@@ -142,16 +149,12 @@ def record_passage(
         calendar = deferred.calendar(db, centre_id, ts)
     cal = calendar or centre_calendar(db, centre_id, DEFAULT_CALENDAR.local_day(ts))
     new: Key = (ts, event_id)
-    before = db.execute(
-        f"SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
-        " AND (check_in, in_event_id) <= (?, ?) ORDER BY check_in DESC, in_event_id DESC"
-        " LIMIT 1",
-        [member_id, centre_id, *new],
-    ).fetchone()
-    start = _visit(before) if before else None
+    # The last visit that began at or before the new passage, then every later one.
+    around = [_visit(r) for r in db.execute(_AROUND, [member_id, centre_id, *new] * 2)]
+    start = around[0] if around and around[0].key <= new else None
     result = replay(
         _passages(db, member_id, centre_id, new),
-        _stored(db, member_id, centre_id, start.key if start else new),
+        around,
         new=new,
         start=start,
         calendar=cal,
@@ -207,16 +210,6 @@ def _passages(db: Database, member_id: int, centre_id: str, start: Key) -> Itera
     )
     for ts, event_id, direction, historical in rows:
         yield Passage(ts, event_id, direction, bool(historical))
-
-
-def _stored(db: Database, member_id: int, centre_id: str, start: Key) -> Iterator[Visit]:
-    rows = db.execute(
-        f"SELECT {_COLUMNS} FROM visits WHERE member_id = ? AND centre_id = ?"
-        " AND (check_in, in_event_id) >= (?, ?) ORDER BY check_in, in_event_id",
-        [member_id, centre_id, *start],
-    )
-    for r in rows:
-        yield _visit(r)
 
 
 def _visit(r: tuple) -> Visit:
