@@ -174,6 +174,7 @@ def _ingest_unit(
     new_ids: set[str] = set()
     live = False
     credited: list[int] = []
+    new_seqs: list[int] = []
     for e in events:
         # An event of a member erased since (from a unit's outbox) is kept naming nobody.
         gone = e.member_id is not None and batch.erased(db, e.member_id)
@@ -208,11 +209,7 @@ def _ingest_unit(
         )
         if cur.rowcount != 1:
             continue  # already stored: a resend after a lost ack
-        reused = db.conn.execute(
-            "SELECT COUNT(*) FROM events WHERE device_id = ? AND seq = ?", (device_id, e.seq)
-        ).fetchone()[0]
-        if reused > 1:
-            log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id, e.seq)
+        new_seqs.append(e.seq)
         new += 1
         new_ids.add(e.event_id)
         live = live or not historical
@@ -233,6 +230,7 @@ def _ingest_unit(
                 credited.append(e.member_id)
         if known and centre_id is not None and e.door is not None:
             alarms.door_event(db, device_id, centre_id, e, received_at)
+    _warn_reused(db, device_id, new_seqs)
     if live and known:
         devices.touch(db, device_id, received_at)
     epoch = events[0].epoch if events else ""
@@ -245,6 +243,18 @@ def _ingest_unit(
         tuple(credited),
         frozenset(new_ids),
     )
+
+
+def _warn_reused(db: Database, device_id: str, seqs: list[int]) -> None:
+    """Log the seqs just stored that the unit had already used (its outbox was reset)."""
+    for chunk in (seqs[i : i + 500] for i in range(0, len(seqs), 500)):
+        reused = db.conn.execute(
+            f"SELECT seq FROM events WHERE device_id = ? AND seq IN ({', '.join('?' * len(chunk))})"
+            " GROUP BY seq HAVING COUNT(*) > 1 ORDER BY seq",
+            (device_id, *chunk),
+        ).fetchall()
+        for (seq,) in reused:
+            log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id, seq)
 
 
 def time_suspect(e: Event, received_at: float, future_margin_s: float) -> bool:
