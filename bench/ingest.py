@@ -27,6 +27,7 @@ from bench.common import (
 )
 from bench.units import Units
 from protocol import topics
+from server.metrics import ServerMetrics
 from server.mqtt.bridge import Bridge
 from server.settings import Settings
 from server.store import Store
@@ -84,7 +85,9 @@ def start_server(ctx: Context, name: str, units: int) -> tuple[Store, Bridge, Se
     )
     store = Store(settings.db_path)
     register_units(store, units)
-    bridge = Bridge(settings, store, ctx.signer)
+    metrics = ServerMetrics()  # fed as in production (server.runtime)
+    store.observe_commits(metrics.batch_committed)
+    bridge = Bridge(settings, store, ctx.signer, metrics=metrics)
     bridge.start()
     if not bridge.connected.wait(10):
         raise RuntimeError(f"the server could not connect: {bridge.error}")
