@@ -32,6 +32,7 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         r = self.registry
         self.events_ingested = Counter(
             "telecentre_events_ingested",
@@ -67,13 +68,21 @@ class ServerMetrics:
 
     def event_stored(self, event: Event, received_at: float, *, historical: bool) -> None:
         """A unit's event was stored for the first time."""
-        self.events_ingested.labels(event.kind).inc()
+        self._child(self.events_ingested, event.kind).inc()
         if event.kind == "access" and event.reason is not None:
             reason = event.reason if event.reason in DECISION_REASONS else OTHER
             outcome = GRANTED if event.granted else "denied"
-            self.decisions.labels(outcome, reason).inc()
+            self._child(self.decisions, outcome, reason).inc()
         if not historical and event.clock_synced:
             self.bridge_lag.observe(max(0.0, received_at - event.ts))
+
+    def _child(self, metric: Counter, *labels: str) -> Counter:
+        """``metric.labels(*labels)``, looked up once per label set (every event asks)."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def batch_committed(self, items: int, seconds: float) -> None:
         self.writer_batch.observe(items)
