@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -25,12 +26,14 @@ from bench.common import (
     unit_id,
     wait_for,
 )
-from bench.units import Units
+from bench.units import Units, event
 from protocol import topics
+from protocol.messages import Event
 from server.metrics import ServerMetrics
 from server.mqtt.bridge import Bridge
 from server.settings import Settings
 from server.store import Store
+from server.store.sqlite.writer import connect
 
 TARGET = 0.6
 
@@ -39,6 +42,102 @@ def run(ctx: Context) -> None:
     events = ctx.scale(12_000, 3_000)
     for n in (1, 100, 500):
         bench_ingest(ctx, n, events)
+    store_alone(ctx, 100, ctx.scale(30_000, 6_000))
+
+
+BATCH = 250  # events per write in ``store_alone``: what the handler hands over under load
+
+
+def store_alone(ctx: Context, n: int, events: int) -> None:
+    """The store's share of ingest, without MQTT: ``Store.ingest_many`` of ``n`` units'
+    events, ``BATCH`` per write, against the floor of the same rows inserted as they are
+    into a table of the same columns and unique event id, one durable commit per batch."""
+    batches = [_batch(n, k, BATCH) for k in range(0, events, BATCH)]
+    store = Store(ctx.workdir / "store-alone" / "telecentre.db")
+    try:
+        register_units(store, n)
+        started = time.perf_counter()
+        for items in batches:
+            store.ingest_many(items).result(timeout=60)
+        elapsed = time.perf_counter() - started
+        settle_started = time.perf_counter()
+        store.settle()  # what the recount chore has left: part of the cost
+        settle_s = time.perf_counter() - settle_started
+    finally:
+        store.close()
+    floor = _bare_inserts(ctx.workdir / "store-alone" / "bare.db", batches)
+    rate = events / (elapsed + settle_s)
+    print(
+        f"store alone, {n} units, {BATCH} events per write (idempotent insert, presence, "
+        f"visits, recounts, durable commit): {rate:,.0f} events/s "
+        f"({(elapsed + settle_s) / events * 1e6:.0f} µs an event; "
+        f"the last recount {settle_s * 1000:.0f} ms)"
+    )
+    print(
+        f"  floor: the same rows inserted as they are, same commits: {floor:,.0f} rows/s; "
+        f"ratio {rate / floor:.2f}x"
+    )
+    ctx.results.add(
+        "store_ingest",
+        units=n,
+        events=events,
+        batch=BATCH,
+        events_per_s=rate,
+        floor=floor,
+        floor_what="plain INSERT of the same rows, same durable commits, rows/s",
+        ratio=rate / floor,
+        higher_is_better=True,
+    )
+
+
+def _batch(n: int, first: int, size: int) -> list[tuple[str, list[Event], float]]:
+    """Events ``first`` to ``first + size`` of the units' round robin, as the handler groups
+    them: each unit's events of the batch together (what ``bench.units`` sends)."""
+    by_unit: dict[str, list[Event]] = {}
+    now = time.time()
+    for k in range(first, first + size):
+        i, seq = k % n, k // n + 1
+        by_unit.setdefault(unit_id(i), []).append(event(unit_id(i), i, seq, now))
+    return [(device, events, now) for device, events in by_unit.items()]
+
+
+def _bare_inserts(path: Path, batches: list[list[tuple[str, list[Event], float]]]) -> float:
+    """Rows/s of a plain INSERT of the same events, one durable commit per batch."""
+    db = connect(path, synchronous="FULL")
+    try:
+        db.execute(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,"
+            " device_id TEXT, seq INTEGER, kind TEXT, ts REAL, granted INTEGER, reason TEXT,"
+            " direction TEXT, member_id INTEGER, badge_hash TEXT)"
+        )
+        started = time.perf_counter()
+        rows = 0
+        for items in batches:
+            with db.conn:
+                for device, events, _ in items:
+                    db.conn.executemany(
+                        "INSERT INTO events (event_id, device_id, seq, kind, ts, granted, reason,"
+                        " direction, member_id, badge_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (
+                                e.event_id,
+                                device,
+                                e.seq,
+                                e.kind,
+                                e.ts,
+                                e.granted,
+                                e.reason,
+                                e.direction,
+                                e.member_id,
+                                e.badge_hash,
+                            )
+                            for e in events
+                        ],
+                    )
+                    rows += len(events)
+        return rows / (time.perf_counter() - started)
+    finally:
+        db.close()
 
 
 def floor_rate(ctx: Context, n: int, events: int) -> float:

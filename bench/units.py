@@ -106,25 +106,26 @@ MEMBERS_PER_UNIT = 1000
 
 
 def _payload(plan: Plan, i: int, seq: int, ts: float) -> bytes:
+    return encode(event(plan.devices[i], i, seq, ts, epoch=plan.epoch))
+
+
+def event(device_id: str, i: int, seq: int, ts: float, *, epoch: str = "e" * 32) -> Event:
     """Unit ``i``'s event ``seq``: members of its own badge in and out in turn (seqs 1, 2
     are one member's visit, 3, 4 the next member's, ...), a month's worth of each."""
-    device_id = plan.devices[i]
-    return encode(
-        Event(
-            event_id=new_event_id(),
-            device_id=device_id,
-            epoch=plan.epoch,
-            seq=seq,
-            kind="access",
-            ts=ts,
-            clock_synced=True,
-            door="entree",
-            badge_hash="ab" * 32,
-            granted=True,
-            reason="granted",
-            direction="in" if seq % 2 else "out",
-            member_id=1 + i * MEMBERS_PER_UNIT + (seq - 1) // 2 % MEMBERS_PER_UNIT,
-        )
+    return Event(
+        event_id=new_event_id(),
+        device_id=device_id,
+        epoch=epoch,
+        seq=seq,
+        kind="access",
+        ts=ts,
+        clock_synced=True,
+        door="entree",
+        badge_hash="ab" * 32,
+        granted=True,
+        reason="granted",
+        direction="in" if seq % 2 else "out",
+        member_id=1 + i * MEMBERS_PER_UNIT + (seq - 1) // 2 % MEMBERS_PER_UNIT,
     )
 
 
