@@ -1,11 +1,12 @@
 """The server's MQTT transport: connect, subscribe, publish, hand each message over.
 
 paho's thread only parses the topic and puts the message on the handler worker's queue
-(``server.mqtt.handlers``); decoding, store reads and writes happen there (access requests
-excepted: a member waits at the door; ``Handlers.put`` says where they are answered). The bridge also
+(``server.mqtt.handlers``); decoding, store reads and writes happen there. The bridge also
 says whether the server is up: a retained ``ServerStatus`` online at each connect, with a
 new ``instance`` per start, and the same message offline as its last will and at a clean
 stop.
+
+Access requests excepted: a member waits at the door (``Handlers.put`` answers them).
 """
 
 from __future__ import annotations

@@ -40,11 +40,9 @@ from protocol.messages import (
     Status,
     decode,
 )
-from protocol.policy import day_number
-from protocol.policy import decide as policy_decide
 from protocol.signing import Signer
 from protocol.workers import Worker
-from server.domain.access import GRANTED, decide
+from server.domain.access import answer
 from server.metrics import ServerMetrics
 from server.store import IngestResult, Store
 from server.store.records import StatusResult
@@ -476,25 +474,11 @@ class Handlers:
 
     def access_request(self, device_id: str, payload: bytes, retain: bool = False) -> None:
         request = decode(AccessRequest, payload, limit=MAX_EDGE_PAYLOAD_BYTES)
-        centre_id = self.store.device_centre(device_id)
-        record = self.store.badge_record(request.badge_hash)
         now = time.time()
-        reason = decide(record, centre_id, now)
-        entry = None
-        if reason == GRANTED and record is not None and centre_id is not None:
-            # The unit's own policy over the entry its list would hold (plans, hours,
-            # credits): one set of rules online and offline.
-            fresh, _ = self.store.member_list_entries(centre_id, [record.member_id], now)
-            entry = fresh.get(bytes.fromhex(request.badge_hash))
-            if entry is None:
-                reason = "plan_expired"  # plans held, none live any more
-            else:
-                calendar = self.store.centre_calendar(centre_id, now)
-                today = day_number(calendar, now)
-                verdict = policy_decide(entry, calendar, now, used_today=today in entry.days)
-                reason = verdict.reason
-                if not verdict.granted:
-                    entry = None
+        centre_id, record, entry = self.store.asked_card(device_id, request.badge_hash, now)
+        reason, entry = answer(
+            record, centre_id, entry, lambda: self.store.centre_calendar(centre_id or "", now), now
+        )
         response = AccessResponse(
             request_id=request.request_id,
             device_id=device_id,

@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -368,16 +369,16 @@ def test_an_access_request_that_fails_on_the_network_thread_is_answered_by_the_w
     member = server.post("/api/members", json={"name": "Alice"}).json()
     hashed = "ab" * 32
     server.post(f"/api/members/{member['id']}/badges", json={"badge_hash": hashed})
-    real = rt.store.device_centre
+    real = rt.store.asked_card
     threads: list[str] = []
 
-    def fails_on_first_call(device_id: str) -> str | None:
+    def fails_on_first_call(*args: Any) -> Any:
         threads.append(threading.current_thread().name)
         if len(threads) == 1:
             raise RuntimeError("a read that failed once")
-        return real(device_id)
+        return real(*args)
 
-    monkeypatch.setattr(rt.store, "device_centre", fails_on_first_call)
+    monkeypatch.setattr(rt.store, "asked_card", fails_on_first_call)
     answers = topics.topic(topics.ACCESS_RESPONSE, "boitron-01")
     request_id = "44444444-4444-4444-8444-444444444444"
     request = AccessRequest(request_id=request_id, badge_hash=hashed, door="entree", ts=1.0)
