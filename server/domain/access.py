@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from protocol.calendar import Calendar
+from protocol.messages import ListEntry
+from protocol.policy import day_number
+from protocol.policy import decide as policy_decide
 
 GRANTED = "granted"
 
@@ -43,3 +49,29 @@ def decide(badge: BadgeRecord | None, centre_id: str | None, now: float) -> str:
     if badge.valid_until is not None and now >= badge.valid_until:
         return "expired"
     return GRANTED
+
+
+def answer(
+    badge: BadgeRecord | None,
+    centre_id: str | None,
+    entry: ListEntry | None,
+    calendar: Callable[[], Calendar],
+    now: float,
+) -> tuple[str, ListEntry | None]:
+    """The server's answer to a unit that asked about a card: (the reason, the entry to
+    send with a grant, else None).
+
+    The card's record first (``decide``), then the unit's own policy over the entry its
+    list would hold (plans, hours, closed days, credits): one set of rules online and
+    offline. ``entry`` is None when the member holds plans but none is live any more;
+    ``calendar()`` (the centre's) is read only for a card that gets that far.
+    """
+    reason = decide(badge, centre_id, now)
+    if reason != GRANTED:
+        return reason, None
+    if entry is None:
+        return "plan_expired", None
+    centre = calendar()
+    today = day_number(centre, now)
+    verdict = policy_decide(entry, centre, now, used_today=today in entry.days)
+    return verdict.reason, entry if verdict.granted else None

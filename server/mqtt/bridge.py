@@ -5,6 +5,8 @@ paho's thread only parses the topic and puts the message on the handler worker's
 says whether the server is up: a retained ``ServerStatus`` online at each connect, with a
 new ``instance`` per start, and the same message offline as its last will and at a clean
 stop.
+
+Access requests excepted: a member waits at the door (``Handlers.put`` answers them).
 """
 
 from __future__ import annotations

@@ -426,6 +426,13 @@ class Store:
         """What the online access rules need about one card; None if never enrolled."""
         return access.badge_record(self.db, badge_hash)
 
+    def asked_card(
+        self, device_id: str, badge_hash: str, now: float
+    ) -> tuple[str | None, BadgeRecord | None, ListEntry | None]:
+        """What an online access answer reads: (the unit's centre, the card's record, its
+        entry in that centre's list when the rules admit it), in as few reads as it takes."""
+        return access.asked_card(self.db, device_id, badge_hash, now)
+
     def list_entries(self, centre_id: str, now: float) -> dict[bytes, ListEntry]:
         """The entries ``centre_id``'s access list should hold now, by badge."""
         return access.list_entries(self.db, centre_id, now)

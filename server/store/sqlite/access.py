@@ -10,7 +10,7 @@ import msgspec
 from sqlite_utils import Database
 
 from protocol.messages import CentreHours, ListEntry
-from server.domain.access import BadgeRecord
+from server.domain.access import GRANTED, BadgeRecord, decide
 from server.domain.lists import compile_entries
 from server.store.errors import NotFound
 from server.store.records import CentreListState
@@ -39,6 +39,46 @@ def badge_record(db: Database, badge_hash: str) -> BadgeRecord | None:
         valid_until=r["valid_until"],
         centres=members.centres_of(r["centres"]),
     )
+
+
+# One row whatever is missing: the unit's centre (NULL when it is not in the registry), the
+# card with its member (NULLs when the card was never enrolled) and whether the member holds
+# plans (their plans are read only then).
+_ASKED = (
+    "SELECT d.centre_id, b.badge_hash, m.id, b.revoked_at, m.active, m.valid_from,"
+    " m.valid_until, m.centres, m.lockdown_exempt,"
+    " EXISTS (SELECT 1 FROM member_plans mp WHERE mp.member_id = m.id)"
+    " FROM (SELECT 1) AS one LEFT JOIN devices d ON d.device_id = ?"
+    " LEFT JOIN badges b ON b.badge_hash = ? LEFT JOIN members m ON m.id = b.member_id"
+)
+
+
+def asked_card(
+    db: Database, device_id: str, badge_hash: str, now: float
+) -> tuple[str | None, BadgeRecord | None, ListEntry | None]:
+    """What an online answer reads, in one query and, for a card the rules admit, the
+    member's plans: (the unit's centre, the card's record, the entry the centre's list
+    would hold for it; None when the rules refuse the card or the list would leave it out).
+    """
+    centre_id, *row, holds_plans = db.execute(_ASKED, [device_id, badge_hash]).fetchone()
+    if row[1] is None:  # no such card (or a badge row without its member)
+        return centre_id, None, None
+    _, member_id, revoked_at, active, valid_from, valid_until, centres, _ = row
+    record = BadgeRecord(
+        member_id=member_id,
+        revoked=revoked_at is not None,
+        active=bool(active),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        centres=members.centres_of(centres),
+    )
+    if centre_id is None or decide(record, centre_id, now) != GRANTED:
+        return centre_id, record, None
+    member_plans = plans.for_lists(db, now, [member_id]) if holds_plans else None
+    entries = compile_entries(
+        centre_id, [tuple(row)], now, centres_of=members.centres_of, plans=member_plans
+    )
+    return centre_id, record, entries.get(bytes.fromhex(badge_hash))
 
 
 # -- compiling a centre's list ----------------------------------------------------------------

@@ -143,9 +143,12 @@ def for_lists(db: Database, now: float, member_ids: Iterable[int] | None = None)
     holders = {r[0] for r in db.execute(holder_sql, ids or [])}
     since = date.fromtimestamp(now).toordinal() - 30
     days: dict[int, list[int]] = {}
+    # For a few members (an online answer, a member's list delta), their rows only: the
+    # whole table's last 30 days would be read for each of them otherwise.
+    of_members = "" if ids is None else f" AND member_id IN ({','.join('?' * len(ids))})"
     for member_id, day in db.execute(
-        "SELECT member_id, day FROM credit_days WHERE day >= ? ORDER BY day",
-        [date.fromordinal(since).isoformat()],
+        "SELECT member_id, day FROM credit_days WHERE day >= ?" + of_members + " ORDER BY day",
+        [date.fromordinal(since).isoformat(), *(ids or [])],
     ):
         if member_id in holders:
             days.setdefault(member_id, []).append(date.fromisoformat(day).toordinal())

@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -317,6 +318,77 @@ def test_an_access_request_is_answered_signed_with_the_badge_entry(
     assert yes.entry is not None and yes.entry.badge == bytes.fromhex(hashed)
     assert (yes.entry.member_id, yes.entry.state, yes.entry.valid_until) == (member["id"], 0, 2e9)
     assert (no.granted, no.reason, no.entry) == (False, "unknown_card", None)
+
+
+def test_an_access_request_is_answered_while_the_handler_worker_is_busy(
+    server: TestClient, rogue: Listener, server_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member at the door does not wait behind the messages queued before their card."""
+    rt = runtime(server)
+    handlers = rt.bridge.handlers
+    verifier = Verifier([server_key])
+    member = server.post("/api/members", json={"name": "Alice"}).json()
+    hashed = "ab" * 32
+    server.post(f"/api/members/{member['id']}/badges", json={"badge_hash": hashed})
+    busy, release = threading.Event(), threading.Event()
+    real = handlers.status
+
+    def slow_status(device_id: str, payload: bytes, retain: bool = False) -> None:
+        busy.set()
+        release.wait(30)
+        real(device_id, payload, retain)
+
+    monkeypatch.setattr(handlers, "status", slow_status)
+    answers = topics.topic(topics.ACCESS_RESPONSE, "boitron-01")
+    try:
+        online = encode(Status(device_id="boitron-01", state="online", software_version="9.9"))
+        rogue.publish(topics.topic(topics.STATUS, "boitron-01"), online)
+        wait_until(busy.is_set, what="the handler worker busy with a status")
+        rogue.publish(EVENT, event_payload("boitron-01", EPOCH_A, 1))  # queued behind it
+        request_id = "33333333-3333-4333-8333-333333333333"
+        request = AccessRequest(request_id=request_id, badge_hash=hashed, door="entree", ts=1.0)
+        rogue.publish(topics.topic(topics.ACCESS_REQUEST, "boitron-01"), encode(request))
+        (message,) = wait_until(lambda: rogue.on(answers), what="the answer")
+        answer = verifier.open(AccessResponse, message.payload)
+        assert (answer.request_id, answer.granted, answer.reason) == (request_id, True, "granted")
+        assert rt.store.event_count() == 0  # the event is still waiting behind the status
+    finally:
+        release.set()
+    wait_until(lambda: rt.store.event_count() == 1, what="the queued event stored")
+    device = server.get("/api/devices/boitron-01").json()
+    assert device["software_version"] == "9.9"
+
+
+@pytest.mark.parametrize("database_url", [None], ids=["sqlite"])  # paho answers: SQLite
+def test_an_access_request_that_fails_on_the_network_thread_is_answered_by_the_worker(
+    server: TestClient, rogue: Listener, server_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = runtime(server)
+    assert rt.bridge.handlers.answer_at_once
+    verifier = Verifier([server_key])
+    member = server.post("/api/members", json={"name": "Alice"}).json()
+    hashed = "ab" * 32
+    server.post(f"/api/members/{member['id']}/badges", json={"badge_hash": hashed})
+    real = rt.store.asked_card
+    threads: list[str] = []
+
+    def fails_on_first_call(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            raise RuntimeError("a read that failed once")
+        return real(*args)
+
+    monkeypatch.setattr(rt.store, "asked_card", fails_on_first_call)
+    answers = topics.topic(topics.ACCESS_RESPONSE, "boitron-01")
+    request_id = "44444444-4444-4444-8444-444444444444"
+    request = AccessRequest(request_id=request_id, badge_hash=hashed, door="entree", ts=1.0)
+    rogue.publish(topics.topic(topics.ACCESS_REQUEST, "boitron-01"), encode(request))
+    (message,) = wait_until(lambda: rogue.on(answers), what="the answer")
+    answer = verifier.open(AccessResponse, message.payload)
+    assert (answer.request_id, answer.granted) == (request_id, True)
+    assert threads[1] == "mqtt-handler"  # the second attempt, on the worker
+    assert threads[0] != "mqtt-handler"
+    assert rt.bridge.handlers.worker.errors == 0
 
 
 def test_the_server_announces_itself_retained_with_a_new_instance_per_start(

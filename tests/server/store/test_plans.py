@@ -123,3 +123,31 @@ def test_members_whose_plans_all_ended_leave_the_list(store: Store) -> None:
     entries = store.list_entries("boitron", MONDAY)
     assert [e.member_id for e in entries.values()] == [member_id + 1]
     assert next(iter(entries.values())).plans is None
+
+
+def test_an_online_answer_reads_the_entry_the_list_would_hold(store: Store) -> None:
+    member_id = member_with(store, book(3))
+    other = member_with(store, book(3, "Carnet B"), badge=HASH_B)
+    entered(store, "boitron-01", 1, member_id, "2026-11-23T09:30")
+    entered(store, "boitron-01", 2, other, "2026-11-20T10:00")  # not the member's days
+    entered(store, "belleme-01", 1, other, "2026-11-19T10:00")
+    listed = store.list_entries("boitron", MONDAY)
+    centre, record, entry = store.asked_card("boitron-01", HASH_A, MONDAY)
+    assert (centre, record and record.member_id) == ("boitron", member_id)
+    assert entry == listed[bytes.fromhex(HASH_A)]
+    assert entry is not None and entry.days == [datetime(2026, 11, 23).toordinal()]
+    assert store.asked_card("belleme-01", HASH_B, MONDAY)[2] == listed[bytes.fromhex(HASH_B)]
+
+
+def test_an_online_answer_reads_no_entry_for_a_card_the_rules_refuse(store: Store) -> None:
+    ended = member_with(store, book(3))
+    (held,) = store.member_plans(ended)
+    store.end_member_plan(ended, held["id"])
+    assert store.asked_card("boitron-01", HASH_A, MONDAY)[2] is None  # answered plan_expired
+    revoked = member_with(store, badge=HASH_B)
+    store.revoke_badge(store.member(revoked)["badges"][0]["id"])
+    centre, record, entry = store.asked_card("boitron-01", HASH_B, MONDAY)
+    assert (centre, record and record.revoked, entry) == ("boitron", True, None)
+    assert store.asked_card("boitron-01", "ee" * 32, MONDAY) == ("boitron", None, None)
+    unknown_unit = store.asked_card("nowhere-01", HASH_B, MONDAY)
+    assert unknown_unit[0] is None and unknown_unit[1] == record
