@@ -14,10 +14,6 @@ from server.store import Store
 from tests.server.support import badge_in
 
 
-async def never() -> bool:
-    return False
-
-
 def test_one_computation_per_change_reaches_every_client(tmp_path: Path) -> None:
     store = Store(tmp_path / "telecentre.db")
     for centre in ("boitron", "belleme"):
@@ -27,8 +23,8 @@ def test_one_computation_per_change_reaches_every_client(tmp_path: Path) -> None
 
     async def scenario() -> None:
         feed = OccupancyFeed(store)
-        everyone = [feed.stream(CentreScope(None), never) for _ in range(20)]
-        manager = feed.stream(CentreScope(frozenset({"belleme"})), never)
+        everyone = [feed.stream(CentreScope(None)) for _ in range(20)]
+        manager = feed.stream(CentreScope(frozenset({"belleme"})))
         clients = [*everyone, manager]
         first = [json.loads(await anext(c)) for c in clients]
         assert feed.computations == 1  # twenty-one clients, one computation
