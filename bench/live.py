@@ -209,7 +209,10 @@ def _watch(
 def _expect(pipe: Connection, timeout: float, what: str) -> object:
     if not pipe.poll(timeout):
         raise RuntimeError(f"the live-page readers: waited {timeout:.0f} s for {what}")
-    answer = pipe.recv()
+    try:
+        answer = pipe.recv()
+    except EOFError:
+        raise RuntimeError("a live-page reader process ended without a word") from None
     if isinstance(answer, str):
         raise RuntimeError(f"a live-page reader failed: {answer}")
     return answer
