@@ -131,6 +131,7 @@ def test_the_stream_over_http_sends_each_change_and_lets_a_leaving_client_go(
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
             assert stream.headers["cache-control"] == "no-cache"
+            assert stream.headers["x-accel-buffering"] == "no"  # nginx passes each push on
             lines = stream.iter_lines()
             counts = []
             for line in lines:
