@@ -198,13 +198,13 @@ class OccupancyFeed:
 
 class FeedResponse(Response):
     """The feed as a Server-Sent Events stream for one client: each snapshot's frame for
-    its scope, written as the feed's bytes, until the client disconnects."""
+    the centres it may see (``view``), written as the feed's bytes, until it disconnects."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, feed: OccupancyFeed, scope: CentreScope) -> None:
+    def __init__(self, feed: OccupancyFeed, view: CentreScope) -> None:
         # As StreamingResponse: no body, so no Content-Length; the stream ends with the client.
-        self.feed, self.scope = feed, scope
+        self.feed, self.view = feed, view
         self.status_code = 200
         self.background: BackgroundTask | None = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -225,7 +225,7 @@ class FeedResponse(Response):
     async def _push(self, send: Send) -> None:
         async with contextlib.aclosing(self.feed.updates()) as updates:
             async for snapshot in updates:
-                frame = KEEPALIVE if snapshot is None else snapshot.frame_for(self.scope)
+                frame = KEEPALIVE if snapshot is None else snapshot.frame_for(self.view)
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
 
 
