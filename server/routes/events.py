@@ -5,17 +5,15 @@ import binascii
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import JSONResponse, Response
 
 from server.auth.deps import Scope, require_centre
 from server.domain.operators import CentreScope
 from server.routes import models
-from server.routes.live import OccupancyFeed
+from server.routes.live import SSE_DOC, FeedResponse, OccupancyFeed
 from server.routes.params import (
     IDENT,
     MAX_ID,
@@ -151,14 +149,12 @@ def visible_occupancy(centres: list[dict], scope: CentreScope) -> list[dict]:
     return [c for c in centres if scope.sees(c["centre_id"])]
 
 
-@router.get("/api/occupancy/stream", response_class=EventSourceResponse)
-async def occupancy_stream(
-    request: Request, runtime: RuntimeDep, scope: Scope
-) -> AsyncIterator[ServerSentEvent]:
+@router.get(
+    "/api/occupancy/stream", response_class=FeedResponse, status_code=200, responses=SSE_DOC
+)
+async def occupancy_stream(request: Request, runtime: RuntimeDep, scope: Scope) -> Response:
     """The occupancy now, then again each time it changes (Server-Sent Events): the same
     list as GET /api/occupancy in each event's data. One computation per change is shared
     by every client and pushed to it; a heartbeat every 15 s also refreshes "present
     since" and unit states."""
-    feed = OccupancyFeed.of(request.app.state, runtime.store)
-    async for text in feed.stream(scope, request.is_disconnected):
-        yield ServerSentEvent(raw_data=text)
+    return OccupancyFeed.of(request.app.state, runtime.store).response(scope)

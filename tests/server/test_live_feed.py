@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from server.broker import free_port
 from server.domain.operators import CentreScope
-from server.routes.live import OccupancyFeed
+from server.routes.live import HEARTBEAT_S, OccupancyFeed
 from server.store import Store
+from tests.conftest import wait_until
 from tests.server.support import badge_in
-
-
-async def never() -> bool:
-    return False
 
 
 def test_one_computation_per_change_reaches_every_client(tmp_path: Path) -> None:
@@ -27,8 +31,8 @@ def test_one_computation_per_change_reaches_every_client(tmp_path: Path) -> None
 
     async def scenario() -> None:
         feed = OccupancyFeed(store)
-        everyone = [feed.stream(CentreScope(None), never) for _ in range(20)]
-        manager = feed.stream(CentreScope(frozenset({"belleme"})), never)
+        everyone = [feed.stream(CentreScope(None)) for _ in range(20)]
+        manager = feed.stream(CentreScope(frozenset({"belleme"})))
         clients = [*everyone, manager]
         first = [json.loads(await anext(c)) for c in clients]
         assert feed.computations == 1  # twenty-one clients, one computation
@@ -55,3 +59,95 @@ def test_one_computation_per_change_reaches_every_client(tmp_path: Path) -> None
         asyncio.run(scenario())
     finally:
         store.close()
+
+
+def test_a_failed_computation_keeps_the_streams_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "telecentre.db")
+    store.create_centre("boitron", "Boitron")
+    store.assign_device("boitron-01", "boitron")
+    for name in ("Alice", "Bruno"):
+        store.create_member({"name": name})
+    computed = store.occupancy
+    failing = False
+
+    def occupancy(now: float) -> list[dict]:
+        if failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        return computed(now)
+
+    monkeypatch.setattr(store, "occupancy", occupancy)
+
+    async def scenario() -> None:
+        nonlocal failing
+        feed = OccupancyFeed(store)
+        updates = feed.updates()
+        first = await anext(updates)
+        assert first is not None and first.centres[0]["present"] == 0
+
+        failing = True
+        store.ingest_many([("boitron-01", [badge_in("boitron-01", 1, 1)], time.time())])
+        # Nothing to show, but the client hears from the stream (an SSE comment).
+        assert await asyncio.wait_for(anext(updates), 10) is None
+        failing = False
+        store.ingest_many([("boitron-01", [badge_in("boitron-01", 2, 2)], time.time())])
+        latest = await asyncio.wait_for(anext(updates), 10)
+        assert latest is not None and latest.centres[0]["present"] == 2  # both, at once
+        await updates.aclose()
+        feed.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_the_stream_over_http_sends_each_change_and_lets_a_leaving_client_go(
+    server: TestClient,
+) -> None:
+    """Under uvicorn, as in production: frames are ``data: <json>`` events, and a client
+    that closes its connection is let go at once, not at the next push."""
+    import uvicorn
+
+    member = server.post("/api/members", json={"name": "Alice Martin"}).json()
+    store = server.app.state.runtime.store  # type: ignore[attr-defined]
+    port = free_port()
+    http = uvicorn.Server(
+        uvicorn.Config(server.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    serving = threading.Thread(target=http.run, daemon=True)
+    serving.start()
+    try:
+        wait_until(lambda: http.started, what="uvicorn listening")
+        with (
+            httpx.Client(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": server.headers["Authorization"]},
+                timeout=10,
+            ) as client,
+            client.stream("GET", "/api/occupancy/stream") as stream,
+        ):
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert stream.headers["cache-control"] == "no-cache"
+            assert stream.headers["x-accel-buffering"] == "no"  # nginx passes each push on
+            lines = stream.iter_lines()
+            counts = []
+            for line in lines:
+                if line:
+                    assert line.startswith("data: "), line
+                    counts.append(json.loads(line.removeprefix("data: "))[0]["present"])
+                    if len(counts) == 1:
+                        event = badge_in("boitron-01", 1, member["id"])
+                        store.ingest_many([("boitron-01", [event], time.time())])
+                    elif counts[-1] == 1:
+                        break
+            assert counts[0] == 0 and counts[-1] == 1
+            feed = server.app.state.occupancy_feed  # type: ignore[attr-defined]
+            assert feed.clients == 1
+        # The heartbeat is 15 s away: only the server's pending read can see the client go.
+        wait_until(lambda: feed.clients == 0, timeout=HEARTBEAT_S / 2, what="the client let go")
+    finally:
+        http.should_exit = True
+        serving.join(10)
