@@ -277,6 +277,7 @@ class Bridge:
         self.connects += 1
         self.connected_at = time.time()
         self.connected.set()
+        self.store.announce_change()  # the live views show the link
         log.info(
             "bridge connected to %s:%s as instance %s",
             self.settings.mqtt_host,
@@ -293,6 +294,7 @@ class Bridge:
             log.warning("bridge lost the broker: %s", reason)
             self.error = f"lost the broker at {self._where()}: {reason}"
         self.connected.clear()
+        self.store.announce_change()
 
     def _on_connect_error(self, exc: OSError) -> None:
         host, port = self.settings.mqtt_host, self.settings.mqtt_port

@@ -19,8 +19,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from starlette.background import BackgroundTask
 from starlette.responses import Response
@@ -28,6 +29,8 @@ from starlette.types import Receive, Scope, Send
 
 from server.domain.operators import CentreScope
 from server.store import Store
+
+T = TypeVar("T")
 
 HEARTBEAT_S = 15.0
 KEEPALIVE = b": ping\n\n"  # an SSE comment: keeps proxies from closing a quiet stream
@@ -66,6 +69,16 @@ class Snapshot:
     centres: list[dict]
     _json: dict[ScopeKey, str] = field(default_factory=dict)
     _frames: dict[ScopeKey, bytes] = field(default_factory=dict)
+    _shared: dict[Hashable, asyncio.Task[Any]] = field(default_factory=dict)
+
+    async def shared(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        """What ``make()`` gives, made once for every client that asks with the same
+        ``key`` while this snapshot is the newest (the dashboard's fragments per scope and
+        language); a client that leaves meanwhile does not cancel it for the others."""
+        task = self._shared.get(key)
+        if task is None:
+            task = self._shared[key] = asyncio.ensure_future(make())
+        return await asyncio.shield(task)
 
     def json_for(self, scope: CentreScope) -> str:
         key = _key(scope)

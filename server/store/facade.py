@@ -156,6 +156,10 @@ class Store:
         for listener in listeners:
             listener()
 
+    def announce_change(self) -> None:
+        """Something the live views show changed outside the store (the broker link)."""
+        self._notify()
+
     def on_change(self, fn: Any) -> None:
         """Call ``fn()`` (on the writer thread: hand over, never block) after each commit
         that changes what the live page shows; the live stream is pushed from it."""

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from server.broker import free_port
 from server.domain.operators import CentreScope
-from server.routes.live import HEARTBEAT_S, OccupancyFeed
+from server.routes.live import HEARTBEAT_S, OccupancyFeed, Snapshot
 from server.store import Store
 from tests.conftest import wait_until
 from tests.server.support import badge_in
@@ -151,3 +151,31 @@ def test_the_stream_over_http_sends_each_change_and_lets_a_leaving_client_go(
     finally:
         http.should_exit = True
         serving.join(10)
+
+
+def test_what_clients_share_of_a_snapshot_is_made_once_and_outlives_one_leaving() -> None:
+    """The dashboard's fragments: made once per snapshot for every client of the same
+    centres and language, even when the first client to ask leaves before they are made."""
+    made: list[str] = []
+
+    async def scenario() -> None:
+        snapshot = Snapshot(1, [])
+        gate = asyncio.Event()
+
+        async def render() -> str:
+            made.append("render")
+            await gate.wait()
+            return "<section>"
+
+        first = asyncio.ensure_future(snapshot.shared(("fr", None), render))
+        others = [asyncio.ensure_future(snapshot.shared(("fr", None), render)) for _ in range(5)]
+        english = asyncio.ensure_future(snapshot.shared(("en", None), render))
+        await asyncio.sleep(0)  # one turn of the loop: the clients start and ask
+        first.cancel()  # the first client leaves
+        gate.set()
+        assert await asyncio.gather(*others) == ["<section>"] * 5
+        assert await english == "<section>"
+        assert first.cancelled()
+
+    asyncio.run(scenario())
+    assert made == ["render", "render"]  # one per key: French once, English once

@@ -4,12 +4,17 @@ The page is rendered whole on load; ``/live/stream`` then sends HTML fragments t
 SSE extension swaps in place: ``live`` (the banner, the centres, the map, open alarms),
 ``feed`` (the latest events) and ``announce`` (one short sentence for screen readers,
 in a polite live region, so a change is said without re-reading the page).
+
+The stream follows the API's live feed (``server.routes.live.OccupancyFeed``): it wakes
+when a commit changes what the page shows, when the broker link comes or goes, and at the
+feed's heartbeat, never by polling; the fragments are read and rendered once per change
+for every client of the same centres and language.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -19,6 +24,7 @@ from markupsafe import escape
 
 from server.auth.deps import CurrentOperator, PageOperator
 from server.domain.operators import CentreScope
+from server.routes.live import OccupancyFeed
 from server.runtime import Runtime, RuntimeDep
 from server.web import live as view
 from server.web import orne_map
@@ -29,8 +35,6 @@ from server.web.render import language_of, render, render_text
 router = APIRouter(include_in_schema=False)
 
 FEED_SIZE = 15
-POLL_S = 0.25  # how often the stream looks for a change: well within the second promised
-REFRESH_S = 5.0  # "hors ligne depuis …" and presence times move even without a change
 
 
 def _page_data(runtime: Runtime, operator_scope: CentreScope, now: float | None = None) -> dict:
@@ -50,29 +54,35 @@ async def live_stream(
     request: Request, operator: CurrentOperator, runtime: RuntimeDep
 ) -> AsyncIterator[ServerSentEvent]:
     """The live fragments again each time what they show changes."""
-    store, scope = runtime.store, operator.scope
-    say = translator(language_of(request))
+    scope, language = operator.scope, language_of(request)
+    say = translator(language)
+    feed = OccupancyFeed.of(request.app.state, runtime.store)
     sent: dict[str, str] = {}
-    seen_key: tuple | None = None
-    refreshed = 0.0
     last_event_id: int | None = None
-    while not await request.is_disconnected():
-        # The store counts its commits that change what the page shows (events, statuses,
-        # alarms); the broker link is the bridge's. Nothing is read until one moves.
-        key = (store.change_counter, runtime.bridge.connected.is_set())
-        if key != seen_key or time.monotonic() - refreshed > REFRESH_S:
-            seen_key, refreshed = key, time.monotonic()
-            data = await asyncio.to_thread(_page_data, runtime, scope)
-            for name, template in (("live", "_live.html"), ("feed", "_live_feed.html")):
-                html = render_text(request, template, **data)
-                if sent.get(name) != html:
-                    sent[name] = html
-                    yield ServerSentEvent(event=name, raw_data=html)
+
+    async def fragments() -> tuple[dict, dict[str, str]]:
+        data = await asyncio.to_thread(_page_data, runtime, scope)
+        return data, {
+            name: render_text(request, template, **data)
+            for name, template in (("live", "_live.html"), ("feed", "_live_feed.html"))
+        }
+
+    # The fragments show what the operator's centres hold, in their language: no role, no
+    # token, nothing else of the operator, so clients with the same centres share them.
+    key = (None if scope.centres is None else frozenset(scope.centres), language)
+    async with contextlib.aclosing(feed.updates()) as updates:
+        async for snapshot in updates:
+            if snapshot is None:  # the feed could not read: the page keeps what it shows
+                continue
+            data, html = await snapshot.shared(key, fragments)
+            for name, text in html.items():
+                if sent.get(name) != text:
+                    sent[name] = text
+                    yield ServerSentEvent(event=name, raw_data=text)
             announcement = _announcement(data, last_event_id, say)
             if announcement:
                 yield ServerSentEvent(event="announce", raw_data=announcement)
             last_event_id = max((e["id"] for e in data["events"]), default=last_event_id or 0)
-        await asyncio.sleep(POLL_S)
 
 
 def _announcement(data: dict, last_event_id: int | None, _: Translate) -> str:
