@@ -14,6 +14,7 @@ subscriber and the server see exactly the same traffic.
 
 from __future__ import annotations
 
+import heapq
 import json
 import selectors
 import ssl
@@ -49,6 +50,9 @@ class Plan:
     report_published: bool = False  # report every event's publish time too
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
     first_seq: int = 1
+    # As a unit does (edge.outbox): an event not acked within ack_timeout_s is sent again,
+    # the wait doubling each time up to 300 s. 0: never (the floor has no acks).
+    ack_timeout_s: float = 10.0
 
 
 class Units:
@@ -193,6 +197,10 @@ def _main() -> None:
 
     total = n * plan.per_unit
     published: list[list[float]] = [[0.0] * plan.per_unit for _ in range(n)]
+    resending = bool(plan.ack_topic and plan.ack_timeout_s > 0)
+    payloads: dict[tuple[int, int], bytes] = {}  # sent, not acked yet (when resending)
+    again: list[tuple[float, int, int, int]] = []  # (when, unit, k, attempts): a heap
+    resent = 0
     started = time.monotonic()
     sent = 0
     last_misc = started
@@ -202,14 +210,23 @@ def _main() -> None:
         while sent < due:  # round robin over the units: unit i sends its k-th event
             i, k = sent % n, sent // n
             published[i][k] = time.monotonic()
-            clients[i].publish(
-                plan.topic % plan.devices[i],
-                _payload(plan, i, plan.first_seq + k, time.time()),
-                qos=1,
-            )
+            payload = _payload(plan, i, plan.first_seq + k, time.time())
+            clients[i].publish(plan.topic % plan.devices[i], payload, qos=1)
+            if resending:
+                payloads[(i, k)] = payload
+                heapq.heappush(again, (now + plan.ack_timeout_s, i, k, 1))
             sent += 1
             if plan.rate > 0 and sent % 200 == 0:
                 break  # keep reading acks while a burst goes out
+        while again and again[0][0] <= now:
+            _, i, k, attempts = heapq.heappop(again)
+            if (i, plan.first_seq + k) in acked:
+                payloads.pop((i, k), None)
+                continue
+            clients[i].publish(plan.topic % plan.devices[i], payloads[(i, k)], qos=1)
+            resent += 1
+            wait = min(300.0, plan.ack_timeout_s * 2**attempts)
+            heapq.heappush(again, (now + wait, i, k, attempts + 1))
         pump(0.001 if plan.rate > 0 else 0.002)
         if now - last_misc > 5:
             for client in clients:
@@ -238,6 +255,7 @@ def _main() -> None:
                 "finished": finished,
                 "sent": sent,
                 "acked": len(acked),
+                "resent": resent,
                 "last_ack": max(acked.values()) if acked else None,
                 "lags": lags,
                 "published": published if plan.report_published else None,
