@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from bench.common import Context, Results
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(MODULES)}")
         return 2
     results = Results(quick=quick)
+    failed: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="telecentre-bench-") as tmp,
         Context(results, Path(tmp), quick=quick) as ctx,
@@ -54,8 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in MODULES:  # in the registry's order, whatever the command line's
             if name in wanted:
                 print(f"\n== {name}{' (quick)' if quick else ''} ==", flush=True)
-                importlib.import_module(f"bench.{name}").run(ctx)
+                try:
+                    importlib.import_module(f"bench.{name}").run(ctx)
+                except Exception:  # the others' figures are still measured and kept
+                    traceback.print_exc()
+                    failed.append(name)
     results.write()
+    if failed:
+        print(f"\nfailed: {', '.join(failed)} (their figures keep their last values)")
+        return 1
     return 0
 
 
