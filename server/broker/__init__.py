@@ -251,11 +251,17 @@ class LocalBroker:
         if self.proc is None or self.proc.poll() is not None:
             return
         before = self._log().count("Reloading config")
-        self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + RELOAD_S
+        signalled = 0.0
         while self._log().count("Reloading config") <= before:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise BrokerError(f"mosquitto did not reload within {RELOAD_S:.0f} s")
+            if now - signalled > 1.0:
+                # Again each second: a SIGHUP that comes while mosquitto still reads the
+                # files of the last one is forgotten when that reload ends.
+                self.proc.send_signal(signal.SIGHUP)
+                signalled = now
             time.sleep(0.005)
         time.sleep(0.05)  # the log line comes just before the files are read
 
