@@ -119,7 +119,6 @@ class Store:
         self._writer.chores.append(self._recounts)
         self._writer.start()
         self._changes = threading.Lock()
-        self.change_counter = 0  # bumped after each commit that changes what the page shows
         self._change_listeners: list[Any] = []
 
     def close(self) -> None:
@@ -151,7 +150,6 @@ class Store:
 
     def _notify(self) -> None:
         with self._changes:
-            self.change_counter += 1
             listeners = list(self._change_listeners)
         for listener in listeners:
             listener()
@@ -482,7 +480,7 @@ class Store:
             lambda db: self._ingesting(
                 events_sql.ingest(db, device_id, events, received_at, **self._ingest_rules)
             ),
-            keys=events_sql.lock_keys([(device_id, events, received_at)]),
+            keys=self._lock_keys([(device_id, events, received_at)]),
         )
         future.add_done_callback(self._notify_if_new)
         return future
@@ -502,10 +500,15 @@ class Store:
         or the exception that kept that unit's events out, per item, in order."""
         future = self._writer.submit(
             lambda db: self._ingesting(events_sql.ingest_many(db, items, **self._ingest_rules)),
-            keys=events_sql.lock_keys(items),
+            keys=self._lock_keys(items),
         )
         future.add_done_callback(self._notify_if_any_new)
         return future
+
+    def _lock_keys(self, items: list[tuple[str, list[Event], float]]) -> frozenset[str] | None:
+        """What an ingest locks where several processes write (PostgreSQL); SQLite's one
+        writer locks nothing, so nothing is worked out for it."""
+        return None if self.engine == "sqlite" else events_sql.lock_keys(items)
 
     def _ingesting(self, result: T) -> T:
         """Writer thread, within an ingest's transaction: what it leaves to recount is asked

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -55,38 +54,19 @@ def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") ->
 class Chore:
     """Work the writer does by itself, at most every ``every_s`` and only once asked
     (``request``): on the writer's thread, in a transaction of its own, between batches.
-
-    A request stays open until a run that began after it has committed: a failed run
-    leaves it open, and it is tried again ``every_s`` later."""
+    Asked from the writer's own writes (so never while it runs); a failed run stays asked
+    and is tried again ``every_s`` later."""
 
     def __init__(self, name: str, fn: WriteFn, every_s: float, *, requested: bool) -> None:
         self.name = name
         self.fn = fn
         self.every_s = every_s
+        self.requested = requested
         self.last = 0.0  # time.monotonic() of the last run
         self.runs = 0
-        self._lock = threading.Lock()
-        self._asked = 1 if requested else 0  # requests so far
-        self._done = 0  # requests covered by a committed run
 
     def request(self) -> None:
-        with self._lock:
-            self._asked += 1
-
-    @property
-    def requested(self) -> bool:
-        with self._lock:
-            return self._asked != self._done
-
-    def begin(self) -> int:
-        """Before a run: the requests it covers (for ``finished``)."""
-        with self._lock:
-            return self._asked
-
-    def finished(self, covered: int) -> None:
-        """After a run committed: the requests it covered are done."""
-        with self._lock:
-            self._done = max(self._done, covered)
+        self.requested = True
 
     def due(self, now: float) -> bool:
         return self.requested and now - self.last >= self.every_s
@@ -190,15 +170,14 @@ class Writer:
         for chore in self.chores:
             if not chore.due(now):
                 continue
-            covered = chore.begin()
+            chore.requested = False
             chore.last = now
             job: Future[Any] = Future()
             self._run_batch(db, [(chore.fn, job, None)], counted=False)
             chore.runs += 1
-            if job.exception() is not None:  # still requested: tried again later
+            if job.exception() is not None:  # asked again: tried again later
                 log.error("store chore %s failed: %s", chore.name, job.exception())
-            else:
-                chore.finished(covered)
+                chore.requested = True
 
     def _finish(self) -> None:
         self.worker.stopping.set()
