@@ -184,7 +184,8 @@ class Store:
     @property
     def workers(self) -> list[Worker]:
         """The store's threads, for /healthz."""
-        return [self._writer.worker]
+        checkpointer = self._writer.checkpointer
+        return [self._writer.worker, *([checkpointer.worker] if checkpointer else [])]
 
     # -- centres and units ------------------------------------------------------------------
 

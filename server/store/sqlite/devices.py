@@ -140,9 +140,13 @@ def centre_of(db: Database, device_id: str) -> tuple[bool, str | None]:
     return (False, None) if row is None else (True, row[0])
 
 
-def touch(db: Database, device_id: str, seen_at: float) -> None:
-    """The unit was heard live (not replaying its outbox) at ``seen_at``."""
-    db.execute("UPDATE devices SET last_seen = ? WHERE device_id = ?", [seen_at, device_id])
+def touch_all(db: Database, seen: dict[str, float]) -> None:
+    """Units heard live (not replaying their outbox): unit -> when, in one statement."""
+    if seen:
+        db.conn.executemany(
+            "UPDATE devices SET last_seen = ? WHERE device_id = ?",
+            [(at, device_id) for device_id, at in sorted(seen.items())],
+        )
 
 
 def to_dict(r: dict) -> dict:

@@ -18,16 +18,36 @@ log = logging.getLogger(__name__)
 
 class Batch:
     """What one write batch reads once and finishes once: each unit's centre, each centre's
-    calendar of a day, erased members and plan holders; visit recounts wait for ``finish``.
+    calendar of a day, erased members and plan holders; visit recounts, the units' last
+    seen times and the check of reused seqs wait for ``finish``.
 
     Nothing outside the batch's transaction changes these meanwhile (one writer)."""
 
     def __init__(self) -> None:
         self.visits = visits.Deferred()
         self._units: dict[str, tuple[bool, str | None]] = {}
-        self._calendars: dict[tuple[str, date], Calendar] = {}
         self._erased: dict[int, bool] = {}
         self._holders: dict[int, bool] = {}
+        self._heard: dict[str, float] = {}  # unit -> when it was last heard live
+        self._stored: list[tuple[str, int]] = []  # (unit, seq) of each event stored
+
+    def know_units(self, db: Database, device_ids: Iterable[str]) -> None:
+        """Read the centre of every unit the batch names, and those centres' calendars: a
+        few statements for the batch instead of three per unit."""
+        wanted = sorted(set(device_ids) - self._units.keys())
+        for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
+            found = dict(
+                db.conn.execute(
+                    "SELECT device_id, centre_id FROM devices"
+                    f" WHERE device_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
+            for device_id in chunk:
+                known = device_id in found
+                self._units[device_id] = (known, found.get(device_id))
+        centres = {c for _, c in self._units.values() if c is not None}
+        self.visits.know_centres(db, centres)
 
     def centre_of(self, db: Database, device_id: str) -> tuple[bool, str | None]:
         found = self._units.get(device_id)
@@ -36,12 +56,14 @@ class Batch:
         return found
 
     def calendar(self, db: Database, centre_id: str, ts: float) -> Calendar:
-        key = (centre_id, date.fromtimestamp(ts))
-        cal = self._calendars.get(key)
-        if cal is None:
-            # The same calendar as centres.calendar, built once for the same rows and day.
-            cal = self._calendars[key] = visits.centre_calendar(db, centre_id, key[1], days=400)
-        return cal
+        # The same calendar as centres.calendar, built once for the same rows and day.
+        return self.visits.calendar_on(db, centre_id, date.fromtimestamp(ts), days=400)
+
+    def stored(self, device_id: str, seqs: list[int], heard_live_at: float | None) -> None:
+        """A unit's events were stored (their seqs); it was heard live at ``heard_live_at``."""
+        self._stored.extend((device_id, seq) for seq in seqs)
+        if heard_live_at is not None:
+            self._heard[device_id] = max(heard_live_at, self._heard.get(device_id, 0.0))
 
     def know_members(self, db: Database, items: list[tuple[str, list[Event], float]]) -> None:
         """Read, for every member the batch's events name, whether they were erased and
@@ -77,6 +99,8 @@ class Batch:
         return found
 
     def finish(self, db: Database) -> None:
+        _warn_reused(db, self._stored)
+        devices.touch_all(db, self._heard)
         self.visits.mark(db)  # recounted by ``visits.settle``
 
 
@@ -138,6 +162,7 @@ def ingest_many(
     savepoint of their own."""
     batch = Batch()
     batch.know_members(db, items)
+    batch.know_units(db, (device_id for device_id, _, _ in items))
     args = (late_event_s, future_margin_s, max_stay_s)
     try:  # the common case, every unit's events good: one savepoint for them all
         with db.atomic():
@@ -230,9 +255,7 @@ def _ingest_unit(
                 credited.append(e.member_id)
         if known and centre_id is not None and e.door is not None:
             alarms.door_event(db, device_id, centre_id, e, received_at)
-    _warn_reused(db, device_id, new_seqs)
-    if live and known:
-        devices.touch(db, device_id, received_at)
+    batch.stored(device_id, new_seqs, received_at if live and known else None)
     epoch = events[0].epoch if events else ""
     return IngestResult(
         device_id,
@@ -245,15 +268,18 @@ def _ingest_unit(
     )
 
 
-def _warn_reused(db: Database, device_id: str, seqs: list[int]) -> None:
-    """Log the seqs just stored that the unit had already used (its outbox was reset)."""
-    for chunk in (seqs[i : i + 500] for i in range(0, len(seqs), 500)):
+def _warn_reused(db: Database, stored: list[tuple[str, int]]) -> None:
+    """Log the (unit, seq) just stored that the unit had already used (its outbox was
+    reset), 400 pairs a statement."""
+    for chunk in (stored[i : i + 400] for i in range(0, len(stored), 400)):
         reused = db.conn.execute(
-            f"SELECT seq FROM events WHERE device_id = ? AND seq IN ({', '.join('?' * len(chunk))})"
-            " GROUP BY seq HAVING COUNT(*) > 1 ORDER BY seq",
-            (device_id, *chunk),
+            # A join, not ``(device_id, seq) IN (VALUES …)``: SQLite scans the table for that.
+            f"SELECT e.device_id, e.seq FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v"
+            " JOIN events e ON e.device_id = v.column1 AND e.seq = v.column2"
+            " GROUP BY e.device_id, e.seq HAVING COUNT(*) > 1 ORDER BY e.device_id, e.seq",
+            [x for pair in chunk for x in pair],
         ).fetchall()
-        for (seq,) in reused:
+        for device_id, seq in reused:
             log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id, seq)
 
 

@@ -61,17 +61,34 @@ _AROUND = (
 
 def centre_calendar(db: Database, centre_id: str, around: date, days: int = 3) -> Calendar:
     """The centre's calendar with its closed days from ``days`` before ``around`` on."""
-    row = db.conn.execute(
-        "SELECT timezone, hours FROM centres WHERE id = ?", (centre_id,)
-    ).fetchone()
-    if row is None:
+    rows = centre_rows(db, [centre_id])
+    if centre_id not in rows:
         raise NotFound(f"no centre {centre_id!r}")
-    closures = db.conn.execute(
-        "SELECT start_date, end_date, reason FROM closures WHERE centre_id = ?"
-        " ORDER BY start_date, end_date, reason",
-        (centre_id,),
-    ).fetchall()
-    return _calendar(tuple(row), tuple(closures), around, days)
+    return _calendar(*rows[centre_id], around, days)
+
+
+CentreRows = tuple[tuple, tuple]  # (timezone, hours), closures: what a calendar is built from
+
+
+def centre_rows(db: Database, centre_ids: Iterable[str]) -> dict[str, CentreRows]:
+    """What the centres' calendars are built from, read in two statements for them all;
+    centres that do not exist are left out."""
+    wanted = sorted(set(centre_ids))
+    out: dict[str, CentreRows] = {}
+    for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
+        marks = ", ".join("?" * len(chunk))
+        closures: dict[str, list[tuple]] = {}
+        for centre_id, *closure in db.conn.execute(
+            "SELECT centre_id, start_date, end_date, reason FROM closures"
+            f" WHERE centre_id IN ({marks}) ORDER BY centre_id, start_date, end_date, reason",
+            chunk,
+        ):
+            closures.setdefault(centre_id, []).append(tuple(closure))
+        for centre_id, timezone, hours in db.conn.execute(
+            f"SELECT id, timezone, hours FROM centres WHERE id IN ({marks})", chunk
+        ):
+            out[centre_id] = ((timezone, hours), tuple(closures.get(centre_id, ())))
+    return out
 
 
 @lru_cache(maxsize=4096)
@@ -91,14 +108,28 @@ class Deferred:
         self.firsts: set[tuple[int, str]] = set()
         self.months: set[tuple[int, str]] = set()
         self.days: dict[tuple[str, date], Calendar] = {}
-        self._calendars: dict[tuple[str, date], Calendar] = {}
+        self._calendars: dict[tuple[str, date, int], Calendar] = {}
+        self._centres: dict[str, CentreRows] = {}
+
+    def know_centres(self, db: Database, centre_ids: Iterable[str]) -> None:
+        """Read the calendars of every centre the batch names at once (``centre_rows``)."""
+        self._centres.update(centre_rows(db, set(centre_ids) - self._centres.keys()))
 
     def calendar(self, db: Database, centre_id: str, ts: float) -> Calendar:
         """``centre_calendar`` around ``ts``'s day, read once per batch."""
-        key = (centre_id, DEFAULT_CALENDAR.local_day(ts))
+        return self.calendar_on(db, centre_id, DEFAULT_CALENDAR.local_day(ts))
+
+    def calendar_on(self, db: Database, centre_id: str, around: date, days: int = 3) -> Calendar:
+        """``centre_calendar(db, centre_id, around, days)``, its rows read once per batch."""
+        key = (centre_id, around, days)
         cal = self._calendars.get(key)
         if cal is None:
-            cal = self._calendars[key] = centre_calendar(db, centre_id, key[1])
+            if centre_id not in self._centres:
+                self.know_centres(db, [centre_id])
+            rows = self._centres.get(centre_id)
+            if rows is None:
+                raise NotFound(f"no centre {centre_id!r}")
+            cal = self._calendars[key] = _calendar(*rows, around, days)
         return cal
 
     def mark(self, db: Database) -> None:
@@ -121,10 +152,8 @@ class Deferred:
 
     def finish(self, db: Database) -> None:
         """Recount now."""
-        for member_id, centre_id in sorted(self.firsts):
-            _refresh_first(db, member_id, centre_id)
-        for member_id, month in sorted(self.months):
-            refresh_month(db, member_id, month)
+        _refresh_firsts(db, sorted(self.firsts))
+        _refresh_months(db, sorted(self.months))
         for (centre_id, day), cal in sorted(self.days.items(), key=lambda kv: kv[0]):
             refresh_day(db, centre_id, day, cal)
         self.firsts.clear()
@@ -162,9 +191,7 @@ def record_passage(
     )
     if not result.removed and not result.added:
         return
-    for v in result.removed:
-        db.execute("DELETE FROM visits WHERE id = ?", [v.id])
-    _insert(db, member_id, centre_id, result.added)
+    _store(db, member_id, centre_id, result.removed, result.added)
     later = deferred or Deferred()
     later.firsts.add((member_id, centre_id))
     later.months.update((member_id, v.day[:7]) for v in (*result.removed, *result.added))
@@ -227,6 +254,40 @@ def _visit(r: tuple) -> Visit:
     )
 
 
+def _store(
+    db: Database, member_id: int, centre_id: str, removed: list[Visit], added: list[Visit]
+) -> None:
+    """Replace the ``removed`` stored visits by the ``added`` ones: a visit read again with
+    the same check-in (closed by a badge-out, closed at its limit, opened again) is updated
+    in place, keeping its id; the others are deleted and inserted."""
+    by_key = {v.key: v for v in removed}
+    updates = [(v, by_key.pop(v.key)) for v in added if v.key in by_key]
+    gone = [v.id for v in by_key.values()]
+    if gone:
+        db.conn.executemany("DELETE FROM visits WHERE id = ?", [(i,) for i in gone])
+    if updates:
+        db.conn.executemany(
+            "UPDATE visits SET day = ?, check_out = ?, stop_reason = ?, limit_at = ?,"
+            " limit_reason = ?, end_at = ?, out_event_id = ?, historical = ? WHERE id = ?",
+            [
+                (
+                    v.day,
+                    v.check_out,
+                    v.stop_reason,
+                    v.limit_at,
+                    v.limit_reason,
+                    v.end_at,
+                    v.out_event_id,
+                    int(v.historical),
+                    old.id,
+                )
+                for v, old in updates
+            ],
+        )
+    updated = {v.key for v, _ in updates}
+    _insert(db, member_id, centre_id, [v for v in added if v.key not in updated])
+
+
 def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit]) -> None:
     db.conn.executemany(
         "INSERT INTO visits (member_id, centre_id, day, check_in, check_out, stop_reason,"
@@ -252,33 +313,52 @@ def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit
     )
 
 
-def _refresh_first(db: Database, member_id: int, centre_id: str) -> None:
-    first = db.execute(
-        "SELECT MIN(day) FROM visits WHERE member_id = ? AND centre_id = ?",
-        [member_id, centre_id],
-    ).fetchone()[0]
-    if first is None:
-        db.execute(
-            "DELETE FROM first_visits WHERE member_id = ? AND centre_id = ?",
-            [member_id, centre_id],
+def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:
+    """Each (member, centre)'s first visit day, from their visits, 400 pairs a statement."""
+    for chunk in (pairs[i : i + 400] for i in range(0, len(pairs), 400)):
+        found = {
+            (m, c): day
+            for m, c, day in db.conn.execute(
+                # A join: SQLite scans the table for ``(member_id, centre_id) IN (VALUES …)``.
+                "SELECT v.member_id, v.centre_id, MIN(v.day)"
+                f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS p"
+                " JOIN visits v ON v.member_id = p.column1 AND v.centre_id = p.column2"
+                " GROUP BY v.member_id, v.centre_id",
+                [x for pair in chunk for x in pair],
+            )
+        }
+        db.conn.executemany(
+            "INSERT INTO first_visits (member_id, centre_id, day) VALUES (?, ?, ?)"
+            " ON CONFLICT (member_id, centre_id) DO UPDATE SET day = excluded.day",
+            [(m, c, day) for (m, c), day in found.items()],
         )
-        return
-    db.execute(
-        "INSERT INTO first_visits (member_id, centre_id, day) VALUES (?, ?, ?)"
-        " ON CONFLICT (member_id, centre_id) DO UPDATE SET day = excluded.day",
-        [member_id, centre_id, first],
-    )
+        db.conn.executemany(
+            "DELETE FROM first_visits WHERE member_id = ? AND centre_id = ?",
+            [pair for pair in chunk if pair not in found],
+        )
 
 
-def refresh_month(db: Database, member_id: int, month: str) -> None:
-    """Recount a member's month (``YYYY-MM``) at every centre from their visits."""
-    found = db.execute(
-        "SELECT centre_id, day, check_in, in_event_id, end_at FROM visits"
-        " WHERE member_id = ? AND day BETWEEN ? AND ?",
-        [member_id, f"{month}-01", f"{month}-31"],
-    ).fetchall()
-    db.execute("DELETE FROM visit_months WHERE member_id = ? AND month = ?", [member_id, month])
-    _insert_months(db, member_id, month, found)
+def _refresh_months(db: Database, pairs: list[tuple[int, str]]) -> None:
+    """Recount each (member, month) from their visits: one statement per month and 500
+    members."""
+    by_month: dict[str, list[int]] = {}
+    for member_id, month in pairs:
+        by_month.setdefault(month, []).append(member_id)
+    for month, members in sorted(by_month.items()):
+        for chunk in (members[i : i + 500] for i in range(0, len(members), 500)):
+            found: dict[int, list[tuple]] = {m: [] for m in chunk}
+            for member_id, *visit in db.conn.execute(
+                "SELECT member_id, centre_id, day, check_in, in_event_id, end_at FROM visits"
+                f" WHERE member_id IN ({', '.join('?' * len(chunk))}) AND day BETWEEN ? AND ?",
+                [*chunk, f"{month}-01", f"{month}-31"],
+            ):
+                found[member_id].append(tuple(visit))
+            db.conn.executemany(
+                "DELETE FROM visit_months WHERE member_id = ? AND month = ?",
+                [(m, month) for m in chunk],
+            )
+            for member_id, visits in found.items():
+                _insert_months(db, member_id, month, visits)
 
 
 def _insert_months(db: Database, member_id: int, month: str, found: list) -> None:

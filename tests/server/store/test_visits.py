@@ -126,6 +126,25 @@ def test_a_badge_in_and_out_make_one_visit(store: Store) -> None:
     assert [i for i, n in enumerate(samples) if n] == list(range(108, 150))
 
 
+def test_a_visit_keeps_its_id_when_a_badge_out_or_the_next_passage_closes_it(
+    store: Store,
+) -> None:
+    office_hours(store)
+    ingest(store, passage("03-02 09:00", "in"))
+    ingest(store, passage("03-02 09:30", "in", member_id=2))  # a later visit's row
+    _, (opened,) = store.visits(now=at("03-02 10:00"), member_id=1)
+    ingest(store, passage("03-02 12:30", "out"))
+    _, (closed,) = store.visits(now=at("03-02 13:00"), member_id=1)
+    assert closed["id"] == opened["id"] and closed["stop_reason"] == "badge_out"
+    ingest(store, passage("03-03 09:00", "in"))  # stays open past closing time
+    ingest(store, passage("03-03 09:30", "in", member_id=2))
+    _, (open_again, _) = store.visits(now=at("03-03 10:00"), member_id=1)
+    ingest(store, passage("03-04 09:00", "in"))  # stored closed at its limit now
+    _, (_, at_limit, _) = store.visits(now=at("03-04 10:00"), member_id=1)
+    assert at_limit["id"] == open_again["id"] and at_limit["stop_reason"] == "closing_time"
+    assert (local(at_limit["check_out"]), at_limit["open"]) == ("03-03 18:00", False)
+
+
 def test_an_open_visit_reads_closed_at_closing_time_and_is_closed_by_the_next_passage(
     store: Store,
 ) -> None:
