@@ -93,6 +93,7 @@ def test_every_filter_pages_from_an_index_without_sorting(server: TestClient) ->
         "kind = 'access'": "idx_events_kind_ts",
         "centre_id = 'boitron'": "idx_events_centre_id_ts",
         "centre_id = 'b' AND kind = 'room'": "idx_events_centre_id_kind_ts",
+        "centre_id = 'b' AND door = 'entree'": "idx_events_centre_id_door_ts",  # one door
         "granted = 0": "idx_events_granted_ts",  # refused cards
         "reason = 'revoked'": "idx_events_reason_ts",  # the rule behind a decision
     }
