@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 import paho.mqtt.client as mqtt
 
+from edge.outbox import AckTimer, backoff_s
 from protocol.messages import Ack, Event, decode_body, encode, new_event_id
 from protocol.mqtt import make_client
 from protocol.signing import Envelope
@@ -50,8 +51,9 @@ class Plan:
     report_published: bool = False  # report every event's publish time too
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
     first_seq: int = 1
-    # As a unit does (edge.outbox): an event not acked within ack_timeout_s is sent again,
-    # the wait doubling each time up to 300 s. 0: never (the floor has no acks).
+    # As a unit does (edge.outbox): an event not acked in time is sent again, the wait
+    # doubling each time up to 300 s; "in time" is ack_timeout_s, or longer while acks come
+    # back later (``AckTimer``). 0: never (the floor has no acks).
     ack_timeout_s: float = 10.0
 
 
@@ -103,6 +105,61 @@ class Units:
             self.proc.wait()
 
 
+class Resender:
+    """What a unit does about events not acknowledged (``edge.outbox`` and ``edge.agent``),
+    for every unit of the process: the resend waits (``AckTimer``, doubling per event up to
+    300 s), and what an ack says of where the server is (``Outbox.ack``): the unit's events
+    sent after the last one it names that was sent once wait ``floor_s`` more; those sent
+    before it and not acknowledged are sent again within ``floor_s``."""
+
+    def __init__(self, n: int, floor_s: float) -> None:
+        self.floor_s = floor_s
+        self.timers = [AckTimer(floor_s) for _ in range(n)]
+        # unit -> k -> [last sent, attempts, due, payload]: sent and not acknowledged.
+        self.pending: list[dict[int, list[Any]]] = [{} for _ in range(n)]
+        self._heap: list[tuple[float, int, int]] = []  # (due, unit, k); stale when moved
+        self.resent = 0
+
+    def sent(self, i: int, k: int, payload: bytes, now: float) -> None:
+        self.timers[i].sent([k], [], now)
+        self._schedule(i, k, [now, 1, now + self.timers[i].timeout_s, payload])
+
+    def acked(self, i: int, ks: list[int], now: float) -> None:
+        pending = self.pending[i]
+        once = [pending[k][0] for k in ks if k in pending and pending[k][1] == 1]
+        self.timers[i].acked(ks, now)
+        for k in ks:
+            pending.pop(k, None)
+        if not once:
+            return
+        reached, until = max(once), now + self.floor_s
+        for k, entry in pending.items():
+            behind = entry[0] > reached and entry[2] < until  # queued behind: wait
+            passed = entry[0] < reached and entry[2] > until  # dropped: send again soon
+            if behind or passed:
+                self._schedule(i, k, [*entry[:2], until, entry[3]])
+
+    def due(self, now: float) -> list[tuple[int, int, bytes]]:
+        """What to send again now (each rescheduled with its next, doubled wait)."""
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            when, i, k = heapq.heappop(self._heap)
+            entry = self.pending[i].get(k)
+            if entry is None or entry[2] != when:  # acknowledged, or moved since
+                continue
+            attempts = entry[1] + 1
+            self.timers[i].sent([], [k], now)
+            wait = backoff_s(self.timers[i].timeout_s, attempts)
+            self._schedule(i, k, [now, attempts, now + wait, entry[3]])
+            self.resent += 1
+            out.append((i, k, entry[3]))
+        return out
+
+    def _schedule(self, i: int, k: int, entry: list[Any]) -> None:
+        self.pending[i][k] = entry
+        heapq.heappush(self._heap, (entry[2], i, k))
+
+
 # -- the units process -------------------------------------------------------------------------
 
 
@@ -140,6 +197,8 @@ def _main() -> None:
     clients: list[mqtt.Client] = []
     connected = [False] * n
     acked: dict[tuple[int, int], float] = {}
+    resending = bool(plan.ack_topic and plan.ack_timeout_s > 0)
+    resender = Resender(n, plan.ack_timeout_s)
     # Acks are read, not verified: the units process measures the server, and an Ed25519
     # check per ack would make it the bottleneck at thousands of events a second.
     envelope = msgspec.msgpack.Decoder(Envelope)
@@ -158,6 +217,8 @@ def _main() -> None:
         ack = decode_body(Ack, envelope.decode(msg.payload).body)
         for seq in ack.seqs:
             acked.setdefault((i, seq), now)
+        if resending:
+            resender.acked(i, ack.seqs, now)
 
     def pump(timeout: float) -> None:
         for client in clients:
@@ -197,10 +258,6 @@ def _main() -> None:
 
     total = n * plan.per_unit
     published: list[list[float]] = [[0.0] * plan.per_unit for _ in range(n)]
-    resending = bool(plan.ack_topic and plan.ack_timeout_s > 0)
-    payloads: dict[tuple[int, int], bytes] = {}  # sent, not acked yet (when resending)
-    again: list[tuple[float, int, int, int]] = []  # (when, unit, k, attempts): a heap
-    resent = 0
     started = time.monotonic()
     sent = 0
     last_misc = started
@@ -213,20 +270,12 @@ def _main() -> None:
             payload = _payload(plan, i, plan.first_seq + k, time.time())
             clients[i].publish(plan.topic % plan.devices[i], payload, qos=1)
             if resending:
-                payloads[(i, k)] = payload
-                heapq.heappush(again, (now + plan.ack_timeout_s, i, k, 1))
+                resender.sent(i, plan.first_seq + k, payload, now)
             sent += 1
             if plan.rate > 0 and sent % 200 == 0:
                 break  # keep reading acks while a burst goes out
-        while again and again[0][0] <= now:
-            _, i, k, attempts = heapq.heappop(again)
-            if (i, plan.first_seq + k) in acked:
-                payloads.pop((i, k), None)
-                continue
-            clients[i].publish(plan.topic % plan.devices[i], payloads[(i, k)], qos=1)
-            resent += 1
-            wait = min(300.0, plan.ack_timeout_s * 2**attempts)
-            heapq.heappush(again, (now + wait, i, k, attempts + 1))
+        for i, _, payload in resender.due(now):
+            clients[i].publish(plan.topic % plan.devices[i], payload, qos=1)
         pump(0.001 if plan.rate > 0 else 0.002)
         if now - last_misc > 5:
             for client in clients:
@@ -255,7 +304,7 @@ def _main() -> None:
                 "finished": finished,
                 "sent": sent,
                 "acked": len(acked),
-                "resent": resent,
+                "resent": resender.resent,
                 "last_ack": max(acked.values()) if acked else None,
                 "lags": lags,
                 "published": published if plan.report_published else None,

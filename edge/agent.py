@@ -57,7 +57,7 @@ from edge.hardware.build import Hardware
 from edge.health import cpu_temp_c, degraded_reasons, disk_free_mb, door_health
 from edge.link import MqttLink
 from edge.lists import ListSync
-from edge.outbox import Outbox, OutboxWriteError
+from edge.outbox import AckTimer, Outbox, OutboxWriteError
 from edge.poller import CardPoller
 from edge.rooms import Room, RoomState
 from protocol import topics
@@ -175,6 +175,7 @@ class EdgeAgent:
         self.key = _read_key(config)
         self.verifier = make_verifier(config)
         self.outbox = Outbox(config.outbox_path)
+        self.ack_timer = AckTimer(config.ack_timeout_s)  # stretched while acks come late
         self.access = LocalAccess()
         self.rejected = RejectCounter()
         self.faults: dict[str, str] = {}  # "<door or unit>: <device>" -> what is wrong
@@ -685,7 +686,11 @@ class EdgeAgent:
             if not self.link.publish(topics.EVENT, pending.payload()):
                 break
             sent.append(pending.seq)
-        self.outbox.mark_sent(sent, now=now, ack_timeout_s=self.config.ack_timeout_s)
+        gone = due[: len(sent)]
+        self.ack_timer.sent(
+            [p.seq for p in gone if p.attempts == 0], [p.seq for p in gone if p.attempts], now
+        )
+        self.outbox.mark_sent(sent, now=now, ack_timeout_s=self.ack_timer.timeout_s)
         if len(sent) == len(due) == OUTBOX_BATCH:
             self._wake.set()  # more are waiting behind this batch
 
@@ -731,7 +736,10 @@ class EdgeAgent:
             raise ProtocolError(f"device_id: ack for {ack.device_id!r}", "other_device")
         if ack.epoch != self.outbox.epoch:
             raise ProtocolError(f"epoch: ack for outbox {ack.epoch}, not this one", "stale")
-        self.outbox.ack(ack.seqs)
+        now = self._monotonic()
+        # Where the server is in this unit's events moves the resends (edge.outbox.Outbox.ack).
+        self.outbox.ack(ack.seqs, now=now, wait_s=self.config.ack_timeout_s)
+        self.ack_timer.acked([*ack.seqs, *(r.seq for r in ack.rejected)], now)
         moved = 0
         if ack.rejected:
             moved = self.outbox.reject([(r.seq, r.reason) for r in ack.rejected])

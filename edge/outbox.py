@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     created_offline INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL
+    next_attempt_at REAL,
+    sent_at REAL
 );
 CREATE TABLE IF NOT EXISTS outbox_rejected (
     seq INTEGER PRIMARY KEY,
@@ -155,6 +156,62 @@ def backoff_s(ack_timeout_s: float, attempts: int) -> float:
     return min(ack_timeout_s * 2 ** min(max(attempts - 1, 0), 30), MAX_BACKOFF_S)
 
 
+class AckTimer:
+    """How long to wait for an ack before sending an event again: the config's
+    ``ack_timeout_s`` while acks come back sooner, longer while they come back later (a
+    server far behind, whose acks a resend would only delay more).
+
+    TCP's retransmission timer (RFC 6298): a smoothed wait and its mean deviation, the
+    timeout being the wait plus four deviations, never below ``floor_s`` nor above
+    ``ceiling_s``. Only events acknowledged after their first send are measured (Karn's
+    rule: the ack of a resent event does not say which send it answers); each ack gives one
+    sample, the longest wait among the events it names."""
+
+    ALPHA = 1 / 8
+    BETA = 1 / 4
+    K = 4
+    TRACKED = 10_000  # first sends remembered at most (the oldest are forgotten: unmeasured)
+
+    def __init__(self, floor_s: float, ceiling_s: float = MAX_BACKOFF_S) -> None:
+        self.floor_s = floor_s
+        self.ceiling_s = ceiling_s
+        self.smoothed_s: float | None = None
+        self.deviation_s = 0.0
+        self._first_sent: dict[int, float] = {}  # seq -> when it was sent the first time
+        self._lock = threading.Lock()
+
+    @property
+    def timeout_s(self) -> float:
+        with self._lock:
+            if self.smoothed_s is None:
+                return self.floor_s
+            measured = self.smoothed_s + self.K * self.deviation_s
+        return min(self.ceiling_s, max(self.floor_s, measured))
+
+    def sent(self, first: Iterable[int], again: Iterable[int], now: float) -> None:
+        """Events sent now: ``first`` for the first time, ``again`` resent (unmeasured)."""
+        with self._lock:
+            for seq in again:
+                self._first_sent.pop(seq, None)
+            for seq in first:
+                self._first_sent[seq] = now
+            while len(self._first_sent) > self.TRACKED:
+                del self._first_sent[next(iter(self._first_sent))]
+
+    def acked(self, seqs: Iterable[int], now: float) -> None:
+        """An ack (or rejection) came for ``seqs``: one sample if any was sent only once."""
+        with self._lock:
+            waits = [now - t for s in seqs if (t := self._first_sent.pop(s, None)) is not None]
+            if not waits:
+                return
+            sample = max(waits)
+            if self.smoothed_s is None:
+                self.smoothed_s, self.deviation_s = sample, sample / 2
+                return
+            self.deviation_s += self.BETA * (abs(self.smoothed_s - sample) - self.deviation_s)
+            self.smoothed_s += self.ALPHA * (sample - self.smoothed_s)
+
+
 class Outbox:
     """SQLite file shared by the reader, publisher and MQTT threads (one lock)."""
 
@@ -166,6 +223,9 @@ class Outbox:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "next_attempt_at" not in columns:  # a v1 file
             self._db.execute("ALTER TABLE outbox ADD COLUMN next_attempt_at REAL")
+        if "sent_at" not in columns:  # a file from before acks moved the resends
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_sent_at ON outbox (sent_at)")
         self._lock = threading.Lock()
         self._lists = ListCache(
             ":memory:" if str(path) == ":memory:" else Path(path).with_name("lists.db")
@@ -301,7 +361,8 @@ class Outbox:
         ]
 
     def mark_sent(self, seqs: list[int], *, now: float, ack_timeout_s: float) -> None:
-        """Each event waits ack_timeout_s * 2**(attempts-1) (at most 300 s) before a resend."""
+        """Each event waits ack_timeout_s * 2**(attempts-1) (at most 300 s) before a resend
+        (``ack_timeout_s``: the ``AckTimer``'s timeout at the time of the send)."""
         if not seqs:
             return
         with self._lock:
@@ -310,8 +371,8 @@ class Outbox:
                 seqs,
             ).fetchall()
             self._db.executemany(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE seq = ?",
-                [(att + 1, now + backoff_s(ack_timeout_s, att + 1), seq) for seq, att in rows],
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, sent_at = ? WHERE seq = ?",
+                [(att + 1, now + backoff_s(ack_timeout_s, att + 1), now, seq) for seq, att in rows],
             )
 
     def next_attempt_at(self, seq: int) -> float | None:
@@ -326,9 +387,45 @@ class Outbox:
         with self._lock:
             self._db.execute("UPDATE outbox SET next_attempt_at = NULL")
 
-    def ack(self, seqs: Iterable[int]) -> int:
+    def ack(
+        self, seqs: Iterable[int], *, now: float | None = None, wait_s: float | None = None
+    ) -> int:
+        """Forget the acknowledged events; how many there were.
+
+        With ``now`` and ``wait_s``, the ack also says where the server is in this unit's
+        events (the last send of those it names that were sent once: a resent one's ack
+        does not say which send it answers). Events sent after that are still on their way,
+        queued behind: none is resent before ``now + wait_s``. Events sent before it and
+        still not acknowledged were passed (the broker dropped them, or the server lost
+        them): each is resent at ``now + wait_s`` at the latest."""
+        wanted = [(s,) for s in seqs]
         with self._lock:
-            cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            reached = None
+            if now is not None and wait_s is not None and wanted:
+                marks = ",".join("?" * len(wanted))
+                reached = self._db.execute(
+                    f"SELECT MAX(sent_at) FROM outbox WHERE seq IN ({marks}) AND attempts = 1",
+                    [s for (s,) in wanted],
+                ).fetchone()[0]
+            self._db.execute("BEGIN IMMEDIATE")  # one commit (one fsync) for the ack
+            try:
+                cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", wanted)
+                if reached is not None:
+                    until = now + wait_s  # type: ignore[operator]
+                    self._db.execute(
+                        "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?)"
+                        " WHERE sent_at > ? AND next_attempt_at IS NOT NULL",
+                        (until, reached),
+                    )
+                    self._db.execute(
+                        "UPDATE outbox SET next_attempt_at = MIN(next_attempt_at, ?)"
+                        " WHERE sent_at < ? AND next_attempt_at IS NOT NULL",
+                        (until, reached),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self.pending -= cur.rowcount
             return cur.rowcount
 

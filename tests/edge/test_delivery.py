@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 
 from edge.agent import EdgeAgent
-from edge.outbox import MAX_BACKOFF_S, backoff_s
+from edge.outbox import MAX_BACKOFF_S, AckTimer, backoff_s
 from protocol import topics
 from protocol.messages import Ack, Event, Rejected, ServerStatus, Status, decode, encode
 from protocol.signing import Signer
@@ -108,6 +108,115 @@ def test_the_backoff_grows_per_event(make_agent: MakeAgent, fake_time: FakeTime)
 
     assert waits == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
     assert backoff_s(2, 1) == 2 and backoff_s(2, 100) == MAX_BACKOFF_S
+
+
+def test_acks_that_come_late_stretch_the_wait_before_a_resend_and_on_time_acks_end_it(
+    make_agent: MakeAgent, fake_time: FakeTime, signer: Signer
+) -> None:
+    """A server far behind acks late: the unit waits longer before resending (a resend
+    would only add to its backlog), and back to its config once acks come on time."""
+    agent = make_agent()  # ack_timeout_s = 2
+
+    def send_and_ack_after(delay: float) -> float:
+        """One event sent, acked ``delay`` later; the wait its send was given."""
+        (event,) = room_events(agent, 1)
+        assert publish_once(agent) == [event.seq]
+        wait = agent.outbox.next_attempt_at(event.seq) - fake_time.mono
+        fake_time.advance(delay)
+        ack(agent, signer, seqs=[event.seq])
+        return wait
+
+    assert send_and_ack_after(0.1) == 2  # acks on time: the config's timeout
+    waits = [send_and_ack_after(1.9) for _ in range(3)]  # within the timeout, no resend
+    assert waits[0] == 2 and waits[-1] > 2  # later acks: a longer wait (not a resend at 2 s)
+    late = [send_and_ack_after(20.0) for _ in range(10)]  # a server 20 s behind
+    assert late[-1] >= 20 and late[-1] <= MAX_BACKOFF_S
+    assert agent.outbox.pending_count() == 0
+    for _ in range(60):
+        last = send_and_ack_after(0.05)
+    assert last == 2  # caught up: back to the config's timeout
+
+
+def send_one(agent: EdgeAgent) -> int:
+    """A new event, sent now; its seq."""
+    (event,) = room_events(agent, 1)
+    assert publish_once(agent) == [event.seq]
+    return event.seq
+
+
+def test_while_the_server_acks_earlier_events_the_later_ones_are_not_resent(
+    make_agent: MakeAgent, fake_time: FakeTime, signer: Signer
+) -> None:
+    """A server working through a backlog: each ack says the events sent after the ones
+    it names are queued behind them, so their resend waits (it would only join the queue)."""
+    agent = make_agent()  # ack_timeout_s = 2
+    first = send_one(agent)  # t = 0
+    fake_time.advance(1.0)
+    second = send_one(agent)  # t = 1: due again at 3
+    fake_time.advance(0.5)
+    third = send_one(agent)  # t = 1.5: due again at 3.5
+    fake_time.advance(1.4)
+    ack(agent, signer, seqs=[first])  # t = 2.9: the server reached the send at t = 0
+    fake_time.advance(0.2)
+    assert publish_once(agent) == []  # t = 3.1: second's back-off is over, but it waits
+    fake_time.advance(1.0)
+    ack(agent, signer, seqs=[second])  # t = 4.1
+    fake_time.advance(1.5)
+    assert publish_once(agent) == []  # t = 5.6
+    fake_time.advance(0.6)
+    assert publish_once(agent) == [third]  # t = 6.2: no ack for 2 s: sent again
+
+
+def test_an_event_passed_by_a_later_ones_ack_is_resent_soon(
+    make_agent: MakeAgent, fake_time: FakeTime, signer: Signer
+) -> None:
+    """The broker dropped an event (a server far behind): a later event's ack shows the
+    server went past it, so it is sent again within ack_timeout_s, not at its back-off."""
+    agent = make_agent()  # ack_timeout_s = 2
+    agent.ack_timer.smoothed_s, agent.ack_timer.deviation_s = 30.0, 5.0  # acks came late
+    dropped = send_one(agent)  # t = 0
+    assert agent.outbox.next_attempt_at(dropped) - fake_time.mono == 50  # the stretched wait
+    fake_time.advance(1.0)
+    later = send_one(agent)  # t = 1
+    fake_time.advance(30.0)
+    ack(agent, signer, seqs=[later])  # t = 31: the server went past `dropped`
+    fake_time.advance(1.9)
+    assert publish_once(agent) == []
+    fake_time.advance(0.2)
+    assert publish_once(agent) == [dropped]  # t = 33.1, not 50
+
+
+def test_an_ack_moves_no_resend_when_it_names_only_resent_events(
+    make_agent: MakeAgent, fake_time: FakeTime, signer: Signer
+) -> None:
+    agent = make_agent()  # ack_timeout_s = 2
+    first = send_one(agent)  # t = 0
+    fake_time.advance(2.0)
+    assert publish_once(agent) == [first]  # t = 2: sent again (due at 6)
+    fake_time.advance(0.5)
+    second = send_one(agent)  # t = 2.5: due again at 4.5
+    fake_time.advance(1.0)
+    ack(agent, signer, seqs=[first])  # which send does it answer? Nothing is moved
+    fake_time.advance(1.1)
+    assert publish_once(agent) == [second]  # t = 4.6: its own back-off
+
+
+def test_the_ack_timer_measures_first_sends_only_within_its_bounds() -> None:
+    timer = AckTimer(10.0)
+    assert timer.timeout_s == 10.0  # nothing measured yet
+    timer.sent([1, 2], [], now=0.0)
+    timer.sent([], [2], now=50.0)  # 2 sent again: its ack does not say which send
+    timer.acked([2], now=51.0)
+    assert timer.smoothed_s is None  # no sample from a resent event
+    timer.acked([1], now=40.0)
+    assert timer.smoothed_s == 40.0 and timer.timeout_s == 40.0 + 4 * 20.0
+    timer.sent([3], [], now=100.0)
+    timer.acked([3, 99], now=1100.0)  # 1,000 s: capped at the longest back-off
+    assert timer.timeout_s == MAX_BACKOFF_S
+    for seq in range(AckTimer.TRACKED + 5):  # never acked: bounded memory
+        timer.sent([1000 + seq], [], now=2000.0)
+    timer.acked([1000], now=2001.0)  # forgotten, the oldest: not measured
+    assert timer.smoothed_s is not None and timer.smoothed_s > 100
 
 
 def test_resent_events_are_marked_historical(make_agent: MakeAgent, fake_time: FakeTime) -> None:

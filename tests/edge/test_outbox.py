@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from edge.outbox import Outbox
-from protocol.messages import Event, decode
+from protocol.messages import Event, decode, encode
 
 TS = 1_760_000_000.0
 EPOCH = "0123456789abcdef0123456789abcdef"
@@ -292,3 +292,29 @@ def test_the_epoch_is_made_with_the_file_and_kept(path: Path) -> None:
         assert len(epoch) == 32 and int(epoch, 16) >= 0
     finally:
         reopened.close()
+
+
+def test_an_outbox_file_from_before_send_times_keeps_its_events_and_their_acks_work(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as old:  # the table as units wrote it before ``sent_at``
+        old.execute(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, payload TEXT NOT NULL,"
+            " created_offline INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+            " next_attempt_at REAL)"
+        )
+        old.execute(
+            "INSERT INTO outbox (seq, payload, created_offline) VALUES (1, ?, 0)",
+            (encode(room_event(1)).decode(),),
+        )
+    old.close()
+    outbox = Outbox(path)
+    try:
+        (pending,) = outbox.due(now=0.0)
+        assert pending.seq == 1 and pending.attempts == 0
+        outbox.mark_sent([1], now=100.0, ack_timeout_s=10)
+        assert outbox.ack([1], now=101.0, wait_s=10) == 1
+        assert outbox.pending_count() == 0
+    finally:
+        outbox.close()
