@@ -401,12 +401,15 @@ class Outbox:
         wanted = [(s,) for s in seqs]
         with self._lock:
             reached = None
-            if now is not None and wait_s is not None and wanted:
-                marks = ",".join("?" * len(wanted))
-                reached = self._db.execute(
-                    f"SELECT MAX(sent_at) FROM outbox WHERE seq IN ({marks}) AND attempts = 1",
-                    [s for (s,) in wanted],
-                ).fetchone()[0]
+            if now is not None and wait_s is not None:
+                for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
+                    last = self._db.execute(
+                        "SELECT MAX(sent_at) FROM outbox WHERE attempts = 1"
+                        f" AND seq IN ({','.join('?' * len(chunk))})",
+                        [s for (s,) in chunk],
+                    ).fetchone()[0]
+                    if last is not None and (reached is None or last > reached):
+                        reached = last
             self._db.execute("BEGIN IMMEDIATE")  # one commit (one fsync) for the ack
             try:
                 cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", wanted)

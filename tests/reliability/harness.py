@@ -235,7 +235,8 @@ class UnitProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, MOCK_PIN_DIR_ENV: str(self.pins)}
+        # A crash of the unit's process (a signal) leaves its threads' tracebacks in its log.
+        return {**os.environ, MOCK_PIN_DIR_ENV: str(self.pins), "PYTHONFAULTHANDLER": "1"}
 
     def start(self, steps: list[str], *, drain_s: float = 60.0) -> UnitProcess:
         self.runs += 1

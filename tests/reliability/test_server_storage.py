@@ -24,7 +24,7 @@ def test_a_full_disk_on_the_server_holds_the_acks_and_loses_nothing(
     for unit in units:
         unit.start(exits(10), drain_s=60)
     for unit in units:
-        assert unit.wait(timeout=90) == 0
+        assert unit.wait(timeout=90) == 0, unit.log()[-3000:]
     cluster.converge()
 
     filler = fill(cluster.settings.data_dir)

@@ -94,9 +94,8 @@ class Checkpointer:
         """Run one checkpoint now: (1 if it could not finish, WAL frames, frames copied)."""
         if self._conn is None:
             # mode=rw: the store made the file; a checkpointer never creates an empty one.
-            conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw", uri=True, check_same_thread=False, timeout=30
-            )
+            uri = f"{self.path.resolve().as_uri()}?mode=rw"  # any character of the path quoted
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA synchronous=FULL")  # the copy is on disk before the WAL restarts
             self._conn = conn
         busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
