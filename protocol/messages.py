@@ -11,6 +11,7 @@ raises only ``ProtocolError``.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
@@ -514,7 +515,15 @@ M = TypeVar("M")
 
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
-_json_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+# A decoder per JSON message type, made here, at import, on one thread: msgspec reads a
+# Struct type's fields the first time a decoder for it is made, and two threads doing that
+# for the same type at once crashed a unit (a segmentation fault, its publisher and its
+# heartbeat each decoding its first Event). A type not listed is made under a lock.
+_json_decoders: dict[type, msgspec.json.Decoder[Any]] = {
+    cls: msgspec.json.Decoder(cls)
+    for cls in (Status, Health, Event, EventHeader, AccessRequest, CommandResult, ServerStatus)
+}
+_json_decoders_lock = threading.Lock()
 _any_body_decoder = msgspec.msgpack.Decoder(SignedBody)
 
 
@@ -549,7 +558,9 @@ def decode(cls: type[M], payload: bytes | str, *, limit: int = MAX_PAYLOAD_BYTES
             )
     decoder = _json_decoders.get(cls)
     if decoder is None:
-        decoder = _json_decoders[cls] = msgspec.json.Decoder(cls)
+        with _json_decoders_lock:
+            decoder = _json_decoders.get(cls) or msgspec.json.Decoder(cls)
+            _json_decoders[cls] = decoder
     return _convert_errors(decoder.decode, payload)
 
 
