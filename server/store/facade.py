@@ -184,8 +184,7 @@ class Store:
     @property
     def workers(self) -> list[Worker]:
         """The store's threads, for /healthz."""
-        checkpointer = self._writer.checkpointer
-        return [self._writer.worker, *([checkpointer.worker] if checkpointer else [])]
+        return [self._writer.worker]
 
     # -- centres and units ------------------------------------------------------------------
 

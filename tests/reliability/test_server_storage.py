@@ -35,8 +35,8 @@ def test_a_full_disk_on_the_server_holds_the_acks_and_loses_nothing(
     for unit in units:
         assert unit.wait(timeout=90) == 0
     # Acknowledged is committed: what a unit no longer holds is in the database (a commit
-    # may still fit in the WAL the last checkpoint emptied), and the rest waits on the units
-    # (a commit whose ack came after a unit stopped is counted on both sides).
+    # may still fit in room SQLite already has), and the rest waits on the units (a commit
+    # whose ack came after a unit stopped is counted on both sides).
     held = [unit.pending() for unit in units]
     with contextlib.closing(sqlite_ro(cluster.server.db_path)) as db:
         stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0] - before

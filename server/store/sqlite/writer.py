@@ -9,11 +9,6 @@ callers' futures and the thread goes on (with a fresh connection); a database it
 open fails the waiting futures at once, then is retried with the worker's back-off. Its
 connection uses ``synchronous=FULL``: an ack lets a unit delete its copy of an event, so
 a commit must survive a power cut (WAL with ``NORMAL`` may roll the last commits back).
-
-The writer's commits only append to the WAL. Copying the WAL back into the database file
-(a checkpoint: a copy and two fsyncs) is the ``Checkpointer``'s, on a thread and connection
-of its own, every second: SQLite would otherwise do it inside the commit that fills the
-WAL past 1,000 pages, and every batch queued behind that commit would wait for it.
 """
 
 from __future__ import annotations
@@ -41,10 +36,6 @@ Item = tuple[WriteFn, "Future[Any]", "frozenset[str] | None"]
 
 MAX_BATCH = 2000
 WAIT_S = 0.5  # how long one step waits for work before looking at ``stopping`` again
-CHECKPOINT_EVERY_S = 1.0
-# The WAL file is cut back to this size when a checkpoint has copied all of it (it grows
-# past it only while the writer outruns the checkpoints, or a reader keeps an old snapshot).
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> Database:
@@ -58,56 +49,6 @@ def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") ->
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=ON")
     return db
-
-
-def connect_writer(path: Path) -> Database:
-    """The writer's connection: durable commits (``synchronous=FULL``) that leave the
-    checkpoints to the ``Checkpointer``."""
-    db = connect(path, synchronous="FULL")
-    db.execute("PRAGMA wal_autocheckpoint=0")
-    db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-    return db
-
-
-class Checkpointer:
-    """Copies what the writer committed to the WAL back into the database file, every
-    ``every_s``, on its own thread and connection (a PASSIVE checkpoint: it never waits for
-    nor blocks the writer or a reader; what a reader still uses is copied next time)."""
-
-    def __init__(self, path: Path, every_s: float = CHECKPOINT_EVERY_S) -> None:
-        self.path = path
-        self.every_s = every_s
-        self.runs = 0
-        self.last: tuple[int, int, int] | None = None  # (busy, WAL frames, frames copied)
-        self._conn: sqlite3.Connection | None = None
-        self.worker = Worker("store-checkpoint", self._step)
-
-    def start(self) -> None:
-        self.worker.start()
-
-    def _step(self) -> None:
-        if self.worker.stopping.wait(self.every_s):
-            return
-        self.checkpoint()
-
-    def checkpoint(self) -> tuple[int, int, int]:
-        """Run one checkpoint now: (1 if it could not finish, WAL frames, frames copied)."""
-        if self._conn is None:
-            # mode=rw: the store made the file; a checkpointer never creates an empty one.
-            uri = f"{self.path.resolve().as_uri()}?mode=rw"  # any character of the path quoted
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA synchronous=FULL")  # the copy is on disk before the WAL restarts
-            self._conn = conn
-        busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.runs += 1
-        self.last = (busy, frames, copied)
-        return self.last
-
-    def stop(self) -> None:
-        self.worker.stop(timeout=10)
-        if self._conn is not None and not self.worker.is_alive():
-            self._conn.close()
-            self._conn = None
 
 
 class Chore:
@@ -140,9 +81,7 @@ class Writer:
 
     def __init__(self, path: Path, *, opener: Callable[[Path], Database] | None = None) -> None:
         self.path = path
-        self._open = opener or connect_writer
-        # SQLite's: the checkpoints the writer's connection leaves (see ``connect_writer``).
-        self.checkpointer = Checkpointer(path) if opener is None else None
+        self._open = opener or (lambda p: connect(p, synchronous="FULL"))
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._closed = False
         self._db: Database | None = None
@@ -156,8 +95,6 @@ class Writer:
 
     def start(self) -> None:
         self.worker.start()
-        if self.checkpointer is not None:
-            self.checkpointer.start()
 
     def health(self) -> WorkerHealth:
         return self.worker.health()
@@ -191,8 +128,6 @@ class Writer:
         if self._db is not None and not self.worker.is_alive():
             self._db.close()
             self._db = None
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
 
     # -- the worker's step ---------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,37 +22,6 @@ def test_the_writer_connection_is_synchronous_full(tmp_path: Path) -> None:
         assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # readers: NORMAL
     finally:
         store.close()
-
-
-def test_commits_leave_checkpoints_to_their_own_thread_and_the_file_catches_up(
-    tmp_path: Path,
-) -> None:
-    store = Store(tmp_path / "t.db")
-    try:
-        writer = store._writer
-        auto = writer.submit(lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-        assert auto.result(timeout=10) == 0  # no commit waits for a checkpoint
-        for i in range(300):  # a commit each
-            store.create_centre(f"centre-{i:03d}", f"Centre {i}")
-        checkpointer = writer.checkpointer
-        assert checkpointer is not None and checkpointer.worker.is_alive()
-        wal = tmp_path / "t.db-wal"
-        assert wal.stat().st_size > 0
-
-        def caught_up() -> bool:
-            last = checkpointer.last
-            return last is not None and last[0] == 0 and last[1] == last[2] and last[1] > 0
-
-        wait_until(caught_up, timeout=10)
-        # The database file alone, without its WAL, holds every commit: copied back.
-        copy = tmp_path / "copy.db"
-        copy.write_bytes((tmp_path / "t.db").read_bytes())
-        with closing(sqlite3.connect(copy)) as alone:
-            assert alone.execute("SELECT COUNT(*) FROM centres").fetchone()[0] == 300
-        assert any(w.name == "store-checkpoint" for w in store.workers)
-    finally:
-        store.close()
-    assert not wal.exists()  # the last connection closed copies it all and removes it
 
 
 def test_a_batch_that_fails_to_commit_fails_its_callers_and_the_writer_goes_on(
