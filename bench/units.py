@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -105,6 +105,15 @@ class Units:
             self.proc.wait()
 
 
+class Sent(NamedTuple):
+    """An event sent and not acknowledged yet."""
+
+    at: float  # its last send
+    attempts: int
+    due: float  # when it is sent again
+    payload: bytes
+
+
 class Resender:
     """What a unit does about events not acknowledged (``edge.outbox`` and ``edge.agent``),
     for every unit of the process: the resend waits (``AckTimer``, doubling per event up to
@@ -115,49 +124,48 @@ class Resender:
     def __init__(self, n: int, floor_s: float) -> None:
         self.floor_s = floor_s
         self.timers = [AckTimer(floor_s) for _ in range(n)]
-        # unit -> k -> [last sent, attempts, due, payload]: sent and not acknowledged.
-        self.pending: list[dict[int, list[Any]]] = [{} for _ in range(n)]
-        self._heap: list[tuple[float, int, int]] = []  # (due, unit, k); stale when moved
+        self.pending: list[dict[int, Sent]] = [{} for _ in range(n)]  # unit -> seq -> Sent
+        self._heap: list[tuple[float, int, int]] = []  # (due, unit, seq); stale when moved
         self.resent = 0
 
-    def sent(self, i: int, k: int, payload: bytes, now: float) -> None:
-        self.timers[i].sent([k], [], now)
-        self._schedule(i, k, [now, 1, now + self.timers[i].timeout_s, payload])
+    def sent(self, i: int, seq: int, payload: bytes, now: float) -> None:
+        self.timers[i].sent([seq], [], now)
+        self._schedule(i, seq, Sent(now, 1, now + self.timers[i].timeout_s, payload))
 
-    def acked(self, i: int, ks: list[int], now: float) -> None:
+    def acked(self, i: int, seqs: list[int], now: float) -> None:
         pending = self.pending[i]
-        once = [pending[k][0] for k in ks if k in pending and pending[k][1] == 1]
-        self.timers[i].acked(ks, now)
-        for k in ks:
-            pending.pop(k, None)
+        once = [pending[s].at for s in seqs if s in pending and pending[s].attempts == 1]
+        self.timers[i].acked(seqs, now)
+        for seq in seqs:
+            pending.pop(seq, None)
         if not once:
             return
         reached, until = max(once), now + self.floor_s
-        for k, entry in pending.items():
-            behind = entry[0] > reached and entry[2] < until  # queued behind: wait
-            passed = entry[0] < reached and entry[2] > until  # dropped: send again soon
+        for seq, sent in pending.items():
+            behind = sent.at > reached and sent.due < until  # queued behind: wait
+            passed = sent.at < reached and sent.due > until  # dropped: send again soon
             if behind or passed:
-                self._schedule(i, k, [*entry[:2], until, entry[3]])
+                self._schedule(i, seq, sent._replace(due=until))
 
-    def due(self, now: float) -> list[tuple[int, int, bytes]]:
-        """What to send again now (each rescheduled with its next, doubled wait)."""
+    def due(self, now: float) -> list[tuple[int, bytes]]:
+        """(unit, payload) to send again now, each rescheduled with its next, doubled wait."""
         out = []
         while self._heap and self._heap[0][0] <= now:
-            when, i, k = heapq.heappop(self._heap)
-            entry = self.pending[i].get(k)
-            if entry is None or entry[2] != when:  # acknowledged, or moved since
+            when, i, seq = heapq.heappop(self._heap)
+            sent = self.pending[i].get(seq)
+            if sent is None or sent.due != when:  # acknowledged, or moved since
                 continue
-            attempts = entry[1] + 1
-            self.timers[i].sent([], [k], now)
+            attempts = sent.attempts + 1
+            self.timers[i].sent([], [seq], now)
             wait = backoff_s(self.timers[i].timeout_s, attempts)
-            self._schedule(i, k, [now, attempts, now + wait, entry[3]])
+            self._schedule(i, seq, Sent(now, attempts, now + wait, sent.payload))
             self.resent += 1
-            out.append((i, k, entry[3]))
+            out.append((i, sent.payload))
         return out
 
-    def _schedule(self, i: int, k: int, entry: list[Any]) -> None:
-        self.pending[i][k] = entry
-        heapq.heappush(self._heap, (entry[2], i, k))
+    def _schedule(self, i: int, seq: int, sent: Sent) -> None:
+        self.pending[i][seq] = sent
+        heapq.heappush(self._heap, (sent.due, i, seq))
 
 
 # -- the units process -------------------------------------------------------------------------
@@ -274,7 +282,7 @@ def _main() -> None:
             sent += 1
             if plan.rate > 0 and sent % 200 == 0:
                 break  # keep reading acks while a burst goes out
-        for i, _, payload in resender.due(now):
+        for i, payload in resender.due(now):
             clients[i].publish(plan.topic % plan.devices[i], payload, qos=1)
         pump(0.001 if plan.rate > 0 else 0.002)
         if now - last_misc > 5:

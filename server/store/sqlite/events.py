@@ -12,6 +12,7 @@ from protocol.calendar import Calendar
 from protocol.messages import Event
 from server.store.records import IngestResult
 from server.store.sqlite import alarms, badges, devices, occupancy, plans, privacy, visits
+from server.store.sqlite.params import chunks, marks, pair_table
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,10 @@ class Batch:
         """Read the centre of every unit the batch names, and those centres' calendars: a
         few statements for the batch instead of three per unit."""
         wanted = sorted(set(device_ids) - self._units.keys())
-        for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
+        for chunk in chunks(wanted):
             found = dict(
                 db.conn.execute(
-                    "SELECT device_id, centre_id FROM devices"
-                    f" WHERE device_id IN ({', '.join('?' * len(chunk))})",
+                    f"SELECT device_id, centre_id FROM devices WHERE device_id IN ({marks(chunk)})",
                     chunk,
                 ).fetchall()
             )
@@ -69,16 +69,18 @@ class Batch:
         """Read, for every member the batch's events name, whether they were erased and
         whether they hold plans: two queries for the batch instead of two per member."""
         wanted = sorted({e.member_id for _, events, _ in items for e in events if e.member_id})
-        for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
-            marks = ", ".join("?" * len(chunk))
+        for chunk in chunks(wanted):
             erased = {
                 r[0]
-                for r in db.execute(f"SELECT id FROM erased_members WHERE id IN ({marks})", chunk)
+                for r in db.execute(
+                    f"SELECT id FROM erased_members WHERE id IN ({marks(chunk)})", chunk
+                )
             }
             holders = {
                 r[0]
                 for r in db.execute(
-                    f"SELECT DISTINCT member_id FROM member_plans WHERE member_id IN ({marks})",
+                    "SELECT DISTINCT member_id FROM member_plans"
+                    f" WHERE member_id IN ({marks(chunk)})",
                     chunk,
                 )
             }
@@ -270,14 +272,14 @@ def _ingest_unit(
 
 def _warn_reused(db: Database, stored: list[tuple[str, int]]) -> None:
     """Log the (unit, seq) just stored that the unit had already used (its outbox was
-    reset), 400 pairs a statement."""
-    for chunk in (stored[i : i + 400] for i in range(0, len(stored), 400)):
+    reset)."""
+    for chunk in chunks(stored):
+        table, params = pair_table(chunk)
         reused = db.conn.execute(
-            # A join, not ``(device_id, seq) IN (VALUES …)``: SQLite scans the table for that.
-            f"SELECT e.device_id, e.seq FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v"
+            f"SELECT e.device_id, e.seq FROM {table} AS v"
             " JOIN events e ON e.device_id = v.column1 AND e.seq = v.column2"
             " GROUP BY e.device_id, e.seq HAVING COUNT(*) > 1 ORDER BY e.device_id, e.seq",
-            [x for pair in chunk for x in pair],
+            params,
         ).fetchall()
         for device_id, seq in reused:
             log.warning("unit %s reused seq %d: its outbox was reset; event kept", device_id, seq)

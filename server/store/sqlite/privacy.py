@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from sqlite_utils import Database
 from server.domain import privacy as rules
 from server.domain.audit import AuditEvent
 from server.store.errors import NotFound
+from server.store.sqlite.params import chunks, marks
 
 Retention = Literal["events", "visits"]
 
@@ -65,7 +66,6 @@ MEMBER_TABLES: tuple[MemberTable, ...] = (
 _EVENTS = next(t for t in MEMBER_TABLES if t.table == "events")  # scanned apart: it is big
 
 PURGE_BATCH = 2000  # rows per write: the writer is never held long
-CHUNK = 500  # ids per IN (...) list
 
 
 def table_exists(db: Database, table: str) -> bool:
@@ -80,15 +80,6 @@ def table_exists(db: Database, table: str) -> bool:
 def centre_zones(db: Database) -> dict[str, ZoneInfo]:
     """Each centre's time zone."""
     return {r[0]: rules.zone(r[1]) for r in db.execute("SELECT id, timezone FROM centres")}
-
-
-def _chunks(ids: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i : i + CHUNK]
-
-
-def _marks(values: Sequence[Any]) -> str:
-    return ", ".join("?" * len(values))
 
 
 # -- retention ---------------------------------------------------------------------------------
@@ -141,8 +132,8 @@ def fold_events(
                 [counts.granted, counts.denied, now, centre_id, day],
             )
     ids = [r[0] for r in rows]
-    for chunk in _chunks(ids):
-        db.execute(f"DELETE FROM events WHERE id IN ({_marks(chunk)})", list(chunk))
+    for chunk in chunks(ids):
+        db.execute(f"DELETE FROM events WHERE id IN ({marks(chunk)})", list(chunk))
     return len(ids), new_days
 
 
@@ -181,7 +172,7 @@ def daily_counts(
     clauses, args = [], []
     if centre_ids is not None:
         allowed = sorted(centre_ids)
-        clauses.append(f"centre_id IN ({_marks(allowed) or 'NULL'})")
+        clauses.append(f"centre_id IN ({marks(allowed) or 'NULL'})")
         args += allowed
     for clause, value in (("day >= ?", since), ("day < ?", until)):
         if value is not None:
@@ -213,7 +204,7 @@ def _where(table: MemberTable, member_id: int, hashes: list[str]) -> tuple[str, 
         clauses.append(f"[{table.member_column}] = ?")
         args.append(member_id)
     if table.badge_column and hashes:
-        clauses.append(f"[{table.badge_column}] IN ({_marks(hashes)})")
+        clauses.append(f"[{table.badge_column}] IN ({marks(hashes)})")
         args += hashes
     return (" OR ".join(clauses), args) if clauses else None
 
@@ -290,10 +281,10 @@ def erase(
         )
     ]
     entries = []
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         entries += db.execute(
             "SELECT id, centre_id, ts, received_at, time_suspect, kind, granted, direction"
-            f" FROM events WHERE id IN ({_marks(chunk)}) AND member_id = ?"
+            f" FROM events WHERE id IN ({marks(chunk)}) AND member_id = ?"
             " AND centre_id IS NOT NULL",
             [*chunk, member_id],
         ).fetchall()
@@ -305,13 +296,13 @@ def erase(
         ],
         zones,
     )
-    for chunk in _chunks(firsts):
-        db.execute(f"UPDATE events SET unique_erased = 1 WHERE id IN ({_marks(chunk)})", chunk)
+    for chunk in chunks(firsts):
+        db.execute(f"UPDATE events SET unique_erased = 1 WHERE id IN ({marks(chunk)})", chunk)
     removed["events"] = 0
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         removed["events"] += db.execute(
             "UPDATE events SET member_id = NULL, badge_hash = NULL"
-            f" WHERE id IN ({_marks(chunk)}) AND ({where})",
+            f" WHERE id IN ({marks(chunk)}) AND ({where})",
             [*chunk, *args],
         ).rowcount
     pseudonym = -secrets.randbelow(2**62) - 1  # this erasure's stand-in, never stored apart
@@ -338,9 +329,9 @@ def erase(
         if centres is None:
             centres = [r[0] for r in db.execute("SELECT centre_id FROM list_state")]
         removed["list_states"] = 0
-        for chunk in _chunks(centres):
+        for chunk in chunks(centres):
             removed["list_states"] += db.execute(
-                f"DELETE FROM list_state WHERE centre_id IN ({_marks(chunk)})", list(chunk)
+                f"DELETE FROM list_state WHERE centre_id IN ({marks(chunk)})", list(chunk)
             ).rowcount
     db.execute("DELETE FROM members WHERE id = ?", [member_id])
     db["erased_members"].insert({"id": member_id, "erased_at": now}, replace=True)
@@ -386,10 +377,10 @@ def restore_entries(db: Database, items: list[dict]) -> list[dict]:
     """Audit entries (``before``/``after`` decoded) with their personal values put back."""
     ids = [item["id"] for item in items]
     personal: dict[int, tuple[str | None, str | None]] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for audit_id, before, after in db.execute(
             f"SELECT audit_id, before, after FROM audit_personal WHERE audit_id IN"
-            f" ({_marks(chunk)})",
+            f" ({marks(chunk)})",
             list(chunk),
         ):
             personal[audit_id] = (before, after)

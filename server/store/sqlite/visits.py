@@ -34,6 +34,7 @@ from server.domain.visits import (
     replay,
 )
 from server.store.errors import NotFound
+from server.store.sqlite.params import chunks, marks, pair_table
 
 DEFAULT_MAX_STAY_S = 14 * 3600.0
 DEFAULT_CALENDAR = Calendar()  # the default zone's days, to find a passage's centre calendar
@@ -75,17 +76,17 @@ def centre_rows(db: Database, centre_ids: Iterable[str]) -> dict[str, CentreRows
     centres that do not exist are left out."""
     wanted = sorted(set(centre_ids))
     out: dict[str, CentreRows] = {}
-    for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
-        marks = ", ".join("?" * len(chunk))
+    for chunk in chunks(wanted):
         closures: dict[str, list[tuple]] = {}
         for centre_id, *closure in db.conn.execute(
             "SELECT centre_id, start_date, end_date, reason FROM closures"
-            f" WHERE centre_id IN ({marks}) ORDER BY centre_id, start_date, end_date, reason",
+            f" WHERE centre_id IN ({marks(chunk)})"
+            " ORDER BY centre_id, start_date, end_date, reason",
             chunk,
         ):
             closures.setdefault(centre_id, []).append(tuple(closure))
         for centre_id, timezone, hours in db.conn.execute(
-            f"SELECT id, timezone, hours FROM centres WHERE id IN ({marks})", chunk
+            f"SELECT id, timezone, hours FROM centres WHERE id IN ({marks(chunk)})", chunk
         ):
             out[centre_id] = ((timezone, hours), tuple(closures.get(centre_id, ())))
     return out
@@ -314,17 +315,16 @@ def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit
 
 
 def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:
-    """Each (member, centre)'s first visit day, from their visits, 400 pairs a statement."""
-    for chunk in (pairs[i : i + 400] for i in range(0, len(pairs), 400)):
+    """Each (member, centre)'s first visit day, from their visits."""
+    for chunk in chunks(pairs):
+        table, params = pair_table(chunk)
         found = {
             (m, c): day
             for m, c, day in db.conn.execute(
-                # A join: SQLite scans the table for ``(member_id, centre_id) IN (VALUES …)``.
-                "SELECT v.member_id, v.centre_id, MIN(v.day)"
-                f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS p"
+                f"SELECT v.member_id, v.centre_id, MIN(v.day) FROM {table} AS p"
                 " JOIN visits v ON v.member_id = p.column1 AND v.centre_id = p.column2"
                 " GROUP BY v.member_id, v.centre_id",
-                [x for pair in chunk for x in pair],
+                params,
             )
         }
         db.conn.executemany(
@@ -339,17 +339,17 @@ def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:
 
 
 def _refresh_months(db: Database, pairs: list[tuple[int, str]]) -> None:
-    """Recount each (member, month) from their visits: one statement per month and 500
+    """Recount each (member, month) from their visits: a statement per month and chunk of
     members."""
     by_month: dict[str, list[int]] = {}
     for member_id, month in pairs:
         by_month.setdefault(month, []).append(member_id)
     for month, members in sorted(by_month.items()):
-        for chunk in (members[i : i + 500] for i in range(0, len(members), 500)):
+        for chunk in chunks(members):
             found: dict[int, list[tuple]] = {m: [] for m in chunk}
             for member_id, *visit in db.conn.execute(
                 "SELECT member_id, centre_id, day, check_in, in_event_id, end_at FROM visits"
-                f" WHERE member_id IN ({', '.join('?' * len(chunk))}) AND day BETWEEN ? AND ?",
+                f" WHERE member_id IN ({marks(chunk)}) AND day BETWEEN ? AND ?",
                 [*chunk, f"{month}-01", f"{month}-31"],
             ):
                 found[member_id].append(tuple(visit))
