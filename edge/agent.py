@@ -415,7 +415,10 @@ class EdgeAgent:
             presence = (decision.member_id, direction == "in", trusted)
             passback = direction == "in" and self._re_entry(decision.member_id, trusted)
         try:
+            # Written before the door moves (a killed process keeps it), flushed to the disk
+            # just after: the member does not wait for the disk (docs/protocol.md, Delivery).
             event = self._record(
+                flush=False,
                 now=now,
                 presence=presence,
                 kind="access",
@@ -442,6 +445,7 @@ class EdgeAgent:
             door.open_for()
         if passback:  # soft: the door opens, the central team is told
             self._record(
+                flush=False,
                 now=now,
                 kind="passback",
                 door=door_id,
@@ -449,6 +453,7 @@ class EdgeAgent:
                 member_id=decision.member_id,
             )
         self.feedback.play(door_id, for_access(decision.granted, decision.reason))
+        self._flushed()
         log.info(
             "door %s%s: %s (%s)",
             door_id,
@@ -463,13 +468,21 @@ class EdgeAgent:
         People must be able to leave: the door opens even when the outbox cannot record
         the event (a full disk; None then, and the status says why)."""
         try:
-            event: Event | None = self._record(kind="exit", door=door_id)
+            event: Event | None = self._record(flush=False, kind="exit", door=door_id)
         except OutboxWriteError:
             event = None
         self.doors[door_id].open_for()
         self.feedback.play(door_id, "exit")
+        self._flushed()
         log.info("door %s: opened by its exit button", door_id)
         return event
+
+    def _flushed(self) -> None:
+        """After the door moved: the events it recorded unflushed go to the disk, then to
+        the publisher (woken only now, so that it never competes with the door's thread
+        for the interpreter before the relay)."""
+        self.outbox.flush()
+        self._wake.set()
 
     def _re_entry(self, member_id: int, now: float) -> bool:
         """A card going in again within ``anti_passback_s`` of its last entry, with no exit
@@ -527,9 +540,11 @@ class EdgeAgent:
         command: tuple[str, float] | None = None,
         credit_day: tuple[int, int] | None = None,
         setting: tuple[str, str] | None = None,
+        flush: bool = True,
         **fields: Any,
     ) -> Event:
-        """Put an event in the outbox (with its presence change) and wake the publisher."""
+        """Put an event in the outbox (with its presence change) and wake the publisher
+        (``flush=False``: the caller flushes it to the disk, see ``Outbox.record``)."""
         ts = self._clock() if now is None else now
         synced = self._synced()
         event = self.outbox.record(
@@ -547,8 +562,10 @@ class EdgeAgent:
             command=command,
             credit_day=credit_day,
             setting=setting,
+            flush=flush,
         )
-        self._wake.set()
+        if flush:  # otherwise the caller wakes the publisher once it has flushed
+            self._wake.set()
         for observe in self.observers:
             try:
                 observe(event)

@@ -2,8 +2,15 @@
 
 An event is written here in the same transaction that allocates its sequence number and
 updates local presence, before the door moves; it leaves only when the server application
-acknowledges it after its own commit, or is moved aside when the server rejects it. The
-file survives power cuts (WAL, synchronous=FULL).
+acknowledges it after its own commit, or is moved aside when the server rejects it.
+
+The file is in WAL mode with ``synchronous=NORMAL``: a commit is written to the WAL (the
+kernel holds it, so a killed process loses nothing) and flushed to the disk by an explicit
+``fsync`` of the WAL, at once for most events (``record``), right after the relay for a
+badge (``record(flush=False)``, then ``flush``), and always before an event is handed to
+the publisher (``due``): an event leaves the unit only once a power cut cannot take it
+back. Acks, resend times and rejections need no flush of their own: lost to a power cut,
+they only cost a resend the server acknowledges again.
 
 The outbox has an ``epoch`` (32 random hex, made with the file): a new file starts seqs at
 1 again, and the server tells the two apart by the epoch. It also keeps the ids of the
@@ -42,7 +49,9 @@ class OutboxWriteError(TelecentreError, OSError):
     """The outbox could not store an event (disk full, I/O error): nothing was recorded."""
 
 
-def open_checked(path: Path | str, schema: str) -> tuple[sqlite3.Connection, str | None]:
+def open_checked(
+    path: Path | str, schema: str, *, synchronous: str = "FULL"
+) -> tuple[sqlite3.Connection, str | None]:
     """A connection to ``path`` with ``schema`` applied, and what was set aside, if anything.
 
     A file that is not a database or fails ``PRAGMA quick_check`` is moved aside (with its
@@ -51,7 +60,7 @@ def open_checked(path: Path | str, schema: str) -> tuple[sqlite3.Connection, str
     reason = None
     if str(path) != ":memory:" and Path(path).exists():
         try:
-            db = _connect(path, schema)
+            db = _connect(path, schema, synchronous)
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result == "ok":
                 return db, None
@@ -68,14 +77,14 @@ def open_checked(path: Path | str, schema: str) -> tuple[sqlite3.Connection, str
                 os.replace(source, Path(f"{aside}{suffix}"))
         log.error("%s: damaged (%s): set aside as %s, a new file started", path, reason, aside)
         reason = f"damaged file set aside as {aside.name} ({reason}); a new one started"
-    return _connect(path, schema), reason
+    return _connect(path, schema, synchronous), reason
 
 
-def _connect(path: Path | str, schema: str) -> sqlite3.Connection:
+def _connect(path: Path | str, schema: str, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
         db.executescript(schema)
     except BaseException:
         db.close()
@@ -219,7 +228,9 @@ class Outbox:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db, outbox_damaged = open_checked(path, SCHEMA)
+        self._db, outbox_damaged = open_checked(path, SCHEMA, synchronous="NORMAL")
+        # Commits written but not yet flushed to the disk (see the module's docstring).
+        self._unflushed = False
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "next_attempt_at" not in columns:  # a v1 file
             self._db.execute("ALTER TABLE outbox ADD COLUMN next_attempt_at REAL")
@@ -254,6 +265,9 @@ class Outbox:
         # Events waiting, kept up to date by record, ack and reject (the bound's check must
         # not count a big outbox on the badge path).
         self.pending = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        # What a killed process left written but not flushed is flushed now.
+        self._unflushed = True
+        self.flush()
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -275,13 +289,16 @@ class Outbox:
         credit_day: tuple[int, int] | None = None,
         command: tuple[str, float] | None = None,
         setting: tuple[str, str] | None = None,
+        flush: bool = True,
     ) -> Event:
         """Allocate the next seq, store the event built for it and apply a presence change.
 
         ``presence`` is (member_id, inside, ts); ``command`` is (command_id, expires_at) of
         the command this event executes, remembered so it is never executed twice;
         ``setting`` is (key, value) of a state of the unit this event changes (lockdown).
-        All of it commits together or not at all.
+        All of it commits together or not at all. With ``flush=False`` the commit is
+        written (a killed process keeps it) but flushed to the disk only by the next
+        ``flush`` or ``due``: the door opens without waiting for the disk.
         """
         failure = recovered = False
         with self._lock:
@@ -321,6 +338,7 @@ class Outbox:
                     )
                 self._db.execute("COMMIT")
                 self.pending += 1
+                self._unflushed = True
             except sqlite3.IntegrityError:  # a command id already seen: the caller's business
                 self._db.execute("ROLLBACK")
                 raise
@@ -338,6 +356,8 @@ class Outbox:
             else:
                 recovered, self.write_failure = self.write_failure is not None, None
                 self._last_seq = seq
+                if flush:
+                    self._flush_locked()
         if failure:
             log.error("%s: nothing recorded", failed)
             self.on_write_state()  # the status says why at once
@@ -348,9 +368,37 @@ class Outbox:
         self.on_write_state()  # the status no longer reports the failure
         return event
 
-    def due(self, *, now: float, limit: int = 500) -> list[Pending]:
-        """Events to (re)send, oldest first: never sent, or whose back-off has passed."""
+    def flush(self) -> None:
+        """Make every event committed so far survive a power cut (an ``fsync`` of the WAL,
+        when something was written since the last one)."""
         with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._unflushed or str(self.path) == ":memory:":
+            return
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # nothing written since the last checkpoint closed it
+            self._unflushed = False
+            return
+        try:
+            os.fsync(fd)  # flushes the file's pages whatever descriptor wrote them
+        except OSError as exc:  # an I/O error: reported, and tried again at the next flush
+            self.write_failure = f"cannot flush {self.path} to the disk: {exc}"
+            log.error("%s", self.write_failure)
+            return
+        finally:
+            os.close(fd)
+        self._unflushed = False
+
+    def due(self, *, now: float, limit: int = 500) -> list[Pending]:
+        """Events to (re)send, oldest first: never sent, or whose back-off has passed.
+        Flushed first: an event is never sent that a power cut could take back."""
+        with self._lock:
+            self._flush_locked()
+            if self._unflushed:
+                return []  # the disk refused the flush: nothing leaves until it takes one
             rows = self._db.execute(
                 "SELECT seq, payload, created_offline, attempts FROM outbox"
                 " WHERE next_attempt_at IS NULL OR next_attempt_at <= ? ORDER BY seq LIMIT ?",
@@ -410,7 +458,7 @@ class Outbox:
                     ).fetchone()[0]
                     if last is not None and (reached is None or last > reached):
                         reached = last
-            self._db.execute("BEGIN IMMEDIATE")  # one commit (one fsync) for the ack
+            self._db.execute("BEGIN IMMEDIATE")  # one commit for the ack
             try:
                 cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", wanted)
                 if reached is not None:

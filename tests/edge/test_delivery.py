@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from edge.agent import EdgeAgent
 from edge.outbox import MAX_BACKOFF_S, AckTimer, backoff_s
 from protocol import topics
@@ -18,6 +20,8 @@ from tests.edge.support import (
     new_id,
     parsed,
 )
+from tests.edge.test_lists import ALICE_UID, entry, install, no_server
+from tests.edge.test_outbox import wal_flushes
 
 MakeAgent = Callable[..., EdgeAgent]
 
@@ -290,3 +294,32 @@ def test_the_status_tells_the_backlog_and_again_once_it_has_drained(
     assert drained.outbox_pending == 0 and drained.outbox_oldest_ts is None
     ack(agent, signer, seqs=[3])
     assert len(published.of(topics.STATUS)) == told + 1  # told once
+
+
+def test_a_granted_badge_opens_the_door_before_its_event_is_flushed_to_the_disk(
+    make_agent: MakeAgent, signer: Signer, badge_key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = make_agent()
+    install(agent, signer, [entry(badge_key, ALICE_UID, 1)], version=1)
+    no_server(agent)
+    log: list[str] = []
+    wal_flushes(monkeypatch, log)
+    lock = agent.hardware.locks["entree"]
+    unlock = lock.unlock
+
+    def logged_unlock() -> None:
+        unlock()
+        log.append("relay")
+
+    monkeypatch.setattr(lock, "unlock", logged_unlock)
+    agent._wake.clear()
+
+    event = agent.badge("entree", ALICE_UID)
+    woken = agent._wake.is_set()
+    sent = publish_once(agent)
+
+    assert event.granted
+    # The member does not wait for the disk; the publisher, woken only after the flush,
+    # sends the event without flushing again.
+    assert log == ["relay", "flush"]
+    assert woken and sent == [event.seq]

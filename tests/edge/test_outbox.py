@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -318,3 +322,61 @@ def test_an_outbox_file_from_before_send_times_keeps_its_events_and_their_acks_w
         assert outbox.pending_count() == 0
     finally:
         outbox.close()
+
+
+def wal_flushes(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> None:
+    """Append "flush" to ``log`` at every fsync of an outbox's WAL."""
+    import edge.outbox
+
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("outbox.db-wal"):
+            log.append("flush")
+
+    monkeypatch.setattr(edge.outbox.os, "fsync", spy)
+
+
+def test_an_event_recorded_unflushed_goes_to_the_disk_before_it_can_be_sent(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[str] = []
+    wal_flushes(monkeypatch, log)
+
+    outbox.record(room_event, offline=False, flush=False)
+    log.append("recorded")
+    due = outbox.due(now=0.0)
+    log.append(f"due {seqs(due)}")
+    outbox.record(room_event, offline=False)
+    log.append("recorded")
+    outbox.due(now=0.0)
+
+    # Flushed by ``due`` before it handed the event over; the second one at once, and a
+    # flushed outbox is not flushed again.
+    assert log == ["recorded", "flush", "due [1]", "flush", "recorded"]
+
+
+def test_an_event_written_but_not_flushed_survives_its_process_being_killed(
+    path: Path,
+) -> None:
+    script = (
+        "import os, signal, sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from edge.outbox import Outbox\n"
+        "from tests.edge.test_outbox import room_event\n"
+        "box = Outbox(sys.argv[1])\n"
+        "box.record(room_event, offline=False, flush=False)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(root)], capture_output=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+
+    reopened = Outbox(path)
+    try:
+        assert [p.event.kind for p in reopened.due(now=0.0)] == ["room"]
+    finally:
+        reopened.close()
