@@ -58,11 +58,11 @@ class TopicSpec:
 STATUS = TopicSpec("status", Direction.EDGE_TO_SERVER, 1, True, "Status")
 HEALTH = TopicSpec("health", Direction.EDGE_TO_SERVER, 1, True, "Health")
 EVENT = TopicSpec("event", Direction.EDGE_TO_SERVER, 1, False, "Event")
-ACCESS_REQUEST = TopicSpec("access/request", Direction.EDGE_TO_SERVER, 1, False, "AccessRequest")
+ACCESS_REQUEST = TopicSpec("access/request", Direction.EDGE_TO_SERVER, 0, False, "AccessRequest")
 COMMAND_RESULT = TopicSpec("command/result", Direction.EDGE_TO_SERVER, 1, False, "CommandResult")
 ACK = TopicSpec("ack", Direction.SERVER_TO_EDGE, 0, False, "Ack", signed=True)
 ACCESS_RESPONSE = TopicSpec(
-    "access/response", Direction.SERVER_TO_EDGE, 1, False, "AccessResponse", signed=True
+    "access/response", Direction.SERVER_TO_EDGE, 0, False, "AccessResponse", signed=True
 )
 COMMAND = TopicSpec("command", Direction.SERVER_TO_EDGE, 1, False, "Command", signed=True)
 LIST_HEAD = TopicSpec(

@@ -1,0 +1,147 @@
+"""A card asked of the server over a slow rural link, while the unit sends a backlog.
+
+Units sit behind 4G and ADSL lines with 100 ms and more of round trip, and the moment a
+unit has most to send is just after an outage, when members arrive too. A relay on
+loopback (``SlowLink``) holds each chunk of bytes for a fixed delay each way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from gpiozero.pins.mock import MockFactory
+
+from edge import config as edge_config
+from edge.agent import OUTBOX_BATCH, EdgeAgent
+from edge.hardware.build import build
+from server.broker import LocalBroker
+from tests.conftest import unit_toml, wait_until
+from tests.edge.support import CONTACT_PIN
+from tests.integration.test_end_to_end import enrol, runtime
+
+ALICE = bytes.fromhex("04a1b2c3")
+DELAY_S = 0.06  # each way: a 120 ms round trip
+
+
+class SlowLink:
+    """A TCP relay on loopback that delivers every chunk ``delay_s`` after it came."""
+
+    def __init__(self, target_port: int, delay_s: float) -> None:
+        self.target_port = target_port
+        self.delay_s = delay_s
+        self._stopping = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._start(self._accept)
+
+    def _start(self, target: object, *args: object) -> None:
+        threading.Thread(target=target, args=args, daemon=True, name="slow-link").start()  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                held: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+                self._start(self._read, source, held)
+                self._start(self._deliver, held, sink)
+
+    def _read(self, source: socket.socket, held: queue.Queue[tuple[float, bytes] | None]) -> None:
+        source.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                data = source.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            held.put((time.monotonic() + self.delay_s, data))
+        held.put(None)
+
+    def _deliver(self, held: queue.Queue[tuple[float, bytes] | None], sink: socket.socket) -> None:
+        while (item := held.get()) is not None:
+            due, data = item
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.fixture
+def slow_link(broker: LocalBroker) -> Iterator[SlowLink]:
+    link = SlowLink(broker.port, DELAY_S)
+    yield link
+    link.close()
+
+
+@pytest.fixture
+def slow_unit(
+    tmp_path: Path, broker: LocalBroker, key_file: Path, server_key: str, slow_link: SlowLink
+) -> Iterator[EdgeAgent]:
+    """A unit (not started) that reaches the broker through ``slow_link``."""
+    text = unit_toml(
+        broker=broker, key_file=key_file, server_key=server_key, data_dir=tmp_path / "unit"
+    )
+    conf = tmp_path / "unit.toml"
+    conf.write_text(text.replace(f"port = {broker.port}", f"port = {slow_link.port}"))
+    cfg = edge_config.load(conf)
+    factory = MockFactory()
+    hardware = build(cfg, pin_factory=factory)
+    factory.pin(CONTACT_PIN).drive_low()
+    agent = EdgeAgent(cfg, hardware, synced=lambda: True)
+    yield agent
+    agent.stop()
+
+
+def test_a_card_asked_online_is_answered_in_time_while_a_backlog_goes_out(
+    server: TestClient, slow_unit: EdgeAgent
+) -> None:
+    runtime(server).bridge.lists.stop()  # the card is known to the server only
+    enrol(server, "Nouvelle Membre", ALICE)
+    backlog = OUTBOX_BATCH  # room changes recorded during an outage
+    for _ in range(backlog):
+        slow_unit._record(kind="room", room="visio", room_state="occupied")
+
+    slow_unit.start()
+    wait_until(slow_unit.link.connected.is_set, what="the unit to connect through the link")
+    wait_until(
+        lambda: slow_unit.outbox.next_attempt_at(backlog) is not None,
+        what="the backlog to be handed to the MQTT client",
+    )
+    assert slow_unit.outbox.pending_count() > backlog // 2  # most of it is still on its way
+
+    asked = time.monotonic()
+    event = slow_unit.badge("entree", ALICE)
+    waited = time.monotonic() - asked
+
+    # The question does not queue behind the events the broker has yet to acknowledge.
+    assert (event.granted, event.reason) == (True, "granted"), f"after {waited:.2f} s"
+    wait_until(lambda: slow_unit.outbox.pending_count() == 0, timeout=60, what="the backlog")
