@@ -38,6 +38,9 @@ class Decision:
         return self.reason == "unknown_card"
 
 
+UNKNOWN = Decision(False, policy_decide(None, None, 0.0).reason)
+
+
 def _key(badge: bytes | str) -> bytes:
     return bytes.fromhex(badge) if isinstance(badge, str) else badge
 
@@ -295,6 +298,8 @@ def decide_entry(
     used_days: Callable[[int, int], set[int]] | None = None,
 ) -> Decision:
     """``protocol.policy.decide`` with the day credits this unit used itself."""
+    if entry is None:  # for the server to decide: no calendar needed
+        return UNKNOWN
     today = day_number(calendar, now)
     used_today, spent = False, 0
     if entry is not None and entry.plans and used_days is not None:
