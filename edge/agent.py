@@ -55,7 +55,7 @@ from edge.door import Door
 from edge.feedback import Feedback, for_access
 from edge.hardware.build import Hardware
 from edge.health import cpu_temp_c, degraded_reasons, disk_free_mb, door_health
-from edge.link import MqttLink
+from edge.link import IN_FLIGHT_LIMIT, MqttLink
 from edge.lists import ListSync
 from edge.outbox import AckTimer, Outbox, OutboxWriteError
 from edge.poller import CardPoller
@@ -224,6 +224,7 @@ class EdgeAgent:
             birth=self.status,
             on_connected=self._on_connected,
         )
+        self.link.on_room = self._wake.set
         self.lists = ListSync(
             centre=config.centre,
             verifier=self.verifier,
@@ -696,8 +697,12 @@ class EdgeAgent:
         self._show_link()
         if self._stop.is_set() or not self.link.connected.is_set():
             return
+        room = IN_FLIGHT_LIMIT - self.link.in_flight()
+        if room <= 0:
+            return  # the link wakes this step when the broker has acknowledged half of it
+        limit = min(OUTBOX_BATCH, room)
         now = self._monotonic()
-        due = self.outbox.due(now=now, limit=OUTBOX_BATCH)
+        due = self.outbox.due(now=now, limit=limit)
         sent = []
         for pending in due:
             if not self.link.publish(topics.EVENT, pending.payload()):
@@ -708,8 +713,8 @@ class EdgeAgent:
             [p.seq for p in gone if p.attempts == 0], [p.seq for p in gone if p.attempts], now
         )
         self.outbox.mark_sent(sent, now=now, ack_timeout_s=self.ack_timer.timeout_s)
-        if len(sent) == len(due) == OUTBOX_BATCH:
-            self._wake.set()  # more are waiting behind this batch
+        if len(sent) == len(due) == limit:
+            self._wake.set()  # more may wait behind this batch: the next step sees the room
 
     # -- what server messages mean (a worker's thread, or a test's) ----------------------------
 

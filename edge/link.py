@@ -12,6 +12,8 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,14 @@ from protocol.mqtt import (
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600
+
+# QoS 1 messages handed to paho and not yet acknowledged by the broker, past which the
+# publisher waits (``in_flight``). paho sends 20 at a time and queues the rest: a backlog
+# handed over whole would hold a command's result or a status behind it, and be resent
+# while it still waits there.
+IN_FLIGHT_LIMIT = 60
+# A message paho has not seen acknowledged in this long no longer counts as in flight.
+IN_FLIGHT_FORGET_S = 120.0
 
 
 def log_in(client: mqtt.Client, mq: MqttConfig) -> None:
@@ -87,6 +97,13 @@ class MqttLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        # QoS 1 messages paho holds, with when they were handed over (``in_flight``).
+        self._unacked: deque[tuple[float, mqtt.MQTTMessageInfo]] = deque()
+        self._unacked_lock = threading.Lock()
+        self._acked_since_room = 0
+        # Called on paho's thread when half the in-flight room has come free.
+        self.on_room: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         mq = self.config.mqtt
@@ -121,7 +138,23 @@ class MqttLink:
         info = self._client.publish(
             topics.topic(spec, self.config.device_id), payload, qos=spec.qos, retain=spec.retain
         )
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        if spec.qos:
+            with self._unacked_lock:
+                self._unacked.append((time.monotonic(), info))
+        return True
+
+    def in_flight(self) -> int:
+        """QoS 1 messages handed to paho that the broker has not acknowledged yet."""
+        forget_before = time.monotonic() - IN_FLIGHT_FORGET_S
+        with self._unacked_lock:
+            self._unacked = deque(
+                (at, info)
+                for at, info in self._unacked
+                if at >= forget_before and not _acknowledged(info)
+            )
+            return len(self._unacked)
 
     def subscribe(self, topic_name: str) -> None:
         """Subscribe now (if connected); ``on_connected`` is where to subscribe again."""
@@ -153,6 +186,15 @@ class MqttLink:
         self.publish_status()
         self._on_connected_cb()
 
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        # Counted, not looked up: paho's thread must not scan on every acknowledgement.
+        self._acked_since_room += 1
+        if self._acked_since_room >= IN_FLIGHT_LIMIT // 2:
+            self._acked_since_room = 0
+            self.on_room()
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
@@ -181,3 +223,10 @@ class MqttLink:
             self._on_message_cb(parsed, msg.payload, bool(msg.retain))
         except Exception:  # a handler bug must not kill paho's network thread
             log.exception("handler failed for %s", msg.topic)
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):  # paho gave up on it: not in flight either
+        return True
