@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = Results(quick=quick)
     failed: list[str] = []
+    took: list[str] = []
+    started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="telecentre-bench-") as tmp,
         Context(results, Path(tmp), quick=quick) as ctx,
@@ -56,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in MODULES:  # in the registry's order, whatever the command line's
             if name in wanted:
                 print(f"\n== {name}{' (quick)' if quick else ''} ==", flush=True)
+                module_started = time.monotonic()
                 try:
                     importlib.import_module(f"bench.{name}").run(ctx)
                 except Exception:  # the others' figures are still measured and kept
                     traceback.print_exc()
                     failed.append(name)
+                took.append(f"{name} {time.monotonic() - module_started:.0f} s")
     results.write()
+    print(f"\nin {time.monotonic() - started:.0f} s: {', '.join(took)}")
     if failed:
         print(f"\nfailed: {', '.join(failed)} (their figures keep their last values)")
         return 1

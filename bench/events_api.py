@@ -88,7 +88,7 @@ def median_ms(call: Callable[[], object]) -> float:
 
 
 def run(ctx: Context) -> None:
-    events = ctx.scale(1_000_000, 100_000)
+    events = ctx.scale(1_000_000, 50_000)
     start = 1_767_225_600.0  # 2026-01-01
     store = Store(ctx.workdir / "events-server" / "telecentre.db")
     t0 = time.perf_counter()

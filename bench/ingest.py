@@ -42,7 +42,7 @@ def run(ctx: Context) -> None:
     events = ctx.scale(12_000, 3_000)
     for n in (1, 100, 500):
         bench_ingest(ctx, n, events)
-    store_alone(ctx, 100, ctx.scale(30_000, 6_000))
+    store_alone(ctx, 100, ctx.scale(30_000, 3_000))
 
 
 BATCH = 250  # events per write in ``store_alone``: what the handler hands over under load

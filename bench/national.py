@@ -41,7 +41,7 @@ SUSTAINED_RATES = (2_000, 1_000)
 
 def run(ctx: Context) -> None:
     n = ctx.scale(3_500, 600)
-    seconds = ctx.scale(60, 10)
+    seconds = ctx.scale(60, 5)
     national(ctx, "national_scale", n, ctx.scale(5_000, 1_000), seconds)
     if not ctx.quick:
         for rate in SUSTAINED_RATES:

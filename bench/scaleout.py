@@ -112,7 +112,7 @@ def run_config(
 def run(ctx: Context) -> None:
     from server.store.postgres.cluster import LocalPostgres, PostgresMissing
 
-    events = ctx.scale(6_000, 1_500) // UNITS * UNITS
+    events = ctx.scale(6_000, 1_000) // UNITS * UNITS
     signing = ctx.workdir / "scaleout-signing.key"
     ctx.signer.write(signing)
     keys = {"badge": ctx.key_file, "signing": signing}
