@@ -589,13 +589,15 @@ class EdgeAgent:
 
     def _outbox_faults(self) -> list[str]:
         """The outbox's state for the status: 80 % full, room changes shed, a damaged file
-        set aside at boot, a write that failed."""
+        set aside at boot, a write or a flush to the disk that failed."""
         found = [f"unit: {what}" for what in self.outbox.damaged]
         if self.outbox.write_failure is not None:
             found.append(
                 f"unit: outbox: {self.outbox.write_failure} "
                 f"({self.outbox.unwritten} events not recorded)"
             )
+        if self.outbox.flush_failure is not None:
+            found.append(f"unit: outbox: {self.outbox.flush_failure} (events kept, not sent)")
         pending, limit = self.outbox.pending, self.config.outbox_max_events
         if pending >= OUTBOX_ALARM_SHARE * limit:
             found.append(

@@ -229,8 +229,10 @@ class Outbox:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db, outbox_damaged = open_checked(path, SCHEMA, synchronous="NORMAL")
-        # Commits written but not yet flushed to the disk (see the module's docstring).
+        # Commits written but not yet flushed to the disk (see the module's docstring), and
+        # why the last flush failed, until one works (nothing is sent meanwhile).
         self._unflushed = False
+        self.flush_failure: str | None = None
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "next_attempt_at" not in columns:  # a v1 file
             self._db.execute("ALTER TABLE outbox ADD COLUMN next_attempt_at REAL")
@@ -300,7 +302,7 @@ class Outbox:
         written (a killed process keeps it) but flushed to the disk only by the next
         ``flush`` or ``due``: the door opens without waiting for the disk.
         """
-        failure = recovered = False
+        failure = recovered = flush_changed = False
         with self._lock:
             seq = self._last_seq + 1
             event = build(seq)
@@ -357,7 +359,9 @@ class Outbox:
                 recovered, self.write_failure = self.write_failure is not None, None
                 self._last_seq = seq
                 if flush:
-                    self._flush_locked()
+                    flush_changed = self._flush_locked()
+        if flush_changed:
+            self.on_write_state()
         if failure:
             log.error("%s: nothing recorded", failed)
             self.on_write_state()  # the status says why at once
@@ -370,43 +374,58 @@ class Outbox:
 
     def flush(self) -> None:
         """Make every event committed so far survive a power cut (an ``fsync`` of the WAL,
-        when something was written since the last one)."""
+        when something was written since the last one). A flush the disk refuses is kept
+        in ``flush_failure`` (the status says why) and tried again at the next one."""
         with self._lock:
-            self._flush_locked()
+            changed = self._flush_locked()
+        if changed:
+            self.on_write_state()
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self) -> bool:
+        """Flush; whether ``flush_failure`` changed (for the status, outside the lock)."""
         if not self._unflushed or str(self.path) == ":memory:":
-            return
+            return False
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)  # flushes the file's pages whatever descriptor wrote them
+            finally:
+                os.close(fd)
         except FileNotFoundError:  # nothing written since the last checkpoint closed it
-            self._unflushed = False
-            return
-        try:
-            os.fsync(fd)  # flushes the file's pages whatever descriptor wrote them
+            pass
         except OSError as exc:  # an I/O error: reported, and tried again at the next flush
-            self.write_failure = f"cannot flush {self.path} to the disk: {exc}"
-            log.error("%s", self.write_failure)
-            return
-        finally:
-            os.close(fd)
+            failure = f"cannot flush {self.path} to the disk: {exc}"
+            first = self.flush_failure is None
+            self.flush_failure = failure
+            if first:
+                log.error("%s: events are kept, not sent, until a flush works", failure)
+            return first
         self._unflushed = False
+        if self.flush_failure is None:
+            return False
+        log.warning("%s: flushed to the disk again", self.path)
+        self.flush_failure = None
+        return True
 
     def due(self, *, now: float, limit: int = 500) -> list[Pending]:
         """Events to (re)send, oldest first: never sent, or whose back-off has passed.
-        Flushed first: an event is never sent that a power cut could take back."""
+        Flushed first: an event is never sent that a power cut could take back (none is,
+        while the disk refuses the flush)."""
         with self._lock:
-            self._flush_locked()
-            if self._unflushed:
-                return []  # the disk refused the flush: nothing leaves until it takes one
-            rows = self._db.execute(
-                "SELECT seq, payload, created_offline, attempts FROM outbox"
-                " WHERE next_attempt_at IS NULL OR next_attempt_at <= ? ORDER BY seq LIMIT ?",
-                (now, limit),
-            ).fetchall()
+            changed = self._flush_locked()
+            rows = [] if self._unflushed else self._due_rows(now, limit)
+        if changed:
+            self.on_write_state()
         return [
             Pending(seq, decode(Event, payload), bool(off), att) for seq, payload, off, att in rows
         ]
+
+    def _due_rows(self, now: float, limit: int) -> list[tuple[int, str, int, int]]:
+        return self._db.execute(
+            "SELECT seq, payload, created_offline, attempts FROM outbox"
+            " WHERE next_attempt_at IS NULL OR next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            (now, limit),
+        ).fetchall()
 
     def mark_sent(self, seqs: list[int], *, now: float, ack_timeout_s: float) -> None:
         """Each event waits ack_timeout_s * 2**(attempts-1) (at most 300 s) before a resend

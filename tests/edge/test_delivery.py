@@ -323,3 +323,22 @@ def test_a_granted_badge_opens_the_door_before_its_event_is_flushed_to_the_disk(
     # sends the event without flushing again.
     assert log == ["relay", "flush"]
     assert woken and sent == [event.seq]
+
+
+def test_a_unit_whose_disk_refuses_to_flush_says_so_and_sends_nothing(
+    make_agent: MakeAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.outbox
+
+    agent = make_agent()
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(edge.outbox.os, "fsync", failing)
+    room_events(agent, 1)
+
+    assert publish_once(agent) == []
+    faults = agent.status().faults or []
+    assert any("cannot flush" in f and "events kept, not sent" in f for f in faults), faults
+    assert agent.health().condition == "degraded"

@@ -380,3 +380,28 @@ def test_an_event_written_but_not_flushed_survives_its_process_being_killed(
         assert [p.event.kind for p in reopened.due(now=0.0)] == ["room"]
     finally:
         reopened.close()
+
+
+def test_a_flush_the_disk_refuses_holds_the_events_back_and_says_why_until_one_works(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge.outbox
+
+    told: list[str | None] = []
+    outbox.on_write_state = lambda: told.append(outbox.flush_failure)
+    fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(edge.outbox.os, "fsync", failing)
+    outbox.record(room_event, offline=False, flush=False)
+    assert outbox.due(now=0.0) == []  # not sent: a power cut could still take it back
+    assert outbox.due(now=0.0) == []
+    failure = outbox.flush_failure
+    assert failure is not None and "cannot flush" in failure and "Input/output error" in failure
+
+    monkeypatch.setattr(edge.outbox.os, "fsync", fsync)
+    assert seqs(outbox.due(now=0.0)) == [1]
+    assert outbox.flush_failure is None
+    assert told == [failure, None]  # the status was told once of each change
