@@ -2,15 +2,12 @@
 
 Units sit behind 4G and ADSL lines with 100 ms and more of round trip, and the moment a
 unit has most to send is just after an outage, when members arrive too. A relay on
-loopback (``SlowLink``) holds each chunk of bytes for a fixed delay each way.
+loopback (the reliability suite's ``Proxy`` with a ``delay_s``) holds each chunk of bytes
+for a fixed delay each way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,86 +26,23 @@ from server.broker import LocalBroker
 from tests.conftest import unit_toml, wait_until
 from tests.edge.support import CONTACT_PIN
 from tests.integration.test_end_to_end import enrol, runtime
+from tests.reliability.harness import Proxy
 
 ALICE = bytes.fromhex("04a1b2c3")
 DELAY_S = 0.06  # each way: a 120 ms round trip
 
 
-class SlowLink:
-    """A TCP relay on loopback that delivers every chunk ``delay_s`` after it came."""
-
-    def __init__(self, target_port: int, delay_s: float) -> None:
-        self.target_port = target_port
-        self.delay_s = delay_s
-        self._stopping = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._start(self._accept)
-
-    def _start(self, target: object, *args: object) -> None:
-        threading.Thread(target=target, args=args, daemon=True, name="slow-link").start()  # type: ignore[arg-type]
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                held: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
-                self._start(self._read, source, held)
-                self._start(self._deliver, held, sink)
-
-    def _read(self, source: socket.socket, held: queue.Queue[tuple[float, bytes] | None]) -> None:
-        source.settimeout(0.2)
-        while not self._stopping.is_set():
-            try:
-                data = source.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            held.put((time.monotonic() + self.delay_s, data))
-        held.put(None)
-
-    def _deliver(self, held: queue.Queue[tuple[float, bytes] | None], sink: socket.socket) -> None:
-        while (item := held.get()) is not None:
-            due, data = item
-            time.sleep(max(0.0, due - time.monotonic()))
-            try:
-                sink.sendall(data)
-            except OSError:
-                break
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-
 @pytest.fixture
-def slow_link(broker: LocalBroker, request: pytest.FixtureRequest) -> Iterator[SlowLink]:
+def slow_link(broker: LocalBroker, request: pytest.FixtureRequest) -> Iterator[Proxy]:
     """``DELAY_S`` each way, or the test's own (``parametrize(..., indirect=True)``)."""
-    link = SlowLink(broker.port, getattr(request, "param", DELAY_S))
+    link = Proxy(broker.port, delay_s=getattr(request, "param", DELAY_S))
     yield link
     link.close()
 
 
 @pytest.fixture
 def slow_unit(
-    tmp_path: Path, broker: LocalBroker, key_file: Path, server_key: str, slow_link: SlowLink
+    tmp_path: Path, broker: LocalBroker, key_file: Path, server_key: str, slow_link: Proxy
 ) -> Iterator[EdgeAgent]:
     """A unit (not started) that reaches the broker through ``slow_link``."""
     text = unit_toml(

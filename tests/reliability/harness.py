@@ -418,14 +418,16 @@ class Proxy:
     ``mode``: ``"pass"`` relays both ways; ``"drop"`` keeps every connection open and
     silently discards what goes either way (a cable cut the TCP stacks do not see; new
     connections hang); ``"reset"`` closes every connection with a TCP reset (SO_LINGER 0)
-    and resets new ones at once.
+    and resets new ones at once. ``delay_s``: each chunk is delivered that long after it
+    came, each way (a slow rural line).
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, *, delay_s: float = 0.0) -> None:
         import socket
         import threading
 
         self.target_port = target_port
+        self.delay_s = delay_s
         self.mode = "pass"
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
@@ -461,9 +463,15 @@ class Proxy:
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, source: object, sink: object) -> None:
+        import queue
         import socket
+        import threading
+        import time
 
         assert isinstance(source, socket.socket) and isinstance(sink, socket.socket)
+        held: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+        if self.delay_s:
+            threading.Thread(target=self._deliver, args=(held, sink), daemon=True).start()
         source.settimeout(0.2)
         while not self._stopping.is_set():
             try:
@@ -476,13 +484,36 @@ class Proxy:
                 break
             if self.mode == "drop":
                 continue  # swallowed: the sender believes it went
+            if self.delay_s:
+                held.put((time.monotonic() + self.delay_s, data))
+                continue
             try:
                 sink.sendall(data)
             except OSError:
                 break
+        if self.delay_s:
+            held.put(None)  # the delivery shuts both down once what is held has gone
+            return
         for s in (source, sink):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+    def _deliver(self, held: object, sink: object) -> None:
+        """Send each chunk ``held`` at its time (``delay_s`` after it came)."""
+        import queue
+        import socket
+        import time
+
+        assert isinstance(held, queue.Queue) and isinstance(sink, socket.socket)
+        while (item := held.get()) is not None:
+            due, data = item
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
 
     @staticmethod
     def _reset(sock: object) -> None:
