@@ -21,7 +21,7 @@ import msgspec
 
 from protocol.calendar import Calendar
 from protocol.messages import CentreHours, ListDelta, ListEntry, ListSegment
-from protocol.policy import calendar_of, day_number
+from protocol.policy import UNKNOWN_CARD, calendar_of, day_number
 from protocol.policy import decide as policy_decide
 
 
@@ -35,10 +35,10 @@ class Decision:
     @property
     def needs_server(self) -> bool:
         """The list does not know the card: only the server can say."""
-        return self.reason == "unknown_card"
+        return self.reason == UNKNOWN_CARD
 
 
-UNKNOWN = Decision(False, policy_decide(None, None, 0.0).reason)
+UNKNOWN = Decision(False, UNKNOWN_CARD)
 
 
 def _key(badge: bytes | str) -> bytes:
@@ -302,12 +302,12 @@ def decide_entry(
         return UNKNOWN
     today = day_number(calendar, now)
     used_today, spent = False, 0
-    if entry is not None and entry.plans and used_days is not None:
+    if entry.plans and used_days is not None:
         counted = set(entry.days)
         mine = used_days(entry.member_id, today - 31)
         used_today = today in counted or today in mine
         spent = len(mine - counted)
-    elif entry is not None:
+    else:
         used_today = today in entry.days
     verdict = policy_decide(entry, calendar, now, used_today=used_today, spent_offline=spent)
     return Decision(

@@ -217,23 +217,31 @@ def make_unit(
 ) -> Iterator[Callable[..., EdgeAgent]]:
     """Builds and starts a real edge agent on MockFactory pins; stops it after the test.
 
+    ``port``: the broker's port it connects to, when not the broker's own (a relay's).
     Its clock counts as NTP-synchronised (as on a unit in the field) unless
     ``clock_synced=False``: the server never moves presence on an unsynchronised event,
     and whether the test machine runs NTP must not decide a test.
     """
     agents: list[EdgeAgent] = []
 
-    def make(reader: str = "fake", *, start: bool = True, clock_synced: bool = True) -> EdgeAgent:
+    def make(
+        reader: str = "fake",
+        *,
+        start: bool = True,
+        clock_synced: bool = True,
+        port: int | None = None,
+    ) -> EdgeAgent:
         conf = tmp_path / f"unit-{len(agents)}.toml"
-        conf.write_text(
-            unit_toml(
-                broker=broker,
-                key_file=key_file,
-                server_key=server_key,
-                data_dir=tmp_path / f"unit-{len(agents)}",
-                reader=reader,
-            )
+        text = unit_toml(
+            broker=broker,
+            key_file=key_file,
+            server_key=server_key,
+            data_dir=tmp_path / f"unit-{len(agents)}",
+            reader=reader,
         )
+        if port is not None:  # through a relay (``tests.reliability.harness.Proxy``)
+            text = text.replace(f"port = {broker.port}", f"port = {port}")
+        conf.write_text(text)
         cfg = edge_config.load(conf)
         factory = MockFactory()
         hardware = build(cfg, pin_factory=factory)

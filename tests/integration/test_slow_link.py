@@ -9,22 +9,17 @@ for a fixed delay each way.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from gpiozero.pins.mock import MockFactory
 
-from edge import config as edge_config
 from edge.agent import OUTBOX_BATCH, EdgeAgent
-from edge.hardware.build import build
 from edge.link import IN_FLIGHT_LIMIT
 from protocol import topics
 from protocol.messages import Event, decode
 from server.broker import LocalBroker
-from tests.conftest import unit_toml, wait_until
-from tests.edge.support import CONTACT_PIN
+from tests.conftest import wait_until
 from tests.integration.test_end_to_end import enrol, runtime
 from tests.reliability.harness import Proxy
 
@@ -41,22 +36,9 @@ def slow_link(broker: LocalBroker, request: pytest.FixtureRequest) -> Iterator[P
 
 
 @pytest.fixture
-def slow_unit(
-    tmp_path: Path, broker: LocalBroker, key_file: Path, server_key: str, slow_link: Proxy
-) -> Iterator[EdgeAgent]:
+def slow_unit(slow_link: Proxy, make_unit: Callable[..., EdgeAgent]) -> EdgeAgent:
     """A unit (not started) that reaches the broker through ``slow_link``."""
-    text = unit_toml(
-        broker=broker, key_file=key_file, server_key=server_key, data_dir=tmp_path / "unit"
-    )
-    conf = tmp_path / "unit.toml"
-    conf.write_text(text.replace(f"port = {broker.port}", f"port = {slow_link.port}"))
-    cfg = edge_config.load(conf)
-    factory = MockFactory()
-    hardware = build(cfg, pin_factory=factory)
-    factory.pin(CONTACT_PIN).drive_low()
-    agent = EdgeAgent(cfg, hardware, synced=lambda: True)
-    yield agent
-    agent.stop()
+    return make_unit(start=False, port=slow_link.port)
 
 
 @pytest.mark.parametrize("slow_link", [0.2], indirect=True)  # a 400 ms round trip

@@ -507,7 +507,8 @@ class Proxy:
         assert isinstance(held, queue.Queue) and isinstance(sink, socket.socket)
         while (item := held.get()) is not None:
             due, data = item
-            time.sleep(max(0.0, due - time.monotonic()))
+            if self._stopping.wait(max(0.0, due - time.monotonic())):
+                break  # the proxy is closing: nothing more is delivered
             try:
                 sink.sendall(data)
             except OSError:
