@@ -24,8 +24,9 @@ A visit belongs to the local day (centre's time zone) of its check-in, midnight 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from protocol.calendar import MINUTES_PER_DAY, Calendar
@@ -96,11 +97,20 @@ def closing_time(calendar: Calendar, ts: float) -> float | None:
     interval that follows it that day. None outside hours after the day's last interval or
     on a closed day: only the maximum stay then applies.
     """
-    end = calendar.closing_after(ts)
     moment = calendar.local(ts)
-    day = moment.date()
+    return _closing_from(calendar, moment.date(), moment.hour * 60 + moment.minute)
+
+
+@lru_cache(maxsize=8192)
+def _closing_from(calendar: Calendar, day: date, minute: int) -> float | None:
+    """``closing_time`` from the local day and minute of the check-in, which is all it
+    depends on: worked out once per minute, where ingest asks it for every check-in."""
+    end = None
+    for start, stop in calendar.intervals(day):
+        if start <= minute < stop:
+            end = calendar.at(day, stop)
+            break
     if end is None:
-        minute = moment.hour * 60 + moment.minute
         later = [stop for start, stop in calendar.intervals(day) if start > minute]
         if not later:
             return None
@@ -139,11 +149,30 @@ def open_visit(p: Passage, calendar: Calendar, max_stay_s: float) -> Visit:
 
 
 def closed_at_limit(v: Visit) -> Visit:
-    return replace(v, check_out=v.limit_at, stop_reason=v.limit_reason)
+    return _ended(v, v.limit_at, v.limit_reason, None)
 
 
 def closed_by(v: Visit, p: Passage) -> Visit:
-    return replace(v, check_out=p.ts, stop_reason=BADGE_OUT, out_event_id=p.event_id)
+    return _ended(v, p.ts, BADGE_OUT, p.event_id)
+
+
+def _ended(
+    v: Visit, check_out: float | None, stop_reason: str | None, out_event_id: str | None
+) -> Visit:
+    """``v`` with this end (None: open again); ``dataclasses.replace`` without its field
+    introspection, which ingest paid on every passage."""
+    return Visit(
+        check_in=v.check_in,
+        in_event_id=v.in_event_id,
+        day=v.day,
+        limit_at=v.limit_at,
+        limit_reason=v.limit_reason,
+        check_out=check_out,
+        stop_reason=stop_reason,
+        out_event_id=out_event_id,
+        historical=v.historical,
+        id=v.id,
+    )
 
 
 def build(passages: Iterable[Passage], calendar: Calendar, max_stay_s: float) -> list[Visit]:
@@ -169,6 +198,7 @@ def replay(
     calendar: Calendar,
     max_stay_s: float,
     start: Visit | None = None,
+    through: Key | None = None,
 ) -> Replay:
     """Read the passages again after a new passage (key ``new``) arrived.
 
@@ -181,6 +211,9 @@ def replay(
     before which neither reading has a visit open: from there on both readings see the same
     passages from the same state. A check-in read again keeps the limit and day it was
     stored with. Visits equal in both readings are neither removed nor added.
+
+    ``through``: several new passages arrived together, ``new`` the first of them and
+    ``through`` the last; the reading goes on to the last before it may stop.
     """
     stored: Iterator[Visit] = iter(old)
     pending: Visit | None = next(stored, None)
@@ -194,7 +227,7 @@ def replay(
         seen_old.append(start)
         pending = next(stored, None)
         if start.holds(new):  # open again until its passages from the new one close it
-            current = replace(start, check_out=None, stop_reason=None, out_event_id=None)
+            current = _ended(start, None, None, None)
         elif start.check_out is None:  # a passage now follows its limit: it ended there
             rebuilt.append(closed_at_limit(start))
         else:
@@ -208,20 +241,29 @@ def replay(
             rebuilt.append(closed_at_limit(current))
             current = None
         old_open = latest_old is not None and latest_old.holds(p.key)
-        if new is not None and p.key > new and current is None and not old_open:
+        if (
+            new is not None
+            and p.key > new
+            and (through is None or p.key > through)
+            and current is None
+            and not old_open
+        ):
             until = p.key
             break
         if p.direction == "in":
             if current is None:
-                current = open_visit(p, calendar, max_stay_s)
                 if pending is not None and pending.key == p.key:
                     # Read again: keep the limit it was given (hours may have changed).
-                    current = replace(
-                        current,
+                    current = Visit(
+                        check_in=p.ts,
+                        in_event_id=p.event_id,
                         day=pending.day,
                         limit_at=pending.limit_at,
                         limit_reason=pending.limit_reason,
+                        historical=p.historical,
                     )
+                else:
+                    current = open_visit(p, calendar, max_stay_s)
         elif current is not None:
             rebuilt.append(closed_by(current, p))
             current = None

@@ -146,6 +146,7 @@ def ingest(
     result = _ingest_unit(
         db, batch, device_id, events, received_at, late_event_s, future_margin_s, max_stay_s
     )
+    batch.visits.fold(db)
     batch.finish(db)
     return result
 
@@ -172,6 +173,7 @@ def ingest_many(
                 _ingest_unit(db, batch, device_id, events, received_at, *args)
                 for device_id, events, received_at in items
             ]
+            batch.visits.fold(db)
     except Exception:  # again, each unit in its own savepoint: the bad one fails alone
         batch = Batch()
         out = []
@@ -179,7 +181,9 @@ def ingest_many(
             try:
                 with db.atomic():
                     out.append(_ingest_unit(db, batch, device_id, events, received_at, *args))
+                    batch.visits.fold(db)
             except Exception as exc:  # this unit's events fail alone; it resends them
+                batch.visits.queued.clear()  # their passages were not stored either
                 log.exception("events of %s not stored", device_id)
                 out.append(exc)
     batch.finish(db)
@@ -243,7 +247,7 @@ def _ingest_unit(
         if e.kind == "access" and not e.granted and e.reason == "unknown_card":
             badges.record_unknown_tap(db, e.badge_hash, e.ts, device_id, e.door, centre_id)
         if not suspect and not gone:
-            _apply(db, batch, centre_id, device_id, e, max_stay_s)
+            _apply(db, batch, centre_id, device_id, e, historical, max_stay_s)
         if (
             e.kind == "access"
             and e.granted
@@ -291,22 +295,22 @@ def time_suspect(e: Event, received_at: float, future_margin_s: float) -> bool:
 
 
 def _apply(
-    db: Database, batch: Batch, centre_id: str | None, device_id: str, e: Event, max_stay_s: float
+    db: Database,
+    batch: Batch,
+    centre_id: str | None,
+    device_id: str,
+    e: Event,
+    historical: bool,
+    max_stay_s: float,
 ) -> None:
-    """Fold one new event into live state; an older (replayed) event never overwrites newer."""
+    """Fold one new event into live state; an older (replayed) event never overwrites newer.
+    A passage goes into visits at the end of the batch (``Batch.fold``)."""
     if centre_id is None:
         return
     if e.kind == "access" and e.granted and e.member_id is not None:
         occupancy.record_passage(db, centre_id, e.member_id, e.direction == "in", e.ts)
-        visits.record_passage(
-            db,
-            centre_id,
-            e.member_id,
-            e.ts,
-            e.event_id,
-            max_stay_s=max_stay_s,
-            deferred=batch.visits,
-        )
+        passage = (e.ts, e.event_id, e.direction, bool(historical))
+        batch.visits.queue(db, centre_id, e.member_id, passage, max_stay_s)
     elif e.kind == "room" and e.room is not None:
         holder = devices.room_holder(db, centre_id, e.room)
         if holder is not None and holder != device_id:

@@ -100,12 +100,19 @@ def _calendar(centre: tuple, closures: tuple, around: date, days: int) -> Calend
     return calendars.calendar({"timezone": timezone, "hours": hours}, rows, around, days=days)
 
 
+Queued = tuple[float, str, str | None, bool, Calendar, float]  # ts, event, direction, …
+
+
 class Deferred:
-    """What passages of one write batch leave to recount once, at its end (``finish``): a
+    """What passages of one write batch leave to its end: folding them into visits
+    (``queue``, then ``fold``) and the recounts that follow (``finish`` or ``mark``): a
     member's first visit and months, a centre's occupied days. Recounting reads the visits
     table, so recounting once after many passages gives what recounting after each gives."""
 
     def __init__(self) -> None:
+        # (member, centre) -> its new passages: (ts, event id, direction, historical,
+        # calendar, maximum stay)
+        self.queued: dict[tuple[int, str], list[Queued]] = {}
         self.firsts: set[tuple[int, str]] = set()
         self.months: set[tuple[int, str]] = set()
         self.days: dict[tuple[str, date], Calendar] = {}
@@ -132,6 +139,78 @@ class Deferred:
                 raise NotFound(f"no centre {centre_id!r}")
             cal = self._calendars[key] = _calendar(*rows, around, days)
         return cal
+
+    def queue(
+        self,
+        db: Database,
+        centre_id: str,
+        member_id: int,
+        passage: tuple[float, str, str | None, bool],
+        max_stay_s: float,
+    ) -> None:
+        """A stored passage ``(ts, event id, direction, historical)`` to fold at ``fold``."""
+        cal = self.calendar(db, centre_id, passage[0])
+        self.queued.setdefault((member_id, centre_id), []).append((*passage, cal, max_stay_s))
+
+    def fold(self, db: Database) -> None:
+        """Fold the queued passages into visits, as ``record_passage`` after each would.
+
+        A member whose new passages at a centre all come after every other passage and
+        visit of theirs there (the live stream: a badge-in, later its badge-out), on one
+        day, is read once from their last visit, and the batch's members are read and
+        written in a few statements for them all. Any other (a late passage, one before a
+        stored one) is folded passage by passage (``record_passage``)."""
+        queued, self.queued = self.queued, {}
+        if not queued:
+            return
+        for items in queued.values():
+            items.sort(key=lambda q: (q[0], q[1]))
+        ahead = _ahead(db, queued)
+        changes: list[tuple[int, str, list[Visit], list[Visit]]] = []
+        for (member_id, centre_id), items in queued.items():
+            if (member_id, centre_id) not in ahead:
+                for ts, event_id, _, _, cal, max_stay_s in items:
+                    record_passage(
+                        db,
+                        centre_id,
+                        member_id,
+                        ts,
+                        event_id,
+                        max_stay_s=max_stay_s,
+                        calendar=cal,
+                        deferred=self,
+                    )
+                continue
+            start = ahead[(member_id, centre_id)]
+            first, last, cal = items[0], items[-1], items[0][4]
+            result = replay(
+                [Passage(ts, event_id, d, h) for ts, event_id, d, h, _, _ in items],  # type: ignore[arg-type]
+                [] if start is None else [start],
+                new=(first[0], first[1]),
+                through=(last[0], last[1]),
+                start=start,
+                calendar=cal,
+                max_stay_s=first[5],
+            )
+            if result.removed or result.added:
+                changes.append((member_id, centre_id, result.removed, result.added))
+                self.changed(member_id, centre_id, result.removed, result.added, cal)
+        _store(db, changes)
+
+    def changed(
+        self,
+        member_id: int,
+        centre_id: str,
+        removed: list[Visit],
+        added: list[Visit],
+        cal: Calendar,
+    ) -> None:
+        """The member's visits at the centre changed: what to recount."""
+        self.firsts.add((member_id, centre_id))
+        self.months.update((member_id, v.day[:7]) for v in (*removed, *added))
+        for v in (*removed, *added):
+            for day in days_spanned(v, cal):
+                self.days.setdefault((centre_id, day), cal)
 
     def mark(self, db: Database) -> None:
         """Leave the recounts to ``settle``, recorded in ``pending_recounts`` within this
@@ -192,13 +271,9 @@ def record_passage(
     )
     if not result.removed and not result.added:
         return
-    _store(db, member_id, centre_id, result.removed, result.added)
+    _store(db, [(member_id, centre_id, result.removed, result.added)])
     later = deferred or Deferred()
-    later.firsts.add((member_id, centre_id))
-    later.months.update((member_id, v.day[:7]) for v in (*result.removed, *result.added))
-    for v in (*result.removed, *result.added):
-        for day in days_spanned(v, cal):
-            later.days.setdefault((centre_id, day), cal)
+    later.changed(member_id, centre_id, result.removed, result.added, cal)
     if deferred is None:
         later.finish(db)
 
@@ -255,63 +330,118 @@ def _visit(r: tuple) -> Visit:
     )
 
 
-def _store(
-    db: Database, member_id: int, centre_id: str, removed: list[Visit], added: list[Visit]
-) -> None:
-    """Replace the ``removed`` stored visits by the ``added`` ones: a visit read again with
-    the same check-in (closed by a badge-out, closed at its limit, opened again) is updated
-    in place, keeping its id; the others are deleted and inserted."""
-    by_key = {v.key: v for v in removed}
-    updates = [(v, by_key.pop(v.key)) for v in added if v.key in by_key]
-    gone = [v.id for v in by_key.values()]
+def _store(db: Database, changes: list[tuple[int, str, list[Visit], list[Visit]]]) -> None:
+    """For each (member, centre, removed, added), replace the ``removed`` stored visits by
+    the ``added`` ones: a visit read again with the same check-in (closed by a badge-out,
+    closed at its limit, opened again) is updated in place, keeping its id; the others are
+    deleted and inserted. One statement of each kind for them all."""
+    gone: list[tuple[int]] = []
+    updates: list[tuple] = []
+    inserts: list[tuple] = []
+    for member_id, centre_id, removed, added in changes:
+        by_key = {v.key: v for v in removed}
+        for v in added:
+            old = by_key.pop(v.key, None)
+            if old is None:
+                inserts.append(_row(member_id, centre_id, v))
+            else:
+                updates.append(
+                    (
+                        v.day,
+                        v.check_out,
+                        v.stop_reason,
+                        v.limit_at,
+                        v.limit_reason,
+                        v.end_at,
+                        v.out_event_id,
+                        int(v.historical),
+                        old.id,
+                    )
+                )
+        gone.extend((v.id,) for v in by_key.values())  # type: ignore[misc]
     if gone:
-        db.conn.executemany("DELETE FROM visits WHERE id = ?", [(i,) for i in gone])
+        db.conn.executemany("DELETE FROM visits WHERE id = ?", gone)
     if updates:
         db.conn.executemany(
             "UPDATE visits SET day = ?, check_out = ?, stop_reason = ?, limit_at = ?,"
             " limit_reason = ?, end_at = ?, out_event_id = ?, historical = ? WHERE id = ?",
-            [
-                (
-                    v.day,
-                    v.check_out,
-                    v.stop_reason,
-                    v.limit_at,
-                    v.limit_reason,
-                    v.end_at,
-                    v.out_event_id,
-                    int(v.historical),
-                    old.id,
-                )
-                for v, old in updates
-            ],
+            updates,
         )
-    updated = {v.key for v, _ in updates}
-    _insert(db, member_id, centre_id, [v for v in added if v.key not in updated])
+    if inserts:
+        db.conn.executemany(_INSERT, inserts)
+
+
+_INSERT = (
+    "INSERT INTO visits (member_id, centre_id, day, check_in, check_out, stop_reason,"
+    " limit_at, limit_reason, end_at, in_event_id, out_event_id, historical)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row(member_id: int, centre_id: str, v: Visit) -> tuple:
+    return (
+        member_id,
+        centre_id,
+        v.day,
+        v.check_in,
+        v.check_out,
+        v.stop_reason,
+        v.limit_at,
+        v.limit_reason,
+        v.end_at,
+        v.in_event_id,
+        v.out_event_id,
+        int(v.historical),
+    )
 
 
 def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit]) -> None:
-    db.conn.executemany(
-        "INSERT INTO visits (member_id, centre_id, day, check_in, check_out, stop_reason,"
-        " limit_at, limit_reason, end_at, in_event_id, out_event_id, historical)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                member_id,
-                centre_id,
-                v.day,
-                v.check_in,
-                v.check_out,
-                v.stop_reason,
-                v.limit_at,
-                v.limit_reason,
-                v.end_at,
-                v.in_event_id,
-                v.out_event_id,
-                int(v.historical),
-            )
-            for v in visits
-        ],
-    )
+    db.conn.executemany(_INSERT, [_row(member_id, centre_id, v) for v in visits])
+
+
+def _ahead(db: Database, queued: dict[tuple[int, str], list[Queued]]) -> dict:
+    """The (member, centre) pairs of ``queued`` whose new passages (badge-ins and -outs,
+    on one calendar day) come after every other stored passage and every visit of the
+    member at the centre, each with its last visit (None: it has none): two statements
+    for the whole batch."""
+    wanted = [
+        (member_id, centre_id, items[0][0], items[0][1], len(items))
+        for (member_id, centre_id), items in queued.items()
+        if all(q[2] in ("in", "out") and q[4] is items[0][4] for q in items)
+    ]
+    latest: dict[tuple[int, str], int | None] = {}
+    for chunk in chunks(wanted):
+        table = f"(VALUES {', '.join(['(?, ?, ?, ?)'] * len(chunk))})"
+        params = [x for w in chunk for x in w[:4]]
+        counts = {(m, c): n for m, c, *_, n in chunk}
+        for member_id, centre_id, stored, last_id in db.conn.execute(
+            "SELECT p.column1, p.column2, (SELECT COUNT(*) FROM events e"
+            " WHERE e.member_id = p.column1 AND e.centre_id = p.column2"
+            " AND e.kind = 'access' AND e.granted = 1 AND e.time_suspect = 0"
+            " AND e.direction IN ('in', 'out')"
+            " AND (e.ts, e.event_id) >= (p.column3, p.column4)),"
+            " (SELECT v.id FROM visits v WHERE v.member_id = p.column1"
+            " AND v.centre_id = p.column2 ORDER BY v.check_in DESC, v.in_event_id DESC LIMIT 1)"
+            f" FROM {table} AS p",
+            params,
+        ):
+            if stored == counts[(member_id, centre_id)]:
+                latest[(member_id, centre_id)] = last_id
+    found: dict[int, Visit] = {}
+    ids = [i for i in latest.values() if i is not None]
+    for chunk in chunks(ids):
+        for r in db.conn.execute(
+            f"SELECT {_COLUMNS} FROM visits WHERE id IN ({marks(chunk)})", chunk
+        ):
+            found[r[0]] = _visit(r)
+    out: dict[tuple[int, str], Visit | None] = {}
+    for pair, last_id in latest.items():
+        visit = None if last_id is None else found[last_id]
+        first = queued[pair][0]
+        # A later visit with no later passage: its events were purged (retention).
+        if visit is None or visit.key <= (first[0], first[1]):
+            out[pair] = visit
+    return out
 
 
 def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:

@@ -307,6 +307,40 @@ def test_any_arrival_order_gives_the_same_tables_as_a_rebuild(store: Store) -> N
     assert peak == 8
 
 
+def test_passages_arriving_together_give_the_same_tables_as_a_rebuild(store: Store) -> None:
+    """Several members' passages in one write, in time order (a live stream, folded from
+    each member's last visit at once) and not (a late one among them, folded one by one),
+    in writes of every size: the same visits and counts as a rebuild."""
+    office_hours(store)
+    rng = random.Random(5)
+    events = []
+    for member_id in range(1, 7):
+        mine = [passage(when, d, member_id=member_id) for when, d in SCENARIO]
+        if member_id % 2:  # half of them arrive in their own order
+            rng.shuffle(mine)
+        events.append(mine)
+    stream = []
+    while any(events):  # interleaved as several members badging at one door
+        mine = rng.choice([m for m in events if m])
+        stream.append(mine.pop(0))
+    while stream:
+        size = rng.randint(1, 7)
+        batch, stream = stream[:size], stream[size:]
+        store.ingest_many([("boitron-01", batch, RECEIVED)]).result(timeout=10)
+    expected = [
+        ("03-02 09:00", "03-02 12:00", "badge_out", "2026-03-02"),
+        ("03-02 13:00", "03-02 18:00", "closing_time", "2026-03-02"),
+        ("03-03 09:00", "03-03 11:00", "badge_out", "2026-03-03"),
+        ("03-03 23:00", "03-04 13:00", "max_stay", "2026-03-03"),
+    ]
+    for member_id in range(1, 7):
+        assert visits(store, member_id=member_id) == expected
+    names = ("visits", "first_visits", "occupancy_days", "visit_months")
+    built = [table(store, name) for name in names]
+    assert store.rebuild_visits() == 4 * 6
+    assert [table(store, name) for name in names] == built
+
+
 def test_the_migration_builds_visits_from_existing_events(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     first = Store(path)
