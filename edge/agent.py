@@ -49,7 +49,7 @@ import msgspec
 
 from edge import __version__
 from edge.access import Decision, LocalAccess, decide_entry
-from edge.clock import TrustedClock, clock_synced
+from edge.clock import CachedSync, TrustedClock
 from edge.config import ConfigError, EdgeConfig
 from edge.door import Door
 from edge.feedback import Feedback, for_access
@@ -162,12 +162,14 @@ class EdgeAgent:
         hardware: Hardware,
         *,
         clock: Callable[[], float] = time.time,
-        synced: Callable[[], bool] = clock_synced,
+        synced: Callable[[], bool] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.hardware = hardware
         self._clock = clock
+        # The kernel's word, asked at most once a second (edge.clock.CachedSync).
+        synced = synced or CachedSync(monotonic=monotonic)
         self._synced = synced
         self._monotonic = monotonic
         self.clock = TrustedClock(wall=clock, synced=synced, monotonic=monotonic)

@@ -39,6 +39,35 @@ def clock_synced() -> bool:
     return 0 <= state < _TIME_ERROR
 
 
+class CachedSync:
+    """``clock_synced``, asked of the kernel at most every ``every_s`` seconds.
+
+    A badge asks twice whether the clock is synchronised (its rules, its event). After
+    the seconds between two cards the kernel call is out of every cache and costs tens
+    of microseconds before the relay; synchronisation changes far more slowly than that.
+    """
+
+    def __init__(
+        self,
+        ask: Callable[[], bool] = clock_synced,
+        *,
+        every_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ask = ask
+        self.every_s = every_s
+        self.monotonic = monotonic
+        self._value = False
+        self._asked_at: float | None = None
+
+    def __call__(self) -> bool:
+        now = self.monotonic()
+        if self._asked_at is None or now - self._asked_at >= self.every_s:
+            self._value = self.ask()
+            self._asked_at = now
+        return self._value
+
+
 class TrustedClock:
     """The unit's idea of the time, floored by what its server signed.
 
