@@ -304,7 +304,7 @@ def _apply(
     max_stay_s: float,
 ) -> None:
     """Fold one new event into live state; an older (replayed) event never overwrites newer.
-    A passage goes into visits at the end of the batch (``Batch.fold``)."""
+    A passage goes into visits at the end of the write (``visits.Deferred.fold``)."""
     if centre_id is None:
         return
     if e.kind == "access" and e.granted and e.member_id is not None:

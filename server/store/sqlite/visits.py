@@ -1,8 +1,10 @@
 """SQL for visits: built in the writer's ingest transaction as passages arrive, and read.
 
-``record_passage`` runs for every new granted badge-in or badge-out (live or replayed) and
-rebuilds only the stretch of that member's visits at that centre the passage can change
-(``server.domain.visits.replay``). What those visits feed is then recounted from them: the
+Ingest queues every new granted badge-in or badge-out (live or replayed) and folds a
+write's passages at its end (``Deferred.fold``), rebuilding only the stretch of each
+member's visits at each centre that they can change (``server.domain.visits.replay``):
+a member's live passages from their last visit at once, any other passage on its own
+(``record_passage``). What those visits feed is then recounted from them: the
 member's first visit there, their months (``visit_months``) and the centre's occupancy of
 the days they touch. Ingest records these recounts in ``pending_recounts`` and ``settle``
 does them together (the store runs it at most every second, and before any report), so a
@@ -184,7 +186,10 @@ class Deferred:
             start = ahead[(member_id, centre_id)]
             first, last, cal = items[0], items[-1], items[0][4]
             result = replay(
-                [Passage(ts, event_id, d, h) for ts, event_id, d, h, _, _ in items],  # type: ignore[arg-type]
+                [
+                    Passage(ts, event_id, "in" if d == "in" else "out", h)  # in or out: _ahead
+                    for ts, event_id, d, h, _, _ in items
+                ],
                 [] if start is None else [start],
                 new=(first[0], first[1]),
                 through=(last[0], last[1]),
@@ -335,7 +340,7 @@ def _store(db: Database, changes: list[tuple[int, str, list[Visit], list[Visit]]
     the ``added`` ones: a visit read again with the same check-in (closed by a badge-out,
     closed at its limit, opened again) is updated in place, keeping its id; the others are
     deleted and inserted. One statement of each kind for them all."""
-    gone: list[tuple[int]] = []
+    gone: list[tuple[int | None]] = []
     updates: list[tuple] = []
     inserts: list[tuple] = []
     for member_id, centre_id, removed, added in changes:
@@ -358,7 +363,7 @@ def _store(db: Database, changes: list[tuple[int, str, list[Visit], list[Visit]]
                         old.id,
                     )
                 )
-        gone.extend((v.id,) for v in by_key.values())  # type: ignore[misc]
+        gone.extend((v.id,) for v in by_key.values())
     if gone:
         db.conn.executemany("DELETE FROM visits WHERE id = ?", gone)
     if updates:
@@ -399,7 +404,9 @@ def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit
     db.conn.executemany(_INSERT, [_row(member_id, centre_id, v) for v in visits])
 
 
-def _ahead(db: Database, queued: dict[tuple[int, str], list[Queued]]) -> dict:
+def _ahead(
+    db: Database, queued: dict[tuple[int, str], list[Queued]]
+) -> dict[tuple[int, str], Visit | None]:
     """The (member, centre) pairs of ``queued`` whose new passages (badge-ins and -outs,
     on one calendar day) come after every other stored passage and every visit of the
     member at the centre, each with its last visit (None: it has none): two statements

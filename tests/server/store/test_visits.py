@@ -281,6 +281,20 @@ SCENARIO = [
     ("03-03 11:00", "out"),
     ("03-03 23:00", "in"),
 ]
+SCENARIO_VISITS = [
+    ("03-02 09:00", "03-02 12:00", "badge_out", "2026-03-02"),
+    ("03-02 13:00", "03-02 18:00", "closing_time", "2026-03-02"),
+    ("03-03 09:00", "03-03 11:00", "badge_out", "2026-03-03"),
+    ("03-03 23:00", "03-04 13:00", "max_stay", "2026-03-03"),
+]
+
+
+def assert_a_rebuild_gives_the_same_tables(store: Store, visits_built: int) -> None:
+    """Rebuild every visit from the events: the tables must not change."""
+    names = ("visits", "first_visits", "occupancy_days", "visit_months")
+    built = [table(store, name) for name in names]
+    assert store.rebuild_visits() == visits_built
+    assert [table(store, name) for name in names] == built
 
 
 def test_any_arrival_order_gives_the_same_tables_as_a_rebuild(store: Store) -> None:
@@ -291,18 +305,9 @@ def test_any_arrival_order_gives_the_same_tables_as_a_rebuild(store: Store) -> N
         rng.shuffle(events)
         for e in events:  # one batch each, as a unit replaying its outbox would
             ingest(store, e)
-    expected = [
-        ("03-02 09:00", "03-02 12:00", "badge_out", "2026-03-02"),
-        ("03-02 13:00", "03-02 18:00", "closing_time", "2026-03-02"),
-        ("03-03 09:00", "03-03 11:00", "badge_out", "2026-03-03"),
-        ("03-03 23:00", "03-04 13:00", "max_stay", "2026-03-03"),
-    ]
     for member_id in range(1, 9):
-        assert visits(store, member_id=member_id) == expected
-    names = ("visits", "first_visits", "occupancy_days", "visit_months")
-    built = [table(store, name) for name in names]
-    assert store.rebuild_visits() == 4 * 8
-    assert [table(store, name) for name in names] == built
+        assert visits(store, member_id=member_id) == SCENARIO_VISITS
+    assert_a_rebuild_gives_the_same_tables(store, 4 * 8)
     (_, peak, _) = next((d, p, r) for _, d, p, r in table(store, "occupancy_days"))
     assert peak == 8
 
@@ -327,18 +332,9 @@ def test_passages_arriving_together_give_the_same_tables_as_a_rebuild(store: Sto
         size = rng.randint(1, 7)
         batch, stream = stream[:size], stream[size:]
         store.ingest_many([("boitron-01", batch, RECEIVED)]).result(timeout=10)
-    expected = [
-        ("03-02 09:00", "03-02 12:00", "badge_out", "2026-03-02"),
-        ("03-02 13:00", "03-02 18:00", "closing_time", "2026-03-02"),
-        ("03-03 09:00", "03-03 11:00", "badge_out", "2026-03-03"),
-        ("03-03 23:00", "03-04 13:00", "max_stay", "2026-03-03"),
-    ]
     for member_id in range(1, 7):
-        assert visits(store, member_id=member_id) == expected
-    names = ("visits", "first_visits", "occupancy_days", "visit_months")
-    built = [table(store, name) for name in names]
-    assert store.rebuild_visits() == 4 * 6
-    assert [table(store, name) for name in names] == built
+        assert visits(store, member_id=member_id) == SCENARIO_VISITS
+    assert_a_rebuild_gives_the_same_tables(store, 4 * 6)
 
 
 def test_the_migration_builds_visits_from_existing_events(tmp_path: Path) -> None:
