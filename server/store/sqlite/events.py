@@ -12,7 +12,7 @@ from protocol.calendar import Calendar
 from protocol.messages import Event
 from server.store.records import IngestResult
 from server.store.sqlite import alarms, badges, devices, occupancy, plans, privacy, visits
-from server.store.sqlite.params import chunks, marks, pair_table
+from server.store.sqlite.params import chunks, marks, values_table
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def _warn_reused(db: Database, stored: list[tuple[str, int]]) -> None:
     """Log the (unit, seq) just stored that the unit had already used (its outbox was
     reset)."""
     for chunk in chunks(stored):
-        table, params = pair_table(chunk)
+        table, params = values_table(chunk)
         reused = db.conn.execute(
             f"SELECT e.device_id, e.seq FROM {table} AS v"
             " JOIN events e ON e.device_id = v.column1 AND e.seq = v.column2"

@@ -21,7 +21,9 @@ def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
-def pair_table(pairs: Sequence[tuple[Any, Any]]) -> tuple[str, list[Any]]:
-    """``(VALUES (?, ?), …)`` and its parameters: a table of ``column1``, ``column2`` to
-    JOIN on. A join, not ``(a, b) IN (VALUES …)``: SQLite scans the whole table for that."""
-    return f"(VALUES {', '.join(['(?, ?)'] * len(pairs))})", [x for pair in pairs for x in pair]
+def values_table(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """``(VALUES (?, ?, …), …)`` and its parameters: a table of ``column1``, ``column2``, …
+    (as many as each of the rows, at least one, has values) to JOIN on. A join, not
+    ``(a, b) IN (VALUES …)``: SQLite scans the whole table for that."""
+    row = f"({marks(rows[0])})"
+    return f"(VALUES {', '.join([row] * len(rows))})", [x for r in rows for x in r]

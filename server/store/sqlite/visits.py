@@ -36,7 +36,7 @@ from server.domain.visits import (
     replay,
 )
 from server.store.errors import NotFound
-from server.store.sqlite.params import chunks, marks, pair_table
+from server.store.sqlite.params import chunks, marks, values_table
 
 DEFAULT_MAX_STAY_S = 14 * 3600.0
 DEFAULT_CALENDAR = Calendar()  # the default zone's days, to find a passage's centre calendar
@@ -418,8 +418,7 @@ def _ahead(
     ]
     latest: dict[tuple[int, str], int | None] = {}
     for chunk in chunks(wanted):
-        table = f"(VALUES {', '.join(['(?, ?, ?, ?)'] * len(chunk))})"
-        params = [x for w in chunk for x in w[:4]]
+        table, params = values_table([w[:4] for w in chunk])
         counts = {(m, c): n for m, c, *_, n in chunk}
         for member_id, centre_id, stored, last_id in db.conn.execute(
             "SELECT p.column1, p.column2, (SELECT COUNT(*) FROM events e"
@@ -454,7 +453,7 @@ def _ahead(
 def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:
     """Each (member, centre)'s first visit day, from their visits."""
     for chunk in chunks(pairs):
-        table, params = pair_table(chunk)
+        table, params = values_table(chunk)
         found = {
             (m, c): day
             for m, c, day in db.conn.execute(

@@ -337,6 +337,23 @@ def test_passages_arriving_together_give_the_same_tables_as_a_rebuild(store: Sto
     assert_a_rebuild_gives_the_same_tables(store, 4 * 6)
 
 
+def test_a_late_visit_before_one_whose_events_were_purged_is_read_on_its_own(
+    store: Store,
+) -> None:
+    """Retention deletes old events and keeps their visits: a member's later visit then has
+    no passage behind it. A late visit before it arriving in one write must not be read
+    from that later visit (it would be reopened and closed before it began)."""
+    office_hours(store)
+    ingest(store, passage("03-10 09:00", "in"), passage("03-10 12:00", "out"))
+    store.write(lambda db: db.execute("DELETE FROM events WHERE ts >= ?", [at("03-10 00:00")]))
+    late = [passage("03-05 09:00", "in"), passage("03-05 12:00", "out")]
+    store.ingest_many([("boitron-01", late, RECEIVED)]).result(timeout=10)
+    found = visits(store)
+    assert ("03-05 09:00", "03-05 12:00", "badge_out", "2026-03-05") in found
+    _, items = store.visits(now=at("12-31 00:00"), member_id=1, limit=10)
+    assert all(v["check_out"] >= v["check_in"] for v in items)
+
+
 def test_the_migration_builds_visits_from_existing_events(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     first = Store(path)
