@@ -7,13 +7,19 @@ ACKs turned a 0.4 ms loopback round trip into 88 ms. Every client we ship sets i
 from __future__ import annotations
 
 import contextlib
+import logging
+import select
 import socket
 import ssl
+import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
 
 
 def make_client(client_id: str, *, session_expiry_s: int) -> tuple[mqtt.Client, Properties]:
@@ -82,3 +88,136 @@ def record_connect_errors(client: mqtt.Client, on_error: Any) -> None:
             raise
 
     client.reconnect = reconnect  # type: ignore[method-assign]
+
+
+class NetworkLoop:
+    """paho's network loop on a thread of ours, through paho's external-loop API.
+
+    ``loop_start`` wakes its ``select()`` with a byte on a socket pair for every packet
+    queued, from any thread, its own included: each PUBACK for a message received costs a
+    send and a receive on that pair before the PUBACK itself goes out. Here the loop writes
+    what it queued itself in the same turn, without waking anything; a publish from another
+    thread wakes it once per burst (paho calls ``on_socket_register_write`` when its queue
+    stops being empty). All socket I/O, TLS included, stays on the loop's thread.
+
+    Call ``start()`` after ``connect_async()``. The first attempt does not wait; after a
+    failed attempt the next waits ``min_delay_s``, doubling up to ``max_delay_s``; after a
+    lost connection, ``min_delay_s``. ``stop()`` disconnects: the DISCONNECT is written
+    before the thread ends.
+    """
+
+    IDLE_S = 1.0  # the longest wait between two checks of the keepalive
+    READS = 16  # packets read in one turn while TLS holds decrypted bytes
+
+    def __init__(
+        self, client: mqtt.Client, name: str, *, min_delay_s: float, max_delay_s: float
+    ) -> None:
+        self._client = client
+        self._name = name
+        self._min_delay_s = min_delay_s
+        self._max_delay_s = max_delay_s
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
+        self._polled: tuple[int, int] | None = None  # the socket's number and its events
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.idle_s = self.IDLE_S
+        client.on_socket_register_write = self._register_write
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect (the DISCONNECT is written first) and end the thread."""
+        self._stopping.set()
+        self._client.disconnect()
+        self._wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("%s did not stop within %.0f s", self._name, timeout)
+                return
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # The loop's own packets go out in its current turn: only another thread wakes it.
+        if threading.current_thread() is not self._thread:
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is waiting already) or closed
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        delay_s = 0.0  # before the next attempt
+        failing_s = 0.0  # the wait after a callback's error, doubling while they go on
+        while not self._stopping.is_set():
+            sock = self._client.socket()
+            if sock is None:
+                if self._stopping.wait(delay_s):
+                    break
+                delay_s = min(max(delay_s * 2, self._min_delay_s), self._max_delay_s)
+                with contextlib.suppress(OSError):  # reported by ``record_connect_errors``
+                    self._client.reconnect()
+                continue
+            if self._client.is_connected():
+                delay_s = self._min_delay_s
+            try:
+                self._turn(sock)
+                failing_s = 0.0
+            except Exception:
+                # A callback's error: paho re-raises it, and keeps the message it was
+                # handling for the next turn (a QoS 1 message is not acknowledged).
+                failing_s = min(max(failing_s * 2, 0.1), 5.0)
+                log.exception("%s: unexpected error; again in %.1f s", self._name, failing_s)
+                self._stopping.wait(failing_s)
+        self._flush()
+
+    def _turn(self, sock: Any) -> None:
+        """Wait for the socket or a wake-up; read, write, check the keepalive."""
+        client = self._client
+        pending = getattr(sock, "pending", None)  # TLS: bytes decrypted but not yet read
+        fd = sock.fileno()
+        if fd < 0:  # closed under paho: reading says so, and paho drops the connection
+            client.loop_read()
+            return
+        polled = (fd, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+        if self._polled != polled:
+            if self._polled is not None and self._polled[0] != polled[0]:
+                with contextlib.suppress(KeyError):
+                    self._poller.unregister(self._polled[0])  # a closed socket's number
+            self._poller.register(*polled)  # registers, or modifies
+            self._polled = polled
+        wait_ms = 0 if pending is not None and pending() else int(self.idle_s * 1000)
+        readable = False
+        for fd, _ in self._poller.poll(wait_ms):
+            if fd == self._wake_r.fileno():
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(4096)
+            else:
+                readable = True
+        if readable or wait_ms == 0:
+            for _ in range(self.READS):
+                if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                    return  # the connection is gone: paho has closed it and said so
+                if pending is None or not pending():
+                    break
+        if client.want_write() and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+            return
+        client.loop_misc()
+
+    def _flush(self) -> None:
+        """At stop: write what is still queued while the socket lasts (a second at most)."""
+        deadline = time.monotonic() + 1.0
+        while self._client.socket() is not None and self._client.want_write():
+            if time.monotonic() > deadline or self._client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                return

@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from protocol import topics
 from protocol.messages import Command, ServerStatus, encode
 from protocol.mqtt import (
+    NetworkLoop,
     describe_connect_error,
     describe_refusal,
     make_client,
@@ -116,7 +117,7 @@ class Bridge:
         record_connect_errors(c, self._on_connect_error)
         if leadership is None:
             self._set_will()
-        c.reconnect_delay_set(min_delay=1, max_delay=15)
+        self._loop = NetworkLoop(c, "mqtt-network", min_delay_s=1, max_delay_s=15)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -182,7 +183,7 @@ class Bridge:
             clean_start=not self._persistent,
             properties=self._props,
         )
-        self._client.loop_start()
+        self._loop.start()
 
     def stop(self) -> None:
         self.lists.stop()
@@ -191,8 +192,7 @@ class Bridge:
             info = self._client.publish(**self._status_message("offline"))
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._loop.stop()
         self.connected.clear()
 
     def stats(self) -> dict[str, Any]:
