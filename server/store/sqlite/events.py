@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -12,7 +13,7 @@ from protocol.calendar import Calendar
 from protocol.messages import Event
 from server.store.records import IngestResult
 from server.store.sqlite import alarms, badges, devices, occupancy, plans, privacy, visits
-from server.store.sqlite.params import chunks, marks, values_table
+from server.store.sqlite.params import chunks, marks, values, values_table
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Batch:
         self._holders: dict[int, bool] = {}
         self._heard: dict[str, float] = {}  # unit -> when it was last heard live
         self._stored: list[tuple[str, int]] = []  # (unit, seq) of each event stored
+        # Each member's last passage at a centre, written with the visits (``fold``).
+        self._presence: dict[tuple[str, int], tuple[bool, float]] = {}
 
     def know_units(self, db: Database, device_ids: Iterable[str]) -> None:
         """Read the centre of every unit the batch names, and those centres' calendars: a
@@ -100,6 +103,26 @@ class Batch:
             found = self._holders[member_id] = plans.holds_plans(db, member_id)
         return found
 
+    def passage(self, centre_id: str, member_id: int, inside: bool, ts: float) -> None:
+        """Keep the member's latest passage (the later one of equal times, as its upsert
+        one after the other would)."""
+        key = (centre_id, member_id)
+        kept = self._presence.get(key)
+        if kept is None or ts >= kept[1]:
+            self._presence[key] = (inside, ts)
+
+    def fold(self, db: Database) -> None:
+        """Write what the events of this write changed in presence and visits."""
+        if self._presence:
+            occupancy.record_passages(db, self._presence)
+            self._presence = {}
+        self.visits.fold(db)
+
+    def forget_changes(self) -> None:
+        """The write's events were not stored: neither is what they changed."""
+        self._presence = {}
+        self.visits.queued.clear()
+
     def finish(self, db: Database) -> None:
         _warn_reused(db, self._stored)
         devices.touch_all(db, self._heard)
@@ -146,7 +169,7 @@ def ingest(
     result = _ingest_unit(
         db, batch, device_id, events, received_at, late_event_s, future_margin_s, max_stay_s
     )
-    batch.visits.fold(db)
+    batch.fold(db)
     batch.finish(db)
     return result
 
@@ -173,7 +196,7 @@ def ingest_many(
                 _ingest_unit(db, batch, device_id, events, received_at, *args)
                 for device_id, events, received_at in items
             ]
-            batch.visits.fold(db)
+            batch.fold(db)
     except Exception:  # again, each unit in its own savepoint: the bad one fails alone
         batch = Batch()
         out = []
@@ -181,9 +204,9 @@ def ingest_many(
             try:
                 with db.atomic():
                     out.append(_ingest_unit(db, batch, device_id, events, received_at, *args))
-                    batch.visits.fold(db)
+                    batch.fold(db)
             except Exception as exc:  # this unit's events fail alone; it resends them
-                batch.visits.queued.clear()  # their passages were not stored either
+                batch.forget_changes()
                 log.exception("events of %s not stored", device_id)
                 out.append(exc)
     batch.finish(db)
@@ -206,17 +229,16 @@ def _ingest_unit(
     live = False
     credited: list[int] = []
     new_seqs: list[int] = []
+    rows: list[tuple[Any, ...]] = []
+    flags: list[tuple[bool, bool, bool]] = []  # gone, historical, suspect: of each event
     for e in events:
         # An event of a member erased since (from a unit's outbox) is kept naming nobody.
         gone = e.member_id is not None and batch.erased(db, e.member_id)
         member_id, badge_hash = (None, None) if gone else (e.member_id, e.badge_hash)
         historical = e.historical or (e.clock_synced and received_at - e.ts > late_event_s)
         suspect = time_suspect(e, received_at, future_margin_s)
-        cur = db.conn.execute(
-            "INSERT OR IGNORE INTO events (event_id, device_id, seq, centre_id, kind, ts,"
-            " received_at, clock_synced, historical, time_suspect, door, badge_hash, granted,"
-            " reason, direction, member_id, room, room_state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        flags.append((gone, historical, suspect))
+        rows.append(
             (
                 e.event_id,
                 device_id,
@@ -236,10 +258,13 @@ def _ingest_unit(
                 member_id,
                 e.room,
                 e.room_state,
-            ),
+            )
         )
-        if cur.rowcount != 1:
+    inserted = _insert_events(db, rows)
+    for e, (gone, historical, suspect) in zip(events, flags, strict=True):
+        if e.event_id not in inserted:
             continue  # already stored: a resend after a lost ack
+        inserted.discard(e.event_id)  # a second copy in the same message is a resend too
         new_seqs.append(e.seq)
         new += 1
         new_ids.add(e.event_id)
@@ -272,6 +297,25 @@ def _ingest_unit(
         tuple(credited),
         frozenset(new_ids),
     )
+
+
+def _insert_events(db: Database, rows: list[tuple[Any, ...]]) -> set[str]:
+    """Insert the rows the events table does not hold yet (by event id), a few hundred in
+    one statement; return the ids inserted."""
+    inserted: set[str] = set()
+    for chunk in chunks(rows):
+        listed, params = values(chunk)
+        inserted.update(
+            r[0]
+            for r in db.conn.execute(
+                "INSERT OR IGNORE INTO events (event_id, device_id, seq, centre_id, kind, ts,"
+                " received_at, clock_synced, historical, time_suspect, door, badge_hash,"
+                f" granted, reason, direction, member_id, room, room_state) {listed}"
+                " RETURNING event_id",
+                params,
+            )
+        )
+    return inserted
 
 
 def _warn_reused(db: Database, stored: list[tuple[str, int]]) -> None:
@@ -308,7 +352,7 @@ def _apply(
     if centre_id is None:
         return
     if e.kind == "access" and e.granted and e.member_id is not None:
-        occupancy.record_passage(db, centre_id, e.member_id, e.direction == "in", e.ts)
+        batch.passage(centre_id, e.member_id, e.direction == "in", e.ts)
         passage = (e.ts, e.event_id, e.direction, bool(historical))
         batch.visits.queue(db, centre_id, e.member_id, passage, max_stay_s)
     elif e.kind == "room" and e.room is not None:

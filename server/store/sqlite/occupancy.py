@@ -6,16 +6,19 @@ from sqlite_utils import Database
 
 from server.domain.occupancy import by_centre, presence_cutoff
 from server.store.sqlite import centres
+from server.store.sqlite.params import insert_rows
 
 
-def record_passage(db: Database, centre_id: str, member_id: int, inside: bool, ts: float) -> None:
-    """A member went in or out at ``ts``; an older passage never overwrites a newer one."""
-    db.execute(
-        "INSERT INTO presence (centre_id, member_id, inside, since, last_ts)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (centre_id, member_id) DO UPDATE SET"
+def record_passages(db: Database, passages: dict[tuple[str, int], tuple[bool, float]]) -> None:
+    """Members went in or out: ``(centre_id, member_id) -> (inside, ts)``, one passage each
+    (``Presence`` keeps the last); an older passage never overwrites a newer one."""
+    insert_rows(
+        db,
+        "INSERT INTO presence (centre_id, member_id, inside, since, last_ts)",
+        [(c, m, inside, ts, ts) for (c, m), (inside, ts) in passages.items()],
+        " ON CONFLICT (centre_id, member_id) DO UPDATE SET"
         " inside = excluded.inside, since = excluded.since, last_ts = excluded.last_ts"
         " WHERE excluded.last_ts >= presence.last_ts",
-        [centre_id, member_id, inside, ts, ts],
     )
 
 

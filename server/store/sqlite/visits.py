@@ -36,7 +36,7 @@ from server.domain.visits import (
     replay,
 )
 from server.store.errors import NotFound
-from server.store.sqlite.params import chunks, marks, values_table
+from server.store.sqlite.params import chunks, insert_rows, marks, values_table
 
 DEFAULT_MAX_STAY_S = 14 * 3600.0
 DEFAULT_CALENDAR = Calendar()  # the default zone's days, to find a passage's centre calendar
@@ -227,10 +227,7 @@ class Deferred:
                 *(("day", c, day.isoformat()) for c, day in self.days),
             ]
         )
-        if rows:
-            db.conn.executemany(
-                "INSERT OR IGNORE INTO pending_recounts (kind, a, b) VALUES (?, ?, ?)", rows
-            )
+        insert_rows(db, "INSERT OR IGNORE INTO pending_recounts (kind, a, b)", rows)
         self.firsts.clear()
         self.months.clear()
         self.days.clear()
@@ -340,7 +337,7 @@ def _store(db: Database, changes: list[tuple[int, str, list[Visit], list[Visit]]
     the ``added`` ones: a visit read again with the same check-in (closed by a badge-out,
     closed at its limit, opened again) is updated in place, keeping its id; the others are
     deleted and inserted. One statement of each kind for them all."""
-    gone: list[tuple[int | None]] = []
+    gone: list[int | None] = []
     updates: list[tuple] = []
     inserts: list[tuple] = []
     for member_id, centre_id, removed, added in changes:
@@ -363,23 +360,21 @@ def _store(db: Database, changes: list[tuple[int, str, list[Visit], list[Visit]]
                         old.id,
                     )
                 )
-        gone.extend((v.id,) for v in by_key.values())
-    if gone:
-        db.conn.executemany("DELETE FROM visits WHERE id = ?", gone)
+        gone.extend(v.id for v in by_key.values())
+    for chunk in chunks(gone):
+        db.conn.execute(f"DELETE FROM visits WHERE id IN ({marks(chunk)})", chunk)
     if updates:
         db.conn.executemany(
             "UPDATE visits SET day = ?, check_out = ?, stop_reason = ?, limit_at = ?,"
             " limit_reason = ?, end_at = ?, out_event_id = ?, historical = ? WHERE id = ?",
             updates,
         )
-    if inserts:
-        db.conn.executemany(_INSERT, inserts)
+    insert_rows(db, _INSERT, inserts)
 
 
 _INSERT = (
     "INSERT INTO visits (member_id, centre_id, day, check_in, check_out, stop_reason,"
     " limit_at, limit_reason, end_at, in_event_id, out_event_id, historical)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -401,7 +396,7 @@ def _row(member_id: int, centre_id: str, v: Visit) -> tuple:
 
 
 def _insert(db: Database, member_id: int, centre_id: str, visits: Iterable[Visit]) -> None:
-    db.conn.executemany(_INSERT, [_row(member_id, centre_id, v) for v in visits])
+    insert_rows(db, _INSERT, [_row(member_id, centre_id, v) for v in visits])
 
 
 def _ahead(
@@ -463,10 +458,11 @@ def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:
                 params,
             )
         }
-        db.conn.executemany(
-            "INSERT INTO first_visits (member_id, centre_id, day) VALUES (?, ?, ?)"
-            " ON CONFLICT (member_id, centre_id) DO UPDATE SET day = excluded.day",
+        insert_rows(
+            db,
+            "INSERT INTO first_visits (member_id, centre_id, day)",
             [(m, c, day) for (m, c), day in found.items()],
+            " ON CONFLICT (member_id, centre_id) DO UPDATE SET day = excluded.day",
         )
         db.conn.executemany(
             "DELETE FROM first_visits WHERE member_id = ? AND centre_id = ?",
@@ -489,19 +485,23 @@ def _refresh_months(db: Database, pairs: list[tuple[int, str]]) -> None:
                 [*chunk, f"{month}-01", f"{month}-31"],
             ):
                 found[member_id].append(tuple(visit))
-            db.conn.executemany(
-                "DELETE FROM visit_months WHERE member_id = ? AND month = ?",
-                [(m, month) for m in chunk],
+            db.conn.execute(
+                f"DELETE FROM visit_months WHERE month = ? AND member_id IN ({marks(chunk)})",
+                [month, *chunk],
             )
-            for member_id, visits in found.items():
-                _insert_months(db, member_id, month, visits)
+            _insert_months(db, month, found)
 
 
-def _insert_months(db: Database, member_id: int, month: str, found: list) -> None:
-    db.conn.executemany(
-        "INSERT INTO visit_months (month, centre_id, member_id, visits, days, first_days,"
-        " seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(month, c, member_id, *counts) for c, counts in month_rows(found).items()],
+def _insert_months(db: Database, month: str, found: dict[int, list[tuple]]) -> None:
+    """The month's counts of each member from their visits ``found`` (by member)."""
+    insert_rows(
+        db,
+        "INSERT INTO visit_months (month, centre_id, member_id, visits, days, first_days, seconds)",
+        [
+            (month, c, member_id, *counts)
+            for member_id, visits in found.items()
+            for c, counts in month_rows(visits).items()
+        ],
     )
 
 
@@ -568,7 +568,7 @@ def rebuild_all(db: Database, *, max_stay_s: float = DEFAULT_MAX_STAY_S) -> int:
         " FROM visits ORDER BY member_id, day"
     ).fetchall()
     for (member_id, month), group in groupby(rows, key=lambda r: (r[0], r[1])):
-        _insert_months(db, member_id, month, [r[2:] for r in group])
+        _insert_months(db, month, {member_id: [r[2:] for r in group]})
     for centre_id, days in touched.items():
         for day in sorted(days):
             refresh_day(db, centre_id, day, calendars_by_centre[centre_id])

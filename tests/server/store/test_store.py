@@ -166,6 +166,20 @@ def test_same_event_id_on_another_seq_is_ignored(store: Store, centre: str) -> N
     assert store.event_count() == 1
 
 
+def test_a_copy_within_one_message_is_stored_and_counted_once(store: Store, centre: str) -> None:
+    badge_in = access("boitron-01", 1, ts=NOW - 60)
+    copy = access("boitron-01", 2, ts=NOW - 60, event_id=badge_in.event_id)
+    other = access("boitron-01", 3, ts=NOW - 30, member_id=2)
+    result = ingest(store, "boitron-01", [badge_in, copy, other])
+    assert result.new == 2 and result.seqs == [1, 2, 3]  # all acked; the copy stored once
+    assert result.new_ids == frozenset({badge_in.event_id, other.event_id})
+    assert store.event_count() == 2
+    assert centre_entry(store, "boitron")["present"] == 2
+    _, rows = store.events(limit=10)
+    (first,) = [e for e in rows if e["event_id"] == badge_in.event_id]
+    assert first["seq"] == 1  # the first copy's row, as the unit sent it first
+
+
 def test_a_resent_unknown_card_is_counted_once(store: Store, centre: str) -> None:
     denied = access("boitron-01", 1, ts=NOW, granted=False, reason="unknown_card", member_id=None)
     ingest(store, "boitron-01", [denied])
