@@ -192,9 +192,17 @@ def ingest_many(
     args = (late_event_s, future_margin_s, max_stay_s)
     try:  # the common case, every unit's events good: one savepoint for them all
         with db.atomic():
-            out: list[IngestResult | Exception] = [
-                _ingest_unit(db, batch, device_id, events, received_at, *args)
+            prepared = [
+                _rows(db, batch, device_id, events, received_at, late_event_s, future_margin_s)
                 for device_id, events, received_at in items
+            ]
+            # Every unit's events in one statement (thousands of units: one event each).
+            inserted = _insert_events(db, [row for rows, _ in prepared for row in rows])
+            out: list[IngestResult | Exception] = [
+                _apply_unit(db, batch, device_id, events, received_at, flags, inserted, max_stay_s)
+                for (device_id, events, received_at), (_, flags) in zip(
+                    items, prepared, strict=True
+                )
             ]
             batch.fold(db)
     except Exception:  # again, each unit in its own savepoint: the bad one fails alone
@@ -223,14 +231,27 @@ def _ingest_unit(
     future_margin_s: float,
     max_stay_s: float,
 ) -> IngestResult:
-    known, centre_id = batch.centre_of(db, device_id)
-    new = 0
-    new_ids: set[str] = set()
-    live = False
-    credited: list[int] = []
-    new_seqs: list[int] = []
+    rows, flags = _rows(db, batch, device_id, events, received_at, late_event_s, future_margin_s)
+    inserted = _insert_events(db, rows)
+    return _apply_unit(db, batch, device_id, events, received_at, flags, inserted, max_stay_s)
+
+
+Flags = tuple[bool, bool, bool]  # an event's member erased since; historical; time suspect
+
+
+def _rows(
+    db: Database,
+    batch: Batch,
+    device_id: str,
+    events: list[Event],
+    received_at: float,
+    late_event_s: float,
+    future_margin_s: float,
+) -> tuple[list[tuple[Any, ...]], list[Flags]]:
+    """A unit's events as rows of the events table, and the flags of each."""
+    _, centre_id = batch.centre_of(db, device_id)
     rows: list[tuple[Any, ...]] = []
-    flags: list[tuple[bool, bool, bool]] = []  # gone, historical, suspect: of each event
+    flags: list[Flags] = []
     for e in events:
         # An event of a member erased since (from a unit's outbox) is kept naming nobody.
         gone = e.member_id is not None and batch.erased(db, e.member_id)
@@ -260,7 +281,27 @@ def _ingest_unit(
                 e.room_state,
             )
         )
-    inserted = _insert_events(db, rows)
+    return rows, flags
+
+
+def _apply_unit(
+    db: Database,
+    batch: Batch,
+    device_id: str,
+    events: list[Event],
+    received_at: float,
+    flags: list[Flags],
+    inserted: set[str],
+    max_stay_s: float,
+) -> IngestResult:
+    """Fold the unit's events just ``inserted`` (their ids; each taken out of the set as it
+    is folded) into live state, alarms and credits."""
+    known, centre_id = batch.centre_of(db, device_id)
+    new = 0
+    new_ids: set[str] = set()
+    live = False
+    credited: list[int] = []
+    new_seqs: list[int] = []
     for e, (gone, historical, suspect) in zip(events, flags, strict=True):
         if e.event_id not in inserted:
             continue  # already stored: a resend after a lost ack
