@@ -236,8 +236,7 @@ class Deferred:
         """Recount now."""
         _refresh_firsts(db, sorted(self.firsts))
         _refresh_months(db, sorted(self.months))
-        for (centre_id, day), cal in sorted(self.days.items(), key=lambda kv: kv[0]):
-            refresh_day(db, centre_id, day, cal)
+        refresh_days(db, self.days)
         self.firsts.clear()
         self.months.clear()
         self.days.clear()
@@ -292,6 +291,7 @@ def settle(db: Database) -> int:
     if not rows:
         return 0
     later = Deferred()
+    later.know_centres(db, {a for kind, a, _ in rows if kind == "day"})
     for kind, a, b in rows:
         if kind == "first":
             later.firsts.add((int(a), b))
@@ -300,7 +300,7 @@ def settle(db: Database) -> int:
         elif kind == "day":
             day = date.fromisoformat(b)
             try:
-                later.days[(a, day)] = centre_calendar(db, a, day)
+                later.days[(a, day)] = later.calendar_on(db, a, day)
             except NotFound:
                 continue
     later.finish(db)
@@ -505,32 +505,60 @@ def _insert_months(db: Database, month: str, found: dict[int, list[tuple]]) -> N
     )
 
 
-def refresh_day(db: Database, centre_id: str, day: date, cal: Calendar) -> None:
-    """Recount the people present at the centre on a local day from its visits."""
-    start, end = cal.at(day, 0), cal.at(day + timedelta(days=1), 0)
-    spans = db.execute(
-        "SELECT check_in, end_at FROM visits WHERE centre_id = ? AND day BETWEEN ? AND ?"
-        " AND check_in < ? AND end_at > ?",
-        [
-            centre_id,
-            (day - timedelta(days=LOOKBACK_DAYS)).isoformat(),
-            day.isoformat(),
-            end,
-            start,
-        ],
-    ).fetchall()
-    if not spans:
-        db.execute(
-            "DELETE FROM occupancy_days WHERE centre_id = ? AND day = ?",
-            [centre_id, day.isoformat()],
-        )
-        return
-    peak, samples = rules.day_occupancy(spans, rules.sample_instants(cal, day), start, end)
-    db.execute(
-        "INSERT INTO occupancy_days (centre_id, day, peak, samples) VALUES (?, ?, ?, ?)"
+def refresh_days(db: Database, days: dict[tuple[str, date], Calendar]) -> None:
+    """Recount the people present at each (centre, local day) of ``days`` from its visits:
+    a statement per day and chunk of centres to read, one to write them all."""
+    by_day: dict[date, list[str]] = {}
+    for centre_id, day in days:
+        by_day.setdefault(day, []).append(centre_id)
+    counted: list[tuple[str, str, int, Any]] = []
+    empty: dict[str, list[str]] = {}  # day -> centres with nobody that day
+    for day, centre_ids in sorted(by_day.items()):
+        for chunk in chunks(sorted(centre_ids)):
+            bounds = {
+                c: (days[(c, day)].at(day, 0), days[(c, day)].at(day + timedelta(days=1), 0))
+                for c in chunk
+            }
+            spans: dict[str, list[tuple[float, float]]] = {c: [] for c in chunk}
+            # Bounds wide enough for every centre of the chunk (time zones differ); each
+            # centre's own are applied below.
+            for centre_id, check_in, end_at in db.conn.execute(
+                "SELECT centre_id, check_in, end_at FROM visits"
+                f" WHERE centre_id IN ({marks(chunk)}) AND day BETWEEN ? AND ?"
+                " AND check_in < ? AND end_at > ?",
+                [
+                    *chunk,
+                    (day - timedelta(days=LOOKBACK_DAYS)).isoformat(),
+                    day.isoformat(),
+                    max(end for _, end in bounds.values()),
+                    min(start for start, _ in bounds.values()),
+                ],
+            ):
+                start, end = bounds[centre_id]
+                if check_in < end and end_at > start:
+                    spans[centre_id].append((check_in, end_at))
+            for centre_id in chunk:
+                if not spans[centre_id]:
+                    empty.setdefault(day.isoformat(), []).append(centre_id)
+                    continue
+                start, end = bounds[centre_id]
+                cal = days[(centre_id, day)]
+                peak, samples = rules.day_occupancy(
+                    spans[centre_id], rules.sample_instants(cal, day), start, end
+                )
+                counted.append((centre_id, day.isoformat(), peak, rules.pack_samples(samples)))
+    for day_text, centre_ids in empty.items():
+        for chunk in chunks(centre_ids):
+            db.conn.execute(
+                f"DELETE FROM occupancy_days WHERE day = ? AND centre_id IN ({marks(chunk)})",
+                [day_text, *chunk],
+            )
+    insert_rows(
+        db,
+        "INSERT INTO occupancy_days (centre_id, day, peak, samples)",
+        counted,
         " ON CONFLICT (centre_id, day) DO UPDATE SET peak = excluded.peak,"
         " samples = excluded.samples",
-        [centre_id, day.isoformat(), peak, rules.pack_samples(samples)],
     )
 
 
@@ -569,9 +597,10 @@ def rebuild_all(db: Database, *, max_stay_s: float = DEFAULT_MAX_STAY_S) -> int:
     ).fetchall()
     for (member_id, month), group in groupby(rows, key=lambda r: (r[0], r[1])):
         _insert_months(db, month, {member_id: [r[2:] for r in group]})
-    for centre_id, days in touched.items():
-        for day in sorted(days):
-            refresh_day(db, centre_id, day, calendars_by_centre[centre_id])
+    refresh_days(
+        db,
+        {(c, day): calendars_by_centre[c] for c, spanned in touched.items() for day in spanned},
+    )
     return total
 
 

@@ -9,8 +9,9 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from protocol.messages import Event
 from server.domain.reports import SAMPLES_PER_DAY, month, unpack_samples, week
 from server.store import Store
+from server.store.sqlite import visits as visits_sql
 from tests.conftest import wait_until
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -417,3 +419,49 @@ def test_reports_count_an_open_visit_up_to_now(store: Store) -> None:
         assert report["total"]["hours"] == 1.25 and report["total"]["visits"] == 2
     later = store.invoicing_report(month("2026-03"), now=at("03-05 00:00"))
     assert [r["hours"] for r in later["members"]] == [9.0, 0.25]  # read closed at 18:00
+
+
+def test_days_recounted_together_keep_each_centres_own_day_across_time_zones(
+    store: Store,
+) -> None:
+    """Centres recounted in one statement read with bounds wide enough for all of their
+    time zones: a visit that ended before Bellême's day began (in Tahiti) does not make it
+    a day with people in, and the row left from before is deleted."""
+    store.write(lambda db: db["centres"].update("belleme", {"timezone": "Pacific/Tahiti"}))
+    tahiti = ZoneInfo("Pacific/Tahiti")
+    day = date(2026, 3, 3)
+
+    def tahiti_at(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=tahiti).timestamp()
+
+    def recount(db: Any) -> None:
+        db.execute(  # Bellême had people in on that day before its visit was shortened
+            "INSERT INTO occupancy_days (centre_id, day, peak, samples) VALUES (?, ?, 1, ?)",
+            ["belleme", day.isoformat(), b""],
+        )
+        rows = [  # Boitron: 10:00-12:00 Paris; Bellême: ended 23:00 the day before, Tahiti
+            (1, "boitron", "2026-03-03", at("03-03 10:00"), at("03-03 12:00"), "in-1"),
+            (
+                2,
+                "belleme",
+                "2026-03-02",
+                tahiti_at("2026-03-02 20:00"),
+                tahiti_at("2026-03-02 23:00"),
+                "in-2",
+            ),
+        ]
+        for member_id, centre_id, on, check_in, end, in_id in rows:
+            db.execute(
+                "INSERT INTO visits (member_id, centre_id, day, check_in, check_out,"
+                " stop_reason, limit_at, limit_reason, end_at, in_event_id, historical)"
+                " VALUES (?, ?, ?, ?, ?, 'badge_out', ?, 'max_stay', ?, ?, 0)",
+                [member_id, centre_id, on, check_in, end, end + 3600, end, in_id],
+            )
+        calendars = {
+            (c, day): visits_sql.centre_calendar(db, c, day) for c in ("boitron", "belleme")
+        }
+        visits_sql.refresh_days(db, calendars)
+
+    store.write(recount)
+    days = {(c, d): peak for c, d, peak, _ in table(store, "occupancy_days")}
+    assert days == {("boitron", "2026-03-03"): 1}
