@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -15,22 +14,12 @@ import pytest
 
 from protocol.mqtt import NetworkLoop
 from server.broker import LocalBroker
-
-from ..server.mqtt.support import Listener
+from tests.conftest import wait_until
+from tests.server.mqtt.support import Listener
 
 # Longer than any wait below: a message that went out did so because the loop was woken
 # or wrote it in its own turn, never because the idle wait ran out.
 IDLE_S = 60.0
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 class Looped:
@@ -43,15 +32,18 @@ class Looped:
         self.fail_next = False
         if will:
             self.client.will_set(will, b"gone", qos=1)
+        self.subscribed = threading.Event()  # set at each SUBACK: pings are heard
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.on_message = self._on_message
         self.loop = NetworkLoop(self.client, "test-network", min_delay_s=0.1, max_delay_s=0.5)
         self.loop.idle_s = IDLE_S
         self.client.connect_async("127.0.0.1", broker.port, clean_start=True)
         self.loop.start()
-        wait_until(lambda: self.connects, what="the first connection")
+        assert self.subscribed.wait(10), "no SUBACK after the first connection"
 
     def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        self.subscribed.clear()
         client.subscribe("ping/#", qos=1)
         self.connects += 1
 
@@ -76,7 +68,6 @@ def test_a_message_is_answered_from_the_loops_own_thread_and_acknowledged(
 ) -> None:
     peer = Listener(broker, "pong/#")
     try:
-        wait_until(lambda: looped.received or _ping(peer, "1"), what="the subscription")
         for n in range(2, 40):
             peer.publish(f"ping/{n}", b"x")  # QoS 1: returns once the broker has it
         wait_until(lambda: len(peer.on("pong/39")) == 1, what="the answer to the last ping")
@@ -108,12 +99,16 @@ def test_the_loop_comes_back_after_the_broker_and_survives_a_callback_error(
     broker: LocalBroker, looped: Looped
 ) -> None:
     broker.restart()
-    wait_until(lambda: looped.connects >= 2, timeout=20, what="the reconnection")
+    wait_until(
+        lambda: looped.connects >= 2 and looped.subscribed.is_set(),
+        timeout=20,
+        what="the reconnection and its SUBACK",
+    )
     peer = Listener(broker, "pong/#")
     try:
         looped.fail_next = True
-        _ping(peer, "a")  # the handler raises on this one
-        _ping(peer, "b")
+        peer.publish("ping/a", b"x")  # the handler raises on this one
+        peer.publish("ping/b", b"x")
         wait_until(lambda: peer.on("pong/b"), what="an answer after the callback's error")
         assert looped.loop.alive()
         # The message whose handler failed was handled again, not lost, and before the next.
@@ -138,8 +133,3 @@ def test_stop_disconnects_cleanly_so_the_last_will_is_not_sent(broker: LocalBrok
         assert watcher.on("wills/looped") == []
     finally:
         watcher.close()
-
-
-def _ping(peer: Listener, n: str) -> bool:
-    peer.publish(f"ping/{n}", b"x")
-    return True

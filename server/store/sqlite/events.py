@@ -166,8 +166,8 @@ def ingest(
     ahead of its arrival: such an event is shown, flagged, and moves nothing.
     """
     batch = Batch()
-    result = _ingest_unit(
-        db, batch, device_id, events, received_at, late_event_s, future_margin_s, max_stay_s
+    (result,) = _ingest_units(
+        db, batch, [(device_id, events, received_at)], late_event_s, future_margin_s, max_stay_s
     )
     batch.fold(db)
     batch.finish(db)
@@ -192,18 +192,7 @@ def ingest_many(
     args = (late_event_s, future_margin_s, max_stay_s)
     try:  # the common case, every unit's events good: one savepoint for them all
         with db.atomic():
-            prepared = [
-                _rows(db, batch, device_id, events, received_at, late_event_s, future_margin_s)
-                for device_id, events, received_at in items
-            ]
-            # Every unit's events in one statement (thousands of units: one event each).
-            inserted = _insert_events(db, [row for rows, _ in prepared for row in rows])
-            out: list[IngestResult | Exception] = [
-                _apply_unit(db, batch, device_id, events, received_at, flags, inserted, max_stay_s)
-                for (device_id, events, received_at), (_, flags) in zip(
-                    items, prepared, strict=True
-                )
-            ]
+            out: list[IngestResult | Exception] = [*_ingest_units(db, batch, items, *args)]
             batch.fold(db)
     except Exception:  # again, each unit in its own savepoint: the bad one fails alone
         batch = Batch()
@@ -211,7 +200,8 @@ def ingest_many(
         for device_id, events, received_at in items:
             try:
                 with db.atomic():
-                    out.append(_ingest_unit(db, batch, device_id, events, received_at, *args))
+                    unit = [(device_id, events, received_at)]
+                    out.extend(_ingest_units(db, batch, unit, *args))
                     batch.fold(db)
             except Exception as exc:  # this unit's events fail alone; it resends them
                 batch.forget_changes()
@@ -221,19 +211,25 @@ def ingest_many(
     return out
 
 
-def _ingest_unit(
+def _ingest_units(
     db: Database,
     batch: Batch,
-    device_id: str,
-    events: list[Event],
-    received_at: float,
+    items: list[tuple[str, list[Event], float]],
     late_event_s: float,
     future_margin_s: float,
     max_stay_s: float,
-) -> IngestResult:
-    rows, flags = _rows(db, batch, device_id, events, received_at, late_event_s, future_margin_s)
-    inserted = _insert_events(db, rows)
-    return _apply_unit(db, batch, device_id, events, received_at, flags, inserted, max_stay_s)
+) -> list[IngestResult]:
+    """Store the units' events, every unit's in one statement (thousands of units: one
+    event each), then fold each unit's new ones into live state; a result per unit."""
+    prepared = [
+        _rows(db, batch, device_id, events, received_at, late_event_s, future_margin_s)
+        for device_id, events, received_at in items
+    ]
+    inserted = _insert_events(db, [row for rows, _ in prepared for row in rows])
+    return [
+        _apply_unit(db, batch, device_id, events, received_at, flags, inserted, max_stay_s)
+        for (device_id, events, received_at), (_, flags) in zip(items, prepared, strict=True)
+    ]
 
 
 Flags = tuple[bool, bool, bool]  # an event's member erased since; historical; time suspect
