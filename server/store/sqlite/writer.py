@@ -36,6 +36,11 @@ Item = tuple[WriteFn, "Future[Any]", "frozenset[str] | None"]
 
 MAX_BATCH = 2000
 WAIT_S = 0.5  # how long one step waits for work before looking at ``stopping`` again
+# The writer copies the write-ahead log back into the database file (a checkpoint) once
+# the log holds this many pages (about 40 MiB), in the commit that passes it. SQLite's
+# default, 1,000, is less than one large batch writes when thousands of units each add an
+# event: every commit then paid a checkpoint, and a server behind got slower.
+CHECKPOINT_PAGES = 10_000
 
 
 def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> Database:
@@ -48,6 +53,12 @@ def connect(path: Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") ->
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+def _open_for_writing(path: Path) -> Database:
+    db = connect(path, synchronous="FULL")
+    db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
     return db
 
 
@@ -81,7 +92,7 @@ class Writer:
 
     def __init__(self, path: Path, *, opener: Callable[[Path], Database] | None = None) -> None:
         self.path = path
-        self._open = opener or (lambda p: connect(p, synchronous="FULL"))
+        self._open = opener or _open_for_writing
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._closed = False
         self._db: Database | None = None
