@@ -24,6 +24,7 @@ import httpx2 as httpx
 import paho.mqtt.client as mqtt
 
 from edge import config as edge_config
+from protocol import topics
 from protocol.signing import Signer
 from server.broker import LocalBroker, free_port
 
@@ -67,6 +68,15 @@ def forget_server_session(broker: LocalBroker) -> None:
     client.connect("127.0.0.1", broker.port, clean_start=True)
     client.loop_start()
     ready.wait(10)
+    close(client)
+
+
+def forget_unit(broker: LocalBroker, device_id: str) -> None:
+    """Clear a unit's retained status and health once its benchmark is over: the later
+    servers of the run do not register it, and would log each as from an unknown unit."""
+    client = connected_client(broker, f"clearing {device_id}")
+    for spec in (topics.STATUS, topics.HEALTH):
+        client.publish(topics.topic(spec, device_id), b"", qos=1, retain=True).wait_for_publish(5)
     close(client)
 
 

@@ -15,6 +15,7 @@ from bench.common import (
     Context,
     Results,
     close,
+    forget_unit,
     percentile,
     subscribed_client,
     unit_config,
@@ -211,6 +212,7 @@ def bench_online(
         close(echo, asker)
         db.close()
         agent.stop()
+        forget_unit(broker, "bench-02")
         bridge.stop()
         store.close()
     median, floor_median = statistics.median(latencies), statistics.median(floor)
