@@ -123,6 +123,7 @@ class NetworkLoop:
         self._poller.register(self._wake_r, select.POLLIN)
         self._polled: tuple[int, int] | None = None  # the socket's number and its events
         self._stopping = threading.Event()
+        self._leaving = False  # set by ``stop()`` before it disconnects
         self._thread: threading.Thread | None = None
         self.idle_s = self.IDLE_S
         client.on_socket_register_write = self._register_write
@@ -133,8 +134,12 @@ class NetworkLoop:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Disconnect (the DISCONNECT is written first) and end the thread."""
-        self._stopping.set()
+        self._leaving = True  # a connection paho closes from now on is not opened again
+        # Queued before the loop can see the stop: its current turn writes the DISCONNECT,
+        # or ``_flush`` does once the loop has ended. Queued after, it would not be written
+        # and the broker would publish the last will when the socket closed.
         self._client.disconnect()
+        self._stopping.set()
         self._wake()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -163,7 +168,7 @@ class NetworkLoop:
         while not self._stopping.is_set():
             sock = self._client.socket()
             if sock is None:
-                if self._stopping.wait(delay_s):
+                if self._leaving or self._stopping.wait(delay_s):
                     break
                 delay_s = min(max(delay_s * 2, self._min_delay_s), self._max_delay_s)
                 with contextlib.suppress(OSError):  # reported by ``record_connect_errors``

@@ -133,3 +133,104 @@ def test_stop_disconnects_cleanly_so_the_last_will_is_not_sent(broker: LocalBrok
         assert watcher.on("wills/looped") == []
     finally:
         watcher.close()
+
+
+def _no_will_after_an_unclean_peer(broker: LocalBroker, watcher: Listener, will: str) -> None:
+    """Close what is left of the stopped client's connection (as its process ending would),
+    then end another client uncleanly: once its will is in, the stopped client's would be."""
+    other = Looped(broker, will="wills/other")
+    sock = other.client.socket()
+    assert sock is not None
+    sock.shutdown(socket.SHUT_RDWR)
+    wait_until(lambda: watcher.on("wills/other"), what="the will of the unclean client")
+    other.loop.stop()
+    assert watcher.on(will) == [], "the broker published the stopped client's last will"
+
+
+def _close_what_is_left(looped: Looped) -> None:
+    sock = looped.client.socket()
+    if sock is not None:
+        sock.close()
+
+
+def test_a_stop_the_loop_sees_at_once_still_writes_the_disconnect(broker: LocalBroker) -> None:
+    """``stop()`` queues the DISCONNECT before the loop can see the stop: even when the loop
+    sees it at once and ends, the DISCONNECT was written."""
+    watcher = Listener(broker, "wills/#")
+    try:
+        peer = Looped(broker, will="wills/raced")
+        loop = peer.loop
+        original = peer.client.disconnect
+
+        def disconnect_after_the_loop_had_its_chance(*args: Any, **kwargs: Any) -> Any:
+            loop._wake()  # the loop turns: a stop already visible would end it now
+            assert loop._thread is not None
+            loop._thread.join(0.5)
+            return original(*args, **kwargs)
+
+        peer.client.disconnect = disconnect_after_the_loop_had_its_chance  # type: ignore[method-assign]
+        loop.stop()
+        assert not loop.alive()
+        _close_what_is_left(peer)
+        _no_will_after_an_unclean_peer(broker, watcher, "wills/raced")
+    finally:
+        watcher.close()
+
+
+def test_a_disconnect_queued_after_the_loops_last_write_is_flushed(broker: LocalBroker) -> None:
+    """The DISCONNECT queued just after the loop's turn wrote, and the stop seen before the
+    next turn: the loop writes what is left as it ends."""
+    watcher = Listener(broker, "wills/#")
+    try:
+        peer = Looped(broker, will="wills/flushed")
+        held, release = threading.Event(), threading.Event()
+        original = peer.client.loop_misc
+
+        def loop_misc_held_once() -> Any:  # the end of a turn, after its write
+            if not held.is_set():
+                held.set()
+                release.wait(10)
+            return original()
+
+        peer.client.loop_misc = loop_misc_held_once  # type: ignore[method-assign]
+        peer.loop._wake()
+        assert held.wait(10), "the loop did not turn"
+        stopper = threading.Thread(target=peer.loop.stop)
+        stopper.start()
+        wait_until(lambda: peer.loop._stopping.is_set(), what="the stop")
+        assert peer.client.want_write(), "the DISCONNECT is queued, not written yet"
+        release.set()
+        stopper.join(10)
+        assert not peer.loop.alive()
+        _close_what_is_left(peer)
+        _no_will_after_an_unclean_peer(broker, watcher, "wills/flushed")
+    finally:
+        watcher.close()
+
+
+def test_the_loop_does_not_reconnect_after_the_stops_disconnect(broker: LocalBroker) -> None:
+    """The DISCONNECT written and the connection closed before the stop is visible: the loop
+    does not take the closed connection for a lost one and open it again."""
+    peer = Looped(broker)
+    reconnected = threading.Event()
+    first_on_connect = peer.client.on_connect
+
+    def on_connect(*args: Any) -> None:
+        first_on_connect(*args)
+        reconnected.set()
+
+    peer.client.on_connect = on_connect
+    original = peer.client.disconnect
+
+    def disconnect_then_linger(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        wait_until(lambda: peer.client.socket() is None, what="the DISCONNECT written")
+        # Ten times the loop's wait before a new attempt (0.1 s), the stop not yet visible.
+        reconnected.wait(1.0)
+        return result
+
+    peer.client.disconnect = disconnect_then_linger  # type: ignore[method-assign]
+    peer.loop.stop()
+    assert not reconnected.is_set(), "the loop connected again after stop() disconnected"
+    assert peer.connects == 1
+    assert not peer.loop.alive()
