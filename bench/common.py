@@ -135,6 +135,39 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``: every core,
+    every process, the kernel's interrupts and what the hypervisor took)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return float("nan")  # not Linux: the figure says "nan", the others stand
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time spent from its creation to ``read(n)``, per item: by this process (the
+    server under measure, when it runs in the bench process) and by the whole machine (the
+    server, the units' process, the broker and anything else running). Tells a server that
+    is slow from a machine that is full."""
+
+    def __init__(self) -> None:
+        self._wall = time.monotonic()
+        self._process = time.process_time()
+        self._machine = _machine_busy_s()
+
+    def read(self, n: int) -> dict[str, float]:
+        wall = time.monotonic() - self._wall
+        machine = _machine_busy_s() - self._machine
+        return {
+            "process_cpu_us": (time.process_time() - self._process) / n * 1e6,
+            "machine_cpu_us": machine / n * 1e6,
+            "cores_busy": machine / wall,
+        }
+
+
 class Results:
     """Figures of one run, each with its floor, its ratio and the load average when it was
     measured; written to bench/results.json.

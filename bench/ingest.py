@@ -11,6 +11,7 @@ received. Target: ingest ≥ 0.6× the floor.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import paho.mqtt.client as mqtt
 
 from bench.common import (
     Context,
+    CpuMeter,
     close,
     forget_server_session,
     register_units,
@@ -140,8 +142,9 @@ def _bare_inserts(path: Path, batches: list[list[tuple[str, list[Event], float]]
         db.close()
 
 
-def floor_rate(ctx: Context, n: int, events: int) -> float:
-    """Messages/s a bare QoS 1 subscriber receives from ``n`` units sending ``events``."""
+def floor_rate(ctx: Context, n: int, events: int) -> tuple[float, dict[str, float]]:
+    """Messages/s a bare QoS 1 subscriber receives from ``n`` units sending ``events``, and
+    the CPU it took (``CpuMeter``)."""
     received = 0
     last = 0.0
     done = threading.Event()
@@ -157,14 +160,16 @@ def floor_rate(ctx: Context, n: int, events: int) -> float:
     sink = subscribed_client(ctx.broker, "bench-sink", topics.subscription(topics.EVENT), count)
     units = Units(ctx.broker, _plan(n, events))
     try:
+        meter = CpuMeter()
         started = units.go()
         if not done.wait(300):
             raise RuntimeError(f"the floor received {received} of {events} messages")
+        cpu = meter.read(events)
         units.result(60)
     finally:
         units.close()
         close(sink)
-    return events / (last - started)
+    return events / (last - started), cpu
 
 
 def _plan(n: int, events: int) -> dict:
@@ -198,14 +203,16 @@ def start_server(ctx: Context, name: str, units: int) -> tuple[Store, Bridge, Se
 
 def bench_ingest(ctx: Context, n: int, events: int) -> None:
     events = events // n * n
-    floor = floor_rate(ctx, n, events)
+    floor, floor_cpu = floor_rate(ctx, n, events)
     store, bridge, _ = start_server(ctx, f"ingest-{n}", n)
     plan = _plan(n, events) | {"ack_topic": "telecentre/%s/ack"}
     try:
         units = Units(ctx.broker, plan)
         try:
+            meter = CpuMeter()
             started = units.go()
             report = units.result(300)
+            cpu = meter.read(events)
         finally:
             units.close()
         stored = store.event_count()
@@ -226,6 +233,7 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
         f"  floor: a bare QoS1 subscriber, same units, same broker: {floor:,.0f} msg/s; "
         f"ratio {ratio:.2f}x of the floor (target ≥ {TARGET}x)"
     )
+    print_cpu(cpu, floor_cpu)
     ctx.results.add(
         f"server_ingest_{n}_units",
         units=n,
@@ -238,4 +246,19 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
         higher_is_better=True,
         stored=stored,
         commits=writer["batches"],
+        server_cpu_us=cpu["process_cpu_us"],
+        machine_cpu_us=cpu["machine_cpu_us"],
+        cores_busy=cpu["cores_busy"],
+        floor_machine_cpu_us=floor_cpu["machine_cpu_us"],
+        floor_cores_busy=floor_cpu["cores_busy"],
+    )
+
+
+def print_cpu(cpu: dict[str, float], floor: dict[str, float]) -> None:
+    """What an event cost the server and the whole machine, beside the floor's cost."""
+    print(
+        f"  CPU an event: the server {cpu['process_cpu_us']:.0f} µs, the whole machine "
+        f"{cpu['machine_cpu_us']:.0f} µs ({cpu['cores_busy']:.1f} of {os.cpu_count()} cores "
+        f"busy); with the floor the machine {floor['machine_cpu_us']:.0f} µs a message "
+        f"({floor['cores_busy']:.1f} cores busy)"
     )

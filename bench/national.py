@@ -21,13 +21,14 @@ import paho.mqtt.client as mqtt
 
 from bench.common import (
     Context,
+    CpuMeter,
     close,
     forget_server_session,
     percentile,
     subscribed_client,
     unit_id,
 )
-from bench.ingest import start_server
+from bench.ingest import print_cpu, start_server
 from bench.units import Units
 from protocol import topics
 from protocol.messages import EventHeader
@@ -58,15 +59,17 @@ def national(ctx: Context, name: str, n: int, rate: int, seconds: int) -> None:
         "rate": rate,
     }
     total = n * per_unit
-    floor = _floor(ctx, plan, total)
+    floor, floor_cpu = _floor(ctx, plan, total)
     store, bridge, _ = start_server(ctx, name, n)
     try:
         t0 = time.perf_counter()
         units = Units(ctx.broker, plan | {"ack_topic": "telecentre/%s/ack"})
         connected_s = time.perf_counter() - t0
         try:
+            meter = CpuMeter()
             units.go()
             report = units.result(seconds * 10 + 120)
+            cpu = meter.read(report["sent"])
         finally:
             units.close()
         rows, distinct = store.db.execute(
@@ -89,6 +92,7 @@ def national(ctx: Context, name: str, n: int, rate: int, seconds: int) -> None:
         f"  floor: a bare QoS1 subscriber, same units and schedule: p99 "
         f"{floor * 1000:.0f} ms; ratio {p99 / floor:.1f}x"
     )
+    print_cpu(cpu, floor_cpu)
     ctx.results.add(
         name,
         units=n,
@@ -106,11 +110,17 @@ def national(ctx: Context, name: str, n: int, rate: int, seconds: int) -> None:
         floor_what="publish → bare QoS1 subscriber p99 s",
         ratio=p99 / floor,
         target_s=TARGET_S,
+        server_cpu_us=cpu["process_cpu_us"],
+        machine_cpu_us=cpu["machine_cpu_us"],
+        cores_busy=cpu["cores_busy"],
+        floor_machine_cpu_us=floor_cpu["machine_cpu_us"],
+        floor_cores_busy=floor_cpu["cores_busy"],
     )
 
 
-def _floor(ctx: Context, plan: dict, total: int) -> float:
-    """p99 of publish → received at a bare QoS 1 subscriber, same units, same schedule."""
+def _floor(ctx: Context, plan: dict, total: int) -> tuple[float, dict[str, float]]:
+    """p99 of publish → received at a bare QoS 1 subscriber, same units, same schedule, and
+    the CPU it took (``CpuMeter``)."""
     received: dict[tuple[str, int], float] = {}
     done = threading.Event()
     header = msgspec.json.Decoder(EventHeader)
@@ -125,9 +135,11 @@ def _floor(ctx: Context, plan: dict, total: int) -> float:
     sink = subscribed_client(ctx.broker, "bench-sink", topics.subscription(topics.EVENT), count)
     units = Units(ctx.broker, plan | {"report_published": True})
     try:
+        meter = CpuMeter()
         units.go()
         report = units.result(600)
         done.wait(60)
+        cpu = meter.read(total)
     finally:
         units.close()
         close(sink)
@@ -140,4 +152,4 @@ def _floor(ctx: Context, plan: dict, total: int) -> float:
     ]
     if len(lags) < total:
         print(f"  (the floor's subscriber received {len(lags):,} of {total:,})")
-    return percentile(lags, 0.99)
+    return percentile(lags, 0.99), cpu

@@ -123,7 +123,7 @@ def run(ctx: Context) -> None:
         return
     try:
         for engine, workers in CONFIGS:
-            floor = floor_rate(ctx, UNITS, events)
+            floor, _ = floor_rate(ctx, UNITS, events)
             location: str | Path = (
                 cluster.database()
                 if engine == "postgresql"
