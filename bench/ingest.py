@@ -250,6 +250,7 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
         machine_cpu_us=cpu["machine_cpu_us"],
         cores_busy=cpu["cores_busy"],
         floor_machine_cpu_us=floor_cpu["machine_cpu_us"],
+        floor_subscriber_cpu_us=floor_cpu["process_cpu_us"],
         floor_cores_busy=floor_cpu["cores_busy"],
     )
 
@@ -259,6 +260,7 @@ def print_cpu(cpu: dict[str, float], floor: dict[str, float]) -> None:
     print(
         f"  CPU an event: the server {cpu['process_cpu_us']:.0f} µs, the whole machine "
         f"{cpu['machine_cpu_us']:.0f} µs ({cpu['cores_busy']:.1f} of {os.cpu_count()} cores "
-        f"busy); with the floor the machine {floor['machine_cpu_us']:.0f} µs a message "
+        f"busy); with the floor the machine {floor['machine_cpu_us']:.0f} µs a message, "
+        f"{floor['process_cpu_us']:.0f} of them the bare subscriber's "
         f"({floor['cores_busy']:.1f} cores busy)"
     )

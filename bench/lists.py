@@ -30,6 +30,7 @@ from bench.common import (
     bench_admin_token,
     close,
     connected_client,
+    forget_unit,
     percentile,
     subscribed_client,
     unit_config,
@@ -164,6 +165,7 @@ def bench_scale(
         )
     finally:
         server.close()
+    forget_unit(broker, f"{CENTRE}-01")
 
 
 def _scale_with_server(

@@ -114,6 +114,7 @@ def national(ctx: Context, name: str, n: int, rate: int, seconds: int) -> None:
         machine_cpu_us=cpu["machine_cpu_us"],
         cores_busy=cpu["cores_busy"],
         floor_machine_cpu_us=floor_cpu["machine_cpu_us"],
+        floor_subscriber_cpu_us=floor_cpu["process_cpu_us"],
         floor_cores_busy=floor_cpu["cores_busy"],
     )
 
