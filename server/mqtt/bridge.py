@@ -41,7 +41,7 @@ from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
 from server.settings import Settings, SettingsError
 from server.store import Store
-from server.store.postgres.leader import Leadership
+from server.store.postgres.leader import Leadership, LiveNotices
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,17 @@ class Bridge:
         self.rejections = Rejections()
         self.handlers = Handlers(store, signer, self.publish, self.rejections, metrics)
         self.lists: Any = AccessListPublisher(store, signer, self.publish)
+        self.live_notices: LiveNotices | None = None
         if leadership is not None:
             self.lists = scaleout.ListRelay(
                 lambda: AccessListPublisher(store, signer, self.publish), leadership, store
             )
             leadership.on_change = self._leader_changed
             leadership.on_notice = self.lists.notice
+            # Each worker serves its own live streams: the others' commits push them too.
+            self.live_notices = LiveNotices(leadership)
+            store.share_changes(self.live_notices.changed)
+            leadership.on_live = store.announce_change
         self.handlers.on_credit = lambda member_ids: self.lists.invalidate(None, member_ids)
         # A worker of a share group keeps no session: the broker would go on handing a
         # stopped worker its share of the units' events, queued until it came back (the
@@ -167,6 +172,8 @@ class Bridge:
         if isinstance(self.lists, Worker):
             found.append(self.lists)
         found.extend(getattr(self.lists, "workers", []))
+        if self.live_notices is not None:
+            found.append(self.live_notices)
         return found
 
     def start(self) -> None:
@@ -175,6 +182,8 @@ class Bridge:
             if self.leadership.elect():  # known before connecting: the leader has the will
                 self._set_will()
             self.leadership.start()
+        if self.live_notices is not None:
+            self.live_notices.start()
         self.lists.start()
         self._client.connect_async(
             self.settings.mqtt_host,
@@ -186,6 +195,8 @@ class Bridge:
         self._loop.start()
 
     def stop(self) -> None:
+        if self.live_notices is not None:  # before the leadership closes its connections
+            self.live_notices.stop()
         self.lists.stop()
         self.handlers.stop()
         if self.connected.is_set() and self.leader:

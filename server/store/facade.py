@@ -120,6 +120,7 @@ class Store:
         self._writer.start()
         self._changes = threading.Lock()
         self._change_listeners: list[Any] = []
+        self._share_change: Any = None  # ``share_changes``: tells the other workers
 
     def close(self) -> None:
         """Settle the recounts, stop the writer and close every read connection (threads
@@ -149,14 +150,29 @@ class Store:
         return self._writer.submit(fn).result(timeout=WRITE_TIMEOUT_S)
 
     def _notify(self) -> None:
+        """A commit here changed what the live views show."""
+        self._tell_listeners()
+        share = self._share_change
+        if share is not None:
+            share()
+
+    def _tell_listeners(self) -> None:
         with self._changes:
             listeners = list(self._change_listeners)
         for listener in listeners:
             listener()
 
     def announce_change(self) -> None:
-        """Something the live views show changed outside the store (the broker link)."""
-        self._notify()
+        """Something the live views show changed outside this store's commits (the broker
+        link, another worker's commit): told to this process's listeners only."""
+        self._tell_listeners()
+
+    def share_changes(self, fn: Any) -> None:
+        """Also call ``fn()`` (hand over, never block) after each commit here that changes
+        what the live views show, so that the other workers of a group push their live
+        streams too (``server.store.postgres.leader.LiveNotices``); ``announce_change``
+        does not call it, so a change heard from another worker is not told back."""
+        self._share_change = fn
 
     def on_change(self, fn: Any) -> None:
         """Call ``fn()`` (on the writer thread: hand over, never block) after each commit

@@ -3,7 +3,9 @@ MQTT v5 shared subscription on a real mosquitto."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +19,7 @@ from protocol.messages import Ack, ListDelta, ListHead
 from protocol.signing import Verifier
 from server.app import create_app
 from server.broker import LocalBroker
+from server.routes.live import HEARTBEAT_S
 from server.runtime import Runtime
 from server.settings import Settings, SettingsError
 from tests.conftest import as_admin, wait_until
@@ -190,6 +193,60 @@ def test_when_the_leader_stops_the_other_worker_takes_over(
     status.close()
     watch.listener.close()
     rogue.close()
+
+
+def test_a_workers_live_stream_is_pushed_for_what_the_other_worker_stored(
+    workers: list[TestClient], broker: LocalBroker
+) -> None:
+    leader, other = leader_and_other(workers)
+    assert other.post("/api/centres", json={"id": "boitron", "name": "Boitron"}).status_code == 201
+    assert other.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).status_code == 200
+    members = [
+        other.post("/api/members", json={"name": f"Membre {k}", "centres": ["boitron"]}).json()
+        for k in range(6)
+    ]
+    pushes: list[int] = []  # the centre's count in each push of the leader's stream
+    reading = threading.Thread(target=_read_counts, args=(leader, pushes, len(members)))
+    reading.start()
+    wait_until(lambda: pushes, what="the stream's first push")
+    stored_by_other = runtime(other).bridge.handlers.handled
+    unit = Listener(broker)
+    try:
+        for k, member in enumerate(members, start=1):
+            payload = event_payload(
+                "boitron-01",
+                EPOCH,
+                k,
+                kind="access",
+                ts=time.time(),
+                badge_hash=f"{k:064x}",
+                granted=True,
+                reason="granted",
+                direction="in",
+                member_id=member["id"],
+            )
+            unit.publish(topics.topic(topics.EVENT, "boitron-01"), payload)
+            # Well within the stream's heartbeat: pushed after the commit, whichever worker
+            # stored the event.
+            wait_until(lambda k=k: pushes[-1] == k, timeout=HEARTBEAT_S / 3, what=f"{k} in")
+    finally:
+        unit.close()
+        reading.join(10)
+    assert runtime(other).bridge.handlers.handled > stored_by_other, (
+        "the broker gave the other worker none of the events: nothing was shown"
+    )
+    assert runtime(other).bridge.live_notices is not None
+    assert runtime(other).bridge.live_notices.sent > 0
+
+
+def _read_counts(client: TestClient, pushes: list[int], until: int) -> None:
+    with client.stream("GET", "/api/occupancy/stream") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                centres = json.loads(line.removeprefix("data:"))
+                pushes.append(centres[0]["present"] if centres else 0)
+                if pushes[-1] >= until:
+                    return
 
 
 def test_a_share_group_needs_postgresql(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from server.store import Store
 from server.store.errors import SchemaTooNew
 from server.store.postgres.dialect import translate
+from tests.conftest import wait_until
 
 
 def test_sqlite_statements_are_rewritten_outside_their_string_literals() -> None:
@@ -87,3 +89,40 @@ def test_ingests_of_other_units_and_members_are_written_side_by_side(
     finally:
         for db in (first, second, third):
             db.close()
+
+
+def test_a_workers_commits_push_the_other_workers_live_views_and_are_not_told_back(
+    postgres_cluster: Any,
+) -> None:
+    """Two workers on one database: a commit on one calls the other's live listeners (by
+    NOTIFY), and the change heard there is not announced again (no notice loops)."""
+    from protocol.messages import Status
+    from server.store.postgres.leader import Leadership, LiveNotices
+
+    url = postgres_cluster.database()
+    stores = [Store(url), Store(url)]
+    leaderships = [Leadership(url, retry_s=0.1) for _ in stores]
+    notices = [LiveNotices(leadership, every_s=0.0) for leadership in leaderships]
+    heard = [threading.Event(), threading.Event()]
+    try:
+        for store, leadership, notice, event in zip(
+            stores, leaderships, notices, heard, strict=True
+        ):
+            store.share_changes(notice.changed)
+            store.on_change(event.set)
+            leadership.on_live = store.announce_change
+            leadership.elect()  # listening before the first notice
+            leadership.start()
+            notice.start()
+        stores[0].record_status(Status(device_id="boitron-01", state="online"), 1.0).result(10)
+        assert heard[1].wait(10), "the other worker's live listeners were not called"
+        wait_until(lambda: notices[0].sent == 1, what="the first worker's notice")
+        heard[0].clear()
+        # Nothing comes back: the second worker told nobody, the first heard nothing more.
+        assert not heard[0].wait(1.0)
+        assert notices[1].sent == 0
+    finally:
+        for notice, leadership, store in zip(notices, leaderships, stores, strict=True):
+            notice.stop()
+            leadership.stop()
+            store.close()
