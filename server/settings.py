@@ -30,7 +30,7 @@ class Settings:
         None,
         "Several server workers share the units' messages as this MQTT shared subscription "
         "group ($share/<group>/...); needs database_url, and each worker its own broker "
-        "account and mqtt_client_id.",
+        "account (`worker add`) and mqtt_client_id.",
     )
     badge_key_file: Path = _setting(
         Path("badge.key"), "File with the 64-hex-character badge HMAC key (outside the database)."

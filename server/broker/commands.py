@@ -1,4 +1,5 @@
-"""``telecentre-server device add|revoke|list``, ``tls init`` and ``broker config``."""
+"""``telecentre-server device add|revoke|list``, ``worker add|remove|list``, ``tls init``
+and ``broker config``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from protocol.errors import TelecentreError
 from server.settings import Settings
 
-COMMANDS = ("device", "tls", "broker")
+COMMANDS = ("device", "worker", "tls", "broker")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     revoke.add_argument("device_id")
     dsub.add_parser("list", help="units, their centre and whether they have a broker account")
+    worker = sub.add_parser(
+        "worker", help="broker accounts of further server workers (a share group)"
+    )
+    wsub = worker.add_subparsers(dest="worker_command", required=True)
+    wadd = wsub.add_parser(
+        "add",
+        help="a server worker's broker account with a new password written to a file, "
+        "regenerate the broker's password file and ACL, reload the broker",
+    )
+    wadd.add_argument("username", help="the worker's broker user name (also its client id)")
+    wadd.add_argument(
+        "--password-file",
+        type=Path,
+        required=True,
+        help="where to write the password (mode 0600): that worker's TELECENTRE_MQTT_PASSWORD_FILE",
+    )
+    wremove = wsub.add_parser(
+        "remove", help="remove a server worker's broker account, regenerate the files, reload"
+    )
+    wremove.add_argument("username")
+    wsub.add_parser("list", help="the server's broker accounts")
     tls = sub.add_parser("tls", help="TLS material for the broker")
     tsub = tls.add_subparsers(dest="tls_command", required=True)
     init = tsub.add_parser("init", help="make a private CA and the broker's certificate")
@@ -55,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "device":
             return _device(args)
+        if args.command == "worker":
+            return _worker(args)
         if args.command == "tls":
             return _tls(args)
         return _broker_config(args)
@@ -120,6 +144,45 @@ def _device(args: argparse.Namespace) -> int:
             if removed
             else f"unit {args.device_id} had no broker account"
         )
+        print(outcome)
+        return 0
+    finally:
+        store.close()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from server.broker import registry
+    from server.store import Store
+
+    settings = Settings.from_env()
+    registry.server_password(settings, create=True)  # this server's own account first
+    store = Store(settings.store_location)
+    try:
+        if args.worker_command == "list":
+            print(f"{settings.mqtt_username:<32} this server (TELECENTRE_MQTT_USERNAME)")
+            for row in store.server_accounts():
+                print(f"{row['username']:<32} another worker")
+            return 0
+        if args.worker_command == "add":
+            registry.add_server_worker(store, settings, args.username, args.password_file)
+            outcome = registry.regenerate(store, settings)
+            print(f"server worker {args.username}: broker account added")
+            print(f"  password in {args.password_file} (mode 0600); on that worker set")
+            print(f"  TELECENTRE_MQTT_USERNAME={args.username}")
+            print(f"  TELECENTRE_MQTT_CLIENT_ID={args.username}")
+            print(f"  TELECENTRE_MQTT_PASSWORD_FILE={args.password_file}")
+            print("  TELECENTRE_MQTT_SHARE_GROUP and TELECENTRE_DATABASE_URL as on the others")
+            print(outcome)
+            return 0
+        if not store.remove_server_account(args.username):
+            known = ", ".join(r["username"] for r in store.server_accounts()) or "none"
+            print(
+                f"telecentre-server: no server worker account {args.username!r} (known: {known})",
+                file=sys.stderr,
+            )
+            return 1
+        outcome = registry.regenerate(store, settings)
+        print(f"server worker {args.username}: broker account removed")
         print(outcome)
         return 0
     finally:

@@ -1,7 +1,10 @@
-"""The broker's accounts from the device registry: ``device add``, ``revoke``, ``list``.
+"""The broker's accounts from the registry: ``device add|revoke|list`` and ``worker
+add|remove|list``.
 
 The server's own account takes its password from ``mqtt_password_file`` (made here, 0600,
-when it does not exist yet); each unit's from the hash stored by ``device add``.
+when it does not exist yet); each unit's from the hash stored by ``device add``; each
+further server worker's (a share group, docs/performance.md) from the hash stored by
+``worker add``, so that every regeneration of the files keeps every account.
 """
 
 from __future__ import annotations
@@ -57,9 +60,12 @@ def grants(store: Store, settings: Settings) -> list[Grant]:
     out = [
         broker_access.server_grant(settings.mqtt_username, broker_access.hash_password(password))
     ]
+    workers = {row["username"]: row["password_hash"] for row in store.server_accounts()}
+    workers.pop(settings.mqtt_username, None)  # the first account's password is its file's
+    out += [broker_access.server_grant(name, hashed) for name, hashed in workers.items()]
     for row in store.device_credentials():
-        if row["device_id"] == settings.mqtt_username:
-            continue  # never let a unit named like the server shadow its account
+        if row["device_id"] == settings.mqtt_username or row["device_id"] in workers:
+            continue  # never let a unit named like a server account shadow it
         out.append(
             broker_access.unit_grant(row["device_id"], row["centre_id"], row["password_hash"])
         )
@@ -80,8 +86,25 @@ def add_device(store: Store, settings: Settings, device_id: str, centre_id: str)
     from protocol.topics import validate_device_id
 
     validate_device_id(device_id)
-    if device_id == settings.mqtt_username:
-        raise SettingsError(f"{device_id!r} is the server's broker account: pick another id")
+    if device_id == settings.mqtt_username or any(
+        row["username"] == device_id for row in store.server_accounts()
+    ):
+        raise SettingsError(f"{device_id!r} is a server's broker account: pick another id")
     password = broker_access.new_password()
     store.register_device(device_id, centre_id, broker_access.hash_password(password))
     return NewDevice(device_id, centre_id, password)
+
+
+def add_server_worker(store: Store, settings: Settings, username: str, password_file: Path) -> None:
+    """Another server worker's account, with a new random password written to
+    ``password_file`` (mode 0600: that worker's ``TELECENTRE_MQTT_PASSWORD_FILE``); only
+    its hash is kept."""
+    broker_access.check_username(username)
+    if username == settings.mqtt_username:
+        raise SettingsError(
+            f"{username!r} is this server's own account (TELECENTRE_MQTT_USERNAME): "
+            "name the other worker"
+        )
+    password = broker_access.new_password()
+    write_secret(password_file, password + "\n")  # first: a stored hash is never orphaned
+    store.add_server_account(username, broker_access.hash_password(password))

@@ -335,6 +335,22 @@ class Store:
         """Every unit with a broker account (device id, centre, password hash)."""
         return credentials.list_all(self.db)
 
+    def add_server_account(self, username: str, password_hash: str) -> None:
+        """A server worker's broker account beyond the first (``worker add``); refused
+        for a name a unit has in the registry."""
+        if self.device_known(username):
+            raise Conflict(f"{username!r} is a unit's id: pick another worker name")
+        now = time.time()
+        self.write(lambda db: credentials.set_server_hash(db, username, password_hash, now))
+
+    def remove_server_account(self, username: str) -> bool:
+        """Remove a server worker's broker account; False when there was none."""
+        return self.write(lambda db: credentials.remove_server(db, username))
+
+    def server_accounts(self) -> list[dict]:
+        """The server workers' broker accounts beyond the first (user name, hash)."""
+        return credentials.list_servers(self.db)
+
     def record_health(
         self, health: Health, received_at: float, *, retained: bool = False
     ) -> Future[bool]:

@@ -280,3 +280,57 @@ def test_device_add_names_an_unknown_centre(
     assert server_cli(["device", "add", "nowhere-01", "--centre", "nowhere"]) == 1
     err = capsys.readouterr().err
     assert "no centre 'nowhere'" in err and "boitron" in err
+
+
+def test_worker_add_lets_another_server_worker_in_and_the_units_files_keep_it(
+    site: LocalBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, password_file = "telecentre-server-2", tmp_path / "worker-2.password"
+    assert server_cli(["worker", "add", name, "--password-file", str(password_file)]) == 0
+    out = capsys.readouterr().out
+    assert "reloaded" in out and f"TELECENTRE_MQTT_USERNAME={name}" in out
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    password = password_file.read_text().strip()
+    assert password not in out  # written, not printed
+
+    def connect(username: str, secret: str) -> Probe:
+        client, _ = make_client(username, session_expiry_s=0)
+        client.username_pw_set(username, secret)
+        client.tls_set(ca_certs=str(site.ca_file))
+        return Probe(site, client)
+
+    worker = connect(name, password)
+    assert worker.connect() == 0
+    # A server's rights: the units' events through a share group, the server -> unit leaves.
+    assert worker.subscribe(f"$share/workers/{topics.subscription(topics.EVENT)}") == 0x01
+    assert worker.publish(topics.topic(topics.ACK, "boitron-01")) in SUCCESS
+    worker.close()
+
+    # A unit added later writes the files again: the worker's account is still in them.
+    unit_file = tmp_path / "boitron-07.json"
+    assert server_cli(["device", "add", "boitron-07", "--centre", "boitron",
+                       "--credentials-file", str(unit_file)]) == 0  # fmt: skip
+    unit = connect("boitron-07", json.loads(unit_file.read_text())["mqtt_password"])
+    assert unit.connect() == 0  # the reload is done: the unit's account is new in it
+    unit.close()
+    again = connect(name, password)
+    assert again.connect() == 0
+
+    # Neither name can be taken by the other kind of account.
+    assert server_cli(["device", "add", name, "--centre", "boitron"]) == 1
+    assert "server's broker account" in capsys.readouterr().err
+    other_file = tmp_path / "other.password"
+    assert server_cli(["worker", "add", "boitron-07", "--password-file", str(other_file)]) == 1
+    assert "unit's id" in capsys.readouterr().err
+    assert server_cli(["worker", "list"]) == 0
+    assert name in capsys.readouterr().out
+
+    assert server_cli(["worker", "remove", name]) == 0
+    assert "broker account removed" in capsys.readouterr().out
+    assert again.disconnected.wait(5), "the removed worker stayed connected"
+    again.close()
+    gone = connect(name, password)
+    assert gone.connect() in (BAD_CREDENTIALS, NOT_AUTHORISED)
+    gone.close()
+    assert server_cli(["worker", "remove", name]) == 1
+    assert f"no server worker account {name!r}" in capsys.readouterr().err

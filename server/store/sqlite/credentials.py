@@ -1,4 +1,5 @@
-"""SQL for the units' broker credentials: only the mosquitto-format hash of each password."""
+"""SQL for the broker credentials of the units and of the server workers beyond the first:
+only the mosquitto-format hash of each password."""
 
 from __future__ import annotations
 
@@ -26,5 +27,28 @@ def list_all(db: Database) -> list[dict]:
             "SELECT c.device_id, d.centre_id, c.password_hash, c.created_at"
             " FROM device_credentials c JOIN devices d ON d.device_id = c.device_id"
             " ORDER BY c.device_id"
+        )
+    ]
+
+
+def set_server_hash(db: Database, username: str, password_hash: str, now: float) -> None:
+    db["server_accounts"].upsert(
+        {"username": username, "password_hash": password_hash, "created_at": now},
+        pk="username",
+    )
+
+
+def remove_server(db: Database, username: str) -> bool:
+    """Forget a server worker's account; False when there was none."""
+    cursor = db.execute("DELETE FROM server_accounts WHERE username = ?", [username])
+    return cursor.rowcount > 0
+
+
+def list_servers(db: Database) -> list[dict]:
+    """Every server worker account beyond the first: user name, hash, when it was made."""
+    return [
+        dict(row)
+        for row in db.query(
+            "SELECT username, password_hash, created_at FROM server_accounts ORDER BY username"
         )
     ]

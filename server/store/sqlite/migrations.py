@@ -641,3 +641,16 @@ def m150_event_door_filter(db: Database) -> None:
     # page per event; with the door in the index, the capped count reads no row at all.
     # A door across every centre still walks the time index (most events name a door).
     db["events"].create_index(["centre_id", "door", "ts"], if_not_exists=True)
+
+
+@migrations()
+def m160_server_accounts(db: Database) -> None:
+    # The broker accounts of the server workers beyond the first (a share group: each
+    # worker its own account, ``telecentre-server worker add``), kept like the units' so
+    # that every regeneration of the broker's files keeps them: only the mosquitto-format
+    # hash; the password is written once, to the worker's password file.
+    db["server_accounts"].create(
+        {"username": str, "password_hash": str, "created_at": float},
+        pk="username",
+        not_null={"password_hash", "created_at"},
+    )
