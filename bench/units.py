@@ -228,10 +228,17 @@ def _main() -> None:
         if resending:
             resender.acked(i, ack.seqs, now)
 
+    # The units with something to write: paho says when a unit's queue stops being empty
+    # (``on_socket_register_write``), so a turn writes those, not a look at every unit (at
+    # 3,500 units that look alone took most of a core).
+    writing: set[int] = set()
+
     def pump(timeout: float) -> None:
-        for client in clients:
-            if client.want_write():
-                client.loop_write()
+        for i in list(writing):
+            client = clients[i]
+            client.loop_write()
+            if not client.want_write():
+                writing.discard(i)
         for key, _ in selector.select(timeout):
             client = key.data
             client.loop_read(100)
@@ -250,6 +257,7 @@ def _main() -> None:
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
+        client.on_socket_register_write = lambda c, i, sock: writing.add(i)
         client.connect("127.0.0.1", plan.port, keepalive=120, clean_start=True)
         selector.register(client.socket(), selectors.EVENT_READ, client)
         clients.append(client)
