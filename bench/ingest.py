@@ -246,13 +246,20 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
         higher_is_better=True,
         stored=stored,
         commits=writer["batches"],
-        server_cpu_us=cpu["process_cpu_us"],
-        machine_cpu_us=cpu["machine_cpu_us"],
-        cores_busy=cpu["cores_busy"],
-        floor_machine_cpu_us=floor_cpu["machine_cpu_us"],
-        floor_subscriber_cpu_us=floor_cpu["process_cpu_us"],
-        floor_cores_busy=floor_cpu["cores_busy"],
+        **cpu_figures(cpu, floor_cpu),
     )
+
+
+def cpu_figures(cpu: dict[str, float], floor: dict[str, float]) -> dict[str, float]:
+    """The CPU figures of a run and its floor, as ``bench/results.json`` records them."""
+    return {
+        "server_cpu_us": cpu["process_cpu_us"],
+        "machine_cpu_us": cpu["machine_cpu_us"],
+        "cores_busy": cpu["cores_busy"],
+        "floor_machine_cpu_us": floor["machine_cpu_us"],
+        "floor_subscriber_cpu_us": floor["process_cpu_us"],
+        "floor_cores_busy": floor["cores_busy"],
+    }
 
 
 def print_cpu(cpu: dict[str, float], floor: dict[str, float]) -> None:

@@ -28,7 +28,7 @@ from bench.common import (
     subscribed_client,
     unit_id,
 )
-from bench.ingest import print_cpu, start_server
+from bench.ingest import cpu_figures, print_cpu, start_server
 from bench.units import Units
 from protocol import topics
 from protocol.messages import EventHeader
@@ -110,12 +110,7 @@ def national(ctx: Context, name: str, n: int, rate: int, seconds: int) -> None:
         floor_what="publish → bare QoS1 subscriber p99 s",
         ratio=p99 / floor,
         target_s=TARGET_S,
-        server_cpu_us=cpu["process_cpu_us"],
-        machine_cpu_us=cpu["machine_cpu_us"],
-        cores_busy=cpu["cores_busy"],
-        floor_machine_cpu_us=floor_cpu["machine_cpu_us"],
-        floor_subscriber_cpu_us=floor_cpu["process_cpu_us"],
-        floor_cores_busy=floor_cpu["cores_busy"],
+        **cpu_figures(cpu, floor_cpu),
     )
 
 
