@@ -164,9 +164,13 @@ def _worker(args: argparse.Namespace) -> int:
                 print(f"{row['username']:<32} another worker")
             return 0
         if args.worker_command == "add":
-            registry.add_server_worker(store, settings, args.username, args.password_file)
+            existed = registry.add_server_worker(store, settings, args.username, args.password_file)
             outcome = registry.regenerate(store, settings)
-            print(f"server worker {args.username}: broker account added")
+            print(
+                f"server worker {args.username}: new password, the old one no longer works"
+                if existed
+                else f"server worker {args.username}: broker account added"
+            )
             print(f"  password in {args.password_file} (mode 0600); on that worker set")
             print(f"  TELECENTRE_MQTT_USERNAME={args.username}")
             print(f"  TELECENTRE_MQTT_CLIENT_ID={args.username}")

@@ -95,16 +95,21 @@ def add_device(store: Store, settings: Settings, device_id: str, centre_id: str)
     return NewDevice(device_id, centre_id, password)
 
 
-def add_server_worker(store: Store, settings: Settings, username: str, password_file: Path) -> None:
+def add_server_worker(store: Store, settings: Settings, username: str, password_file: Path) -> bool:
     """Another server worker's account, with a new random password written to
     ``password_file`` (mode 0600: that worker's ``TELECENTRE_MQTT_PASSWORD_FILE``); only
-    its hash is kept."""
+    its hash is kept. Returns whether the account existed (its old password no longer
+    works once the broker reloads)."""
     broker_access.check_username(username)
     if username == settings.mqtt_username:
         raise SettingsError(
             f"{username!r} is this server's own account (TELECENTRE_MQTT_USERNAME): "
             "name the other worker"
         )
+    if store.device_known(username):
+        raise SettingsError(f"{username!r} is a unit's id: pick another worker name")
+    existed = any(row["username"] == username for row in store.server_accounts())
     password = broker_access.new_password()
     write_secret(password_file, password + "\n")  # first: a stored hash is never orphaned
     store.add_server_account(username, broker_access.hash_password(password))
+    return existed

@@ -315,6 +315,18 @@ def test_worker_add_lets_another_server_worker_in_and_the_units_files_keep_it(
     unit.close()
     again = connect(name, password)
     assert again.connect() == 0
+    again.close()
+
+    # Added again: a new password, and the old one is refused once the broker has reloaded.
+    assert server_cli(["worker", "add", name, "--password-file", str(password_file)]) == 0
+    assert "the old one no longer works" in capsys.readouterr().out
+    renewed = password_file.read_text().strip()
+    assert renewed != password
+    again = connect(name, renewed)
+    assert again.connect() == 0  # once the new password works, the reload is done
+    stale = connect(name, password)
+    assert stale.connect() in (BAD_CREDENTIALS, NOT_AUTHORISED)
+    stale.close()
 
     # Neither name can be taken by the other kind of account.
     assert server_cli(["device", "add", name, "--centre", "boitron"]) == 1
@@ -322,6 +334,7 @@ def test_worker_add_lets_another_server_worker_in_and_the_units_files_keep_it(
     other_file = tmp_path / "other.password"
     assert server_cli(["worker", "add", "boitron-07", "--password-file", str(other_file)]) == 1
     assert "unit's id" in capsys.readouterr().err
+    assert not other_file.exists(), "a password was written for an account refused"
     assert server_cli(["worker", "list"]) == 0
     assert name in capsys.readouterr().out
 
@@ -329,7 +342,7 @@ def test_worker_add_lets_another_server_worker_in_and_the_units_files_keep_it(
     assert "broker account removed" in capsys.readouterr().out
     assert again.disconnected.wait(5), "the removed worker stayed connected"
     again.close()
-    gone = connect(name, password)
+    gone = connect(name, renewed)
     assert gone.connect() in (BAD_CREDENTIALS, NOT_AUTHORISED)
     gone.close()
     assert server_cli(["worker", "remove", name]) == 1
