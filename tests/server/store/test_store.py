@@ -472,3 +472,18 @@ def test_a_failing_write_fails_alone_in_its_batch(store: Store) -> None:
     assert store.centre("good")["name"] == "Good"
     with pytest.raises(NotFound):
         store.centre("bad")  # its own savepoint was rolled back
+
+
+def test_server_worker_accounts_are_kept_listed_and_removed(store: Store, centre: str) -> None:
+    store.add_server_account("telecentre-server-2", "$7$hash-2")
+    store.add_server_account("telecentre-server-3", "$7$hash-3")
+    store.add_server_account("telecentre-server-2", "$7$hash-2b")  # a new password
+    assert [(r["username"], r["password_hash"]) for r in store.server_accounts()] == [
+        ("telecentre-server-2", "$7$hash-2b"),
+        ("telecentre-server-3", "$7$hash-3"),
+    ]
+    with pytest.raises(Conflict, match="boitron-01"):
+        store.add_server_account("boitron-01", "$7$x")  # a unit's id
+    assert store.remove_server_account("telecentre-server-2") is True
+    assert store.remove_server_account("telecentre-server-2") is False
+    assert [r["username"] for r in store.server_accounts()] == ["telecentre-server-3"]
