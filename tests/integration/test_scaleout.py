@@ -206,7 +206,9 @@ def test_a_workers_live_stream_is_pushed_for_what_the_other_worker_stored(
         for k in range(6)
     ]
     pushes: list[int] = []  # the centre's count in each push of the leader's stream
-    reading = threading.Thread(target=_read_counts, args=(leader, pushes, len(members)))
+    reading = threading.Thread(
+        target=_read_counts, args=(leader, pushes, len(members)), daemon=True
+    )
     reading.start()
     wait_until(lambda: pushes, what="the stream's first push")
     stored_by_other = runtime(other).bridge.handlers.handled
