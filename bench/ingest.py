@@ -195,6 +195,7 @@ def start_server(ctx: Context, name: str, units: int) -> tuple[Store, Bridge, Se
     bridge.start()
     if not bridge.connected.wait(10):
         raise RuntimeError(f"the server could not connect: {bridge.error}")
+    wait_for(bridge.receiving, 10, "the server's events receiver")
     # Steady state: the first access lists of every centre are out before the figure.
     centres = len(store.centres())
     wait_for(lambda: bridge.lists.snapshots >= centres, 120, "the first access lists")
@@ -209,7 +210,7 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
     try:
         units = Units(ctx.broker, plan)
         try:
-            meter = CpuMeter()
+            meter = CpuMeter(receiver_pids(bridge))
             started = units.go()
             report = units.result(300)
             cpu = meter.read(events)
@@ -248,6 +249,12 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
         commits=writer["batches"],
         **cpu_figures(cpu, floor_cpu),
     )
+
+
+def receiver_pids(bridge: Bridge) -> tuple[int, ...]:
+    """The server's events receiver, whose CPU is the server's too."""
+    pid = bridge.receiver.pid if bridge.receiver is not None else None
+    return (pid,) if pid is not None else ()
 
 
 def cpu_figures(cpu: dict[str, float], floor: dict[str, float]) -> dict[str, float]:

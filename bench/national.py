@@ -28,7 +28,7 @@ from bench.common import (
     subscribed_client,
     unit_id,
 )
-from bench.ingest import cpu_figures, print_cpu, start_server
+from bench.ingest import cpu_figures, print_cpu, receiver_pids, start_server
 from bench.units import Units
 from protocol import topics
 from protocol.messages import EventHeader
@@ -66,7 +66,7 @@ def national(ctx: Context, name: str, n: int, rate: int, seconds: int) -> None:
         units = Units(ctx.broker, plan | {"ack_topic": "telecentre/%s/ack"})
         connected_s = time.perf_counter() - t0
         try:
-            meter = CpuMeter()
+            meter = CpuMeter(receiver_pids(bridge))
             units.go()
             report = units.result(seconds * 10 + 120)
             cpu = meter.read(report["sent"])

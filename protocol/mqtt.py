@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -103,16 +104,24 @@ class NetworkLoop:
     Call ``start()`` after ``connect_async()``. The first attempt does not wait; after a
     failed attempt the next waits ``min_delay_s``, doubling up to ``max_delay_s``; after a
     lost connection, ``min_delay_s``. ``stop()`` disconnects: the DISCONNECT is written
-    before the thread ends.
+    before the thread ends. ``after_turn``, when given, is called on the loop's thread at
+    the end of every turn (what the turn's callbacks gathered can leave in one piece).
     """
 
     IDLE_S = 1.0  # the longest wait between two checks of the keepalive
     READS = 16  # packets read in one turn while TLS holds decrypted bytes
 
     def __init__(
-        self, client: mqtt.Client, name: str, *, min_delay_s: float, max_delay_s: float
+        self,
+        client: mqtt.Client,
+        name: str,
+        *,
+        min_delay_s: float,
+        max_delay_s: float,
+        after_turn: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._after_turn = after_turn
         self._name = name
         self._min_delay_s = min_delay_s
         self._max_delay_s = max_delay_s
@@ -178,6 +187,8 @@ class NetworkLoop:
                 delay_s = self._min_delay_s
             try:
                 self._turn(sock)
+                if self._after_turn is not None:
+                    self._after_turn()
                 failing_s = 0.0
             except Exception:
                 # A callback's error: paho re-raises it, and keeps the message it was

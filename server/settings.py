@@ -48,6 +48,12 @@ class Settings:
     mqtt_ca_file: Path | None = _setting(
         None, "CA certificate the broker's certificate is checked against (None: system CAs)."
     )
+    ingest_process: bool = _setting(
+        True,
+        "Receive the units' events in a process of their own, on the broker account "
+        "mqtt_username + '.ingest' with the server's password (`broker sync` adds it); "
+        "false: in the server's process.",
+    )
     broker_password_file: Path = _setting(
         Path("broker/passwd"),
         "mosquitto password_file that `device add` and `device revoke` generate.",

@@ -102,7 +102,7 @@ def server(
     )
     with TestClient(create_app(settings)) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
-        wait_until(runtime.bridge.connected.is_set, what="server connected to broker")
+        wait_until(runtime.bridge.receiving, what="server receiving from the broker")
         as_admin(client)
         assert (
             client.post("/api/centres", json={"id": "boitron", "name": "Boitron"}).status_code

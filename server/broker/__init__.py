@@ -128,8 +128,11 @@ class LocalBroker:
     def grants(self) -> list[Grant]:
         everything = "#"  # observers are for tests and benchmarks only
         out = [
-            broker_access.server_grant(name, broker_access.hash_password(self.passwords[name]))
+            grant
             for name in (self.server_username, *self._workers)
+            for grant in broker_access.server_grants(
+                name, broker_access.hash_password(self.passwords[name])
+            )
         ]
         for device_id, centre in self._units.items():
             if device_id in self.passwords:

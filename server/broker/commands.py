@@ -71,6 +71,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     conf.add_argument("--tls-dir", type=Path, required=True, help="where `tls init` wrote")
     conf.add_argument("--port", type=int, default=8883)
     conf.add_argument("--persistence-dir", type=Path, default=Path("/var/lib/mosquitto"))
+    bsub.add_parser(
+        "sync",
+        help="regenerate the broker's password file and ACL from the registry and reload the "
+        "broker (after an upgrade that adds accounts, such as the events receiver's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             return _worker(args)
         if args.command == "tls":
             return _tls(args)
+        if args.broker_command == "sync":
+            return _broker_sync()
         return _broker_config(args)
     except TelecentreError as exc:
         print(f"telecentre-server: {exc}", file=sys.stderr)
@@ -191,6 +198,23 @@ def _worker(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _broker_sync() -> int:
+    from server.broker import registry
+    from server.store import Store
+
+    settings = Settings.from_env()
+    store = Store(settings.store_location)
+    try:
+        units = {row["device_id"] for row in store.device_credentials()}
+        servers = [g.username for g in registry.grants(store, settings) if g.username not in units]
+        outcome = registry.regenerate(store, settings)
+    finally:
+        store.close()
+    print(f"broker files written: {len(units)} units, server accounts {', '.join(servers)}")
+    print(outcome)
+    return 0
 
 
 def _tls(args: argparse.Namespace) -> int:

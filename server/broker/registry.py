@@ -1,7 +1,8 @@
 """The broker's accounts from the registry: ``device add|revoke|list`` and ``worker
 add|remove|list``.
 
-The server's own account takes its password from ``mqtt_password_file`` (made here, 0600,
+The server's own account (and its events receiver's, ``<name>.ingest``, with the same password)
+takes its password from ``mqtt_password_file`` (made here, 0600,
 when it does not exist yet); each unit's from the hash stored by ``device add``; each
 further server worker's (a share group, docs/performance.md) from the hash stored by
 ``worker add``, so that every regeneration of the files keeps every account.
@@ -57,12 +58,11 @@ def write_secret(path: Path, text: str) -> None:
 def grants(store: Store, settings: Settings) -> list[Grant]:
     password = server_password(settings, create=True)
     assert settings.mqtt_username is not None
-    out = [
-        broker_access.server_grant(settings.mqtt_username, broker_access.hash_password(password))
-    ]
+    out = broker_access.server_grants(settings.mqtt_username, broker_access.hash_password(password))
     workers = {row["username"]: row["password_hash"] for row in store.server_accounts()}
     workers.pop(settings.mqtt_username, None)  # the first account's password is its file's
-    out += [broker_access.server_grant(name, hashed) for name, hashed in workers.items()]
+    for name, hashed in workers.items():
+        out += broker_access.server_grants(name, hashed)
     for row in store.device_credentials():
         if row["device_id"] == settings.mqtt_username or row["device_id"] in workers:
             continue  # never let a unit named like a server account shadow it
@@ -101,6 +101,11 @@ def add_server_worker(store: Store, settings: Settings, username: str, password_
     its hash is kept. Returns whether the account existed (its old password no longer
     works once the broker reloads)."""
     broker_access.check_username(username)
+    if username.endswith(broker_access.INGEST_SUFFIX):
+        raise SettingsError(
+            f"{username!r}: names ending in {broker_access.INGEST_SUFFIX!r} are the events "
+            "receivers' accounts: name the worker without it"
+        )
     if username == settings.mqtt_username:
         raise SettingsError(
             f"{username!r} is this server's own account (TELECENTRE_MQTT_USERNAME): "

@@ -111,6 +111,34 @@ def server_grant(username: str, password_hash: str) -> Grant:
     )
 
 
+INGEST_SUFFIX = ".ingest"  # never in a unit's id (a-z, 0-9 and '-')
+
+
+def ingest_username(server_username: str) -> str:
+    """The account of a server's events receiver (``server.mqtt.receiver``)."""
+    return server_username + INGEST_SUFFIX
+
+
+def ingest_grant(username: str, password_hash: str) -> Grant:
+    """A server's events receiver: reads the units' events, nothing else, writes nothing."""
+    return Grant(
+        username=username,
+        password_hash=password_hash,
+        read=(topics.acl_filter(topics.EVENT),),
+        write=(),
+    )
+
+
+def server_grants(username: str, password_hash: str) -> list[Grant]:
+    """A server (or a worker of a share group) and its events receiver, which connects with
+    the same password under its own name: the broker takes the user name as the client id,
+    so two connections of one account would throw each other off."""
+    return [
+        server_grant(username, password_hash),
+        ingest_grant(ingest_username(username), password_hash),
+    ]
+
+
 def check_username(username: str) -> None:
     if not username or any(c in username for c in ":\n\r \t#+"):
         raise BrokerAccessError(f"broker user name {username!r} is empty or has : # + or spaces")

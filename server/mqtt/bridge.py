@@ -35,10 +35,12 @@ from protocol.mqtt import (
 )
 from protocol.signing import Signer
 from protocol.workers import Worker
+from server.domain import broker_access
 from server.metrics import ServerMetrics
 from server.mqtt import scaleout
 from server.mqtt.handlers import Handlers, Rejections
 from server.mqtt.lists import AccessListPublisher
+from server.mqtt.receiver import EventReceiver, ReceiverConfig
 from server.settings import Settings, SettingsError
 from server.store import Store
 from server.store.postgres.leader import Leadership, LiveNotices
@@ -103,6 +105,8 @@ class Bridge:
         )
         c = self._client
         self.error: str | None = "not connected yet"
+        # The units' events, received in a process of their own (server.mqtt.receiver).
+        self.receiver: EventReceiver | None = None
         if settings.mqtt_username:
             password = None
             if settings.mqtt_password_file:
@@ -114,6 +118,13 @@ class Bridge:
                         f"({exc.strerror})"
                     ) from None
             c.username_pw_set(settings.mqtt_username, password)
+            if settings.ingest_process and password:
+                self.receiver = EventReceiver(
+                    self._receiver_config(password),
+                    self._deliver,
+                    self._receiver_refused,
+                    self.store.announce_change,
+                )
         if settings.mqtt_tls:
             ca = settings.mqtt_ca_file
             if ca is not None and not ca.is_file():
@@ -126,6 +137,55 @@ class Bridge:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+
+    def _receiver_config(self, password: str) -> ReceiverConfig:
+        settings = self.settings
+        assert settings.mqtt_username is not None
+        ca = settings.mqtt_ca_file
+        return ReceiverConfig(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=broker_access.ingest_username(settings.mqtt_username),
+            password=password,
+            tls=settings.mqtt_tls,
+            ca_file=str(ca) if ca else None,
+            subscription=self._events_filter(),
+            session_expiry_s=SESSION_EXPIRY_S if self._persistent else 0,
+        )
+
+    def _events_filter(self) -> str:
+        group = self.settings.mqtt_share_group
+        return scaleout.shared(group, topics.EVENT) if group else topics.subscription(topics.EVENT)
+
+    @property
+    def events_here(self) -> bool:
+        """Whether this process's own connection receives the units' events: no receiver
+        process, or the broker refused its account."""
+        return self.receiver is None or self.receiver.refused is not None
+
+    def receiving(self) -> bool:
+        """Whether the units' events reach this server now."""
+        if self.events_here:
+            return self.connected.is_set()
+        assert self.receiver is not None
+        return self.receiver.listening.is_set()
+
+    def _deliver(self, batch: list[tuple[str, bytes, bool]]) -> None:
+        for topic, payload, retain in batch:
+            self._received(topic, payload, retain)
+
+    def _receiver_refused(self, message: str) -> None:
+        assert self.receiver is not None
+        log.error(
+            "the broker refused the events receiver's account %s (%s): the units' events are "
+            "received in this process instead; `telecentre-server broker sync` gives the "
+            "broker that account (then restart the server)",
+            self.receiver.config.username,
+            message,
+        )
+        if self.connected.is_set():
+            self._client.subscribe(self._events_filter(), qos=topics.EVENT.qos)
+        self.store.announce_change()
 
     def _set_will(self) -> None:
         self._client.will_set(**self._status_message("offline"))
@@ -169,6 +229,8 @@ class Bridge:
     @property
     def workers(self) -> list[Worker]:
         found = list(self.handlers.workers)
+        if self.receiver is not None:
+            found.append(self.receiver.worker)
         if isinstance(self.lists, Worker):
             found.append(self.lists)
         found.extend(getattr(self.lists, "workers", []))
@@ -178,6 +240,8 @@ class Bridge:
 
     def start(self) -> None:
         self.handlers.start()
+        if self.receiver is not None:
+            self.receiver.start()
         if self.leadership is not None:
             if self.leadership.elect():  # known before connecting: the leader has the will
                 self._set_will()
@@ -195,6 +259,8 @@ class Bridge:
         self._loop.start()
 
     def stop(self) -> None:
+        if self.receiver is not None:  # first: no event comes in that could not be acked
+            self.receiver.stop()
         if self.live_notices is not None:  # before the leadership closes its connections
             self.live_notices.stop()
         self.lists.stop()
@@ -219,6 +285,8 @@ class Bridge:
             "rejected": sum(rejected.values()),
             "rejected_by_reason": rejected,
             "acks_sent": self.acks_sent,
+            "receiving": self.receiving(),
+            "receiver": self.receiver.stats() if self.receiver is not None else None,
         }
 
     def publish(
@@ -276,13 +344,22 @@ class Bridge:
             return
         self.error = None
         group = self.settings.mqtt_share_group
+        events = self.events_here
         if group:
             leader = self.leader
-            client.subscribe(scaleout.subscriptions(group, leader=leader))
+            client.subscribe(scaleout.subscriptions(group, leader=leader, events=events))
             if not leader:  # a session kept from when it led still holds them
                 client.unsubscribe(scaleout.leader_only())
         else:
-            client.subscribe([(topics.subscription(spec), spec.qos) for spec in SUBSCRIBED])
+            client.subscribe(
+                [
+                    (topics.subscription(spec), spec.qos)
+                    for spec in SUBSCRIBED
+                    if events or spec is not topics.EVENT
+                ]
+            )
+        if not events:  # the receiver's: a session kept from before it may still hold it
+            client.unsubscribe(self._events_filter())
         if self.leader:
             self._publish_online()
         self.connects += 1
@@ -321,15 +398,19 @@ class Bridge:
         return f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._received(msg.topic, msg.payload, bool(msg.retain))
+
+    def _received(self, topic: str, payload: bytes, retain: bool) -> None:
+        """A message from this process's connection or from the events receiver's."""
         self.received += 1
         try:
-            parsed = topics.parse(msg.topic)
+            parsed = topics.parse(topic)
         except topics.TopicError as exc:
-            self.rejections.add("bad_topic", msg.topic, str(exc))
+            self.rejections.add("bad_topic", topic, str(exc))
             return
         if parsed.spec.scope is not topics.Scope.DEVICE:
             return  # our own status (telecentre/+/status matches telecentre/_server/status)
         if parsed.spec.direction is not topics.Direction.EDGE_TO_SERVER:
-            self.rejections.add("bad_topic", msg.topic, "a server -> unit leaf")
+            self.rejections.add("bad_topic", topic, "a server -> unit leaf")
             return
-        self.handlers.put(parsed.spec, parsed.owner, msg.payload, bool(msg.retain))
+        self.handlers.put(parsed.spec, parsed.owner, payload, retain)

@@ -35,9 +35,10 @@ def shared(group: str, spec: topics.TopicSpec) -> str:
     return f"$share/{group}/{topics.subscription(spec)}"
 
 
-def subscriptions(group: str, *, leader: bool) -> list[tuple[str, int]]:
-    """What a worker of ``group`` subscribes to (topic filter, QoS)."""
-    out = [(shared(group, s), s.qos) for s in SHARED]
+def subscriptions(group: str, *, leader: bool, events: bool = True) -> list[tuple[str, int]]:
+    """What a worker of ``group`` subscribes to (topic filter, QoS); ``events`` False when
+    its events receiver (``server.mqtt.receiver``) takes them."""
+    out = [(shared(group, s), s.qos) for s in SHARED if events or s is not topics.EVENT]
     out += [(topics.subscription(s), s.qos) for s in EVERY_WORKER]
     if leader:
         out += [(topics.subscription(s), s.qos) for s in LEADER_ONLY]

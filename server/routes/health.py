@@ -14,13 +14,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=models.Health)
 def healthz(runtime: RuntimeDep) -> dict:
-    """ok: every worker thread alive and the broker connected."""
+    """ok: every worker thread alive, the broker connected and the units' events coming in."""
     bridge = runtime.bridge
     workers = [*bridge.workers, *runtime.store.workers, *runtime.workers]
     health = [asdict(w.health()) for w in workers]
     mqtt = bridge.stats()
     return {
-        "ok": all(h["alive"] for h in health) and mqtt["connected"],
+        "ok": all(h["alive"] for h in health) and mqtt["connected"] and mqtt["receiving"],
         "workers": health,
         "mqtt": mqtt,
         "rejected_by_reason": mqtt["rejected_by_reason"],

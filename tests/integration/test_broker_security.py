@@ -18,7 +18,9 @@ from edge.agent import EdgeAgent
 from protocol import topics
 from protocol.mqtt import make_client
 from server.broker import LocalBroker
+from server.broker.files import write_access_files
 from server.cli import main as server_cli
+from server.domain import broker_access
 from server.store import Store
 from tests.conftest import wait_until
 
@@ -347,3 +349,41 @@ def test_worker_add_lets_another_server_worker_in_and_the_units_files_keep_it(
     gone.close()
     assert server_cli(["worker", "remove", name]) == 1
     assert f"no server worker account {name!r}" in capsys.readouterr().err
+
+
+def test_broker_sync_gives_an_older_broker_the_events_receivers_account(
+    site: LocalBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver_name = broker_access.ingest_username(site.server_username)
+    paths = site.paths()
+    # Files written before the receiver existed: its account is not in them.
+    older = [g for g in site.grants() if g.username != receiver_name]
+    write_access_files(older, paths.password_file, paths.acl_file)
+    site.reload()
+    password = site.passwords[site.server_username]  # the receiver's is the server's
+
+    def connect() -> Probe:
+        client, _ = make_client(receiver_name, session_expiry_s=0)
+        client.username_pw_set(receiver_name, password)
+        client.tls_set(ca_certs=str(site.ca_file))
+        return Probe(site, client)
+
+    before = connect()
+    assert before.connect() in (BAD_CREDENTIALS, NOT_AUTHORISED)
+    before.close()
+
+    assert server_cli(["broker", "sync"]) == 0
+    out = capsys.readouterr().out
+    assert "reloaded" in out and receiver_name in out
+    receiver = connect()
+    assert receiver.connect() == 0
+    # The units' events to read, and nothing else: it writes nothing.
+    assert receiver.subscribe(topics.subscription(topics.EVENT)) == 0x01
+    assert receiver.publish(topics.topic(topics.ACK, "boitron-01")) == NOT_AUTHORISED
+    receiver.close()
+
+    # A worker cannot take a name of that form.
+    password_file = tmp_path / "w.password"
+    assert server_cli(["worker", "add", "w.ingest", "--password-file", str(password_file)]) == 1
+    assert "'.ingest'" in capsys.readouterr().err
+    assert not password_file.exists()

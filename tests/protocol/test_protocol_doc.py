@@ -399,13 +399,14 @@ def test_topic_tree_and_device_id_rule_are_documented() -> None:
 
 
 def test_broker_acl_sketch() -> None:
-    """The documented ACL is what the generator writes for one unit and the server."""
+    """The documented ACL is what the generator writes for one unit, the server and its
+    events receiver."""
     from server.domain import broker_access as ba
 
     generated = ba.acl_file(
         [
             ba.unit_grant("boitron-01", "boitron", "$7$x"),
-            ba.server_grant("telecentre-server", "$7$x"),
+            *ba.server_grants("telecentre-server", "$7$x"),
         ]
     )
     assert f"```text\n{generated}```" in TEXT

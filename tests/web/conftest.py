@@ -137,7 +137,7 @@ def live_server(web_broker: LocalBroker, web_dir: Path) -> Iterator[LiveServer]:
     thread.start()
     wait_until(lambda: server.started, timeout=30, what="uvicorn to start")
     runtime: Runtime = app.state.runtime
-    wait_until(runtime.bridge.connected.is_set, what="server connected to broker")
+    wait_until(runtime.bridge.receiving, what="server receiving from the broker")
     seed(runtime)
     try:
         # Without ``with``: no second lifespan, the routes run on the running app's runtime.
