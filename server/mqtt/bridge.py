@@ -107,6 +107,7 @@ class Bridge:
         self.error: str | None = "not connected yet"
         # The units' events, received in a process of their own (server.mqtt.receiver).
         self.receiver: EventReceiver | None = None
+        self._subscribing = threading.Lock()  # who subscribes to the events, if refused
         if settings.mqtt_username:
             password = None
             if settings.mqtt_password_file:
@@ -183,8 +184,9 @@ class Bridge:
             self.receiver.config.username,
             message,
         )
-        if self.connected.is_set():
-            self._client.subscribe(self._events_filter(), qos=topics.EVENT.qos)
+        with self._subscribing:  # else ``_on_connect`` subscribes, seeing ``events_here``
+            if self._client.is_connected():
+                self._client.subscribe(self._events_filter(), qos=topics.EVENT.qos)
         self.store.announce_change()
 
     def _set_will(self) -> None:
@@ -343,6 +345,24 @@ class Bridge:
             )
             return
         self.error = None
+        with self._subscribing:
+            self._subscribe(client)
+        if self.leader:
+            self._publish_online()
+        self.connects += 1
+        self.connected_at = time.time()
+        self.connected.set()
+        self.store.announce_change()  # the live views show the link
+        log.info(
+            "bridge connected to %s:%s as instance %s",
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            self.instance,
+        )
+        # The broker may have restarted without its retained messages.
+        self.lists.republish()
+
+    def _subscribe(self, client: mqtt.Client) -> None:
         group = self.settings.mqtt_share_group
         events = self.events_here
         if group:
@@ -360,20 +380,6 @@ class Bridge:
             )
         if not events:  # the receiver's: a session kept from before it may still hold it
             client.unsubscribe(self._events_filter())
-        if self.leader:
-            self._publish_online()
-        self.connects += 1
-        self.connected_at = time.time()
-        self.connected.set()
-        self.store.announce_change()  # the live views show the link
-        log.info(
-            "bridge connected to %s:%s as instance %s",
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            self.instance,
-        )
-        # The broker may have restarted without its retained messages.
-        self.lists.republish()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any

@@ -165,13 +165,15 @@ class EventReceiver:
             [sys.executable, "-m", "server.mqtt.receiver"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            cwd=os.getcwd(),
         )
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps(self.config.__dict__).encode() + b"\n")
-        proc.stdin.flush()
+        with contextlib.suppress(BrokenPipeError):  # it died at once: the pump reads why
+            proc.stdin.write(json.dumps(self.config.__dict__).encode() + b"\n")
+            proc.stdin.flush()
         self._proc = proc
         self.starts += 1
+        if self.worker.stopping.is_set():  # ``stop()`` came before it could see this child
+            _close_quietly(proc.stdin)
         return proc
 
     def _pump(self, proc: subprocess.Popen[bytes]) -> None:
