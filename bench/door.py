@@ -19,6 +19,7 @@ from bench.common import (
     percentile,
     subscribed_client,
     unit_config,
+    wait_for,
 )
 from edge.access import Decision
 from edge.agent import EdgeAgent
@@ -166,6 +167,7 @@ def bench_online(
     bridge = Bridge(settings, store, signer)
     bridge.start()
     bridge.connected.wait(5)
+    wait_for(bridge.receiving, 10, "the server's events receiver")
     bridge.lists.stop()  # no list: every card must be asked of the server
     for uid in uids:
         member = store.create_member({"name": "Bench"})

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import Context, register_units, unit_id
+from bench.common import Context, register_units, unit_id, wait_for
 from bench.ingest import floor_rate
 from bench.units import Units
 from server.broker import LocalBroker
@@ -164,8 +164,14 @@ def worker() -> int:
 
     runtime = Runtime.start(Settings.from_env())
     try:
-        if not runtime.bridge.connected.wait(30):
-            print(f"not connected: {runtime.bridge.error}", flush=True)
+        bridge = runtime.bridge
+        if not bridge.connected.wait(30):
+            print(f"not connected: {bridge.error}", flush=True)
+            return 1
+        try:
+            wait_for(bridge.receiving, 30, "the worker's events receiver")
+        except RuntimeError as exc:
+            print(f"not receiving: {exc}", flush=True)
             return 1
         print("ready", flush=True)
         sys.stdin.read()

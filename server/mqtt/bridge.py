@@ -7,6 +7,10 @@ new ``instance`` per start, and the same message offline as its last will and at
 stop.
 
 Access requests excepted: a member waits at the door (``Handlers.put`` answers them).
+
+The units' events come on a second connection, in a process of their own
+(``server.mqtt.receiver``), unless ``ingest_process`` is off or the broker refuses that
+process's account; they are handed over the same way. Acks leave on this connection.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ SUBSCRIBED = (
 
 
 class Bridge:
-    """The server's one MQTT client, its access-list publisher and its message handlers."""
+    """The server's MQTT client (and its events receiver), its access-list publisher and its
+    message handlers."""
 
     def __init__(
         self,

@@ -99,7 +99,7 @@ def workers(
             settings = worker_settings(broker, tmp_path, name, url, key_file, signing_key_file)
             clients.append(stack.enter_context(TestClient(create_app(settings))))
         for client in clients:
-            wait_until(runtime(client).bridge.connected.is_set, what="worker connected")
+            wait_until(runtime(client).bridge.receiving, what="worker receiving")
         as_admin(clients[0])
         as_admin(clients[1])
         yield clients
