@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,6 +49,19 @@ def unit(broker: LocalBroker) -> Iterator[Listener]:
 
 def acked(listener: Listener, verifier: Verifier) -> set[int]:
     return {s for m in listener.on(ACK) for s in verifier.open(Ack, m.payload).seqs}
+
+
+def server_settings(
+    broker: LocalBroker, tmp_path: Path, key_file: Path, signing_key_file: Path, **overrides: Any
+) -> Settings:
+    """A server of its own on ``broker`` (the ``server`` fixture's, without its seeding)."""
+    return Settings(
+        data_dir=tmp_path / "server",
+        badge_key_file=key_file,
+        signing_key_file=signing_key_file,
+        **broker.server_settings(),  # type: ignore[arg-type]
+        **overrides,
+    )
 
 
 def alive(pid: int) -> bool:
@@ -106,12 +120,7 @@ def test_a_killed_receiver_is_started_again_and_what_came_meanwhile_is_stored_on
 def test_the_receiver_leaves_with_the_server(
     broker: LocalBroker, tmp_path: Path, key_file: Path, signing_key_file: Path
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "server",
-        badge_key_file=key_file,
-        signing_key_file=signing_key_file,
-        **broker.server_settings(),  # type: ignore[arg-type]
-    )
+    settings = server_settings(broker, tmp_path, key_file, signing_key_file)
     with TestClient(create_app(settings)) as client:
         receiver = runtime(client).bridge.receiver
         assert receiver is not None
@@ -166,12 +175,7 @@ def test_a_broker_without_the_receivers_account_still_gets_the_events_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with BrokerBeforeTheReceiver(units=TEST_UNITS) as broker:
-        settings = Settings(
-            data_dir=tmp_path / "server",
-            badge_key_file=key_file,
-            signing_key_file=signing_key_file,
-            **broker.server_settings(),  # type: ignore[arg-type]
-        )
+        settings = server_settings(broker, tmp_path, key_file, signing_key_file)
         caplog.set_level(logging.ERROR, logger="server.mqtt.bridge")
         with TestClient(create_app(settings)) as client:
             rt = runtime(client)
@@ -207,13 +211,7 @@ def test_without_the_setting_the_server_receives_events_itself(
     server_key: str,
     unit: Listener,
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "server",
-        badge_key_file=key_file,
-        signing_key_file=signing_key_file,
-        ingest_process=False,
-        **broker.server_settings(),  # type: ignore[arg-type]
-    )
+    settings = server_settings(broker, tmp_path, key_file, signing_key_file, ingest_process=False)
     with TestClient(create_app(settings)) as client:
         rt = runtime(client)
         assert rt.bridge.receiver is None
