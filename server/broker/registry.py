@@ -1,11 +1,11 @@
 """The broker's accounts from the registry: ``device add|revoke|list`` and ``worker
 add|remove|list``.
 
-The server's own account (and its events receiver's, ``<name>.ingest``, with the same password)
-takes its password from ``mqtt_password_file`` (made here, 0600,
+The server's own account takes its password from ``mqtt_password_file`` (made here, 0600,
 when it does not exist yet); each unit's from the hash stored by ``device add``; each
 further server worker's (a share group, docs/performance.md) from the hash stored by
-``worker add``, so that every regeneration of the files keeps every account.
+``worker add``, so that every regeneration of the files keeps every account. Each server
+account comes with its events receiver's (``<name>.ingest``, the same password).
 """
 
 from __future__ import annotations

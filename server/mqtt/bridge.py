@@ -83,7 +83,7 @@ class Bridge:
         self.store = store
         self.instance = str(uuid.uuid4())  # this run of the server
         self.connected = threading.Event()
-        self.received = 0
+        self._received_here = 0  # messages on this process's own connection
         self.connects = 0
         self.connected_at: float | None = None  # when the broker last accepted us
         self.rejections = Rejections()
@@ -177,6 +177,7 @@ class Bridge:
         return self.receiver.listening.is_set()
 
     def _deliver(self, batch: list[tuple[str, bytes, bool]]) -> None:
+        """The receiver's batch, on its pump's thread (which counts them)."""
         for topic, payload, retain in batch:
             self._received(topic, payload, retain)
 
@@ -224,6 +225,11 @@ class Bridge:
 
     def _publish_online(self) -> None:
         self._client.publish(**self._status_message("online"))
+
+    @property
+    def received(self) -> int:
+        """Messages received, on this process's connection and the receiver's."""
+        return self._received_here + (self.receiver.received if self.receiver else 0)
 
     @property
     def rejected(self) -> dict[str, int]:
@@ -409,11 +415,11 @@ class Bridge:
         return f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._received_here += 1  # the receiver counts its own
         self._received(msg.topic, msg.payload, bool(msg.retain))
 
     def _received(self, topic: str, payload: bytes, retain: bool) -> None:
         """A message from this process's connection or from the events receiver's."""
-        self.received += 1
         try:
             parsed = topics.parse(topic)
         except topics.TopicError as exc:
