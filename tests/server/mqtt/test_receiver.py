@@ -70,8 +70,11 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A child that exited but is not reaped yet is a zombie: not running any more.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:  # reaped meanwhile
+        return False
 
 
 def test_events_come_through_the_receiver_process_and_are_acked(
