@@ -63,10 +63,15 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
     return f"cannot reach {where}: {exc}"
 
 
+def refused_account(reason: Any) -> bool:
+    """Whether a CONNACK refused the account: bad user name or password, or not authorised
+    (MQTT v5 codes 134 and 135, v3 codes 4 and 5)."""
+    return getattr(reason, "value", reason) in (134, 135, 4, 5)
+
+
 def describe_refusal(reason: Any, user_setting: str, password_setting: str) -> str:
     """One sentence for a CONNACK that refused us, naming the settings to check."""
-    code = getattr(reason, "value", reason)
-    if code in (134, 135, 4, 5):  # bad user name or password / not authorised (v5, v3)
+    if refused_account(reason):
         return (
             f"not authorised ({reason}): check {user_setting} / {password_setting}"
             " and that the account exists on the broker"

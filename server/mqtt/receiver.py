@@ -47,6 +47,7 @@ from protocol.mqtt import (
     describe_refusal,
     make_client,
     record_connect_errors,
+    refused_account,
 )
 from protocol.workers import Worker
 
@@ -123,6 +124,11 @@ class EventReceiver:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The last child's exit status once it has left (negative: killed by that signal)."""
+        return self._proc.returncode if self._proc is not None else None
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -279,7 +285,7 @@ class _Child:
     ) -> None:
         if reason.is_failure:
             message = describe_refusal(reason, "the events receiver's account", "its password")
-            if getattr(reason, "value", reason) in (134, 135, 4, 5):
+            if refused_account(reason):
                 self._send("state", {"refused": message})
                 return
             self._send("state", {"listening": False, "error": message})

@@ -131,6 +131,7 @@ def test_the_receiver_leaves_with_the_server(
         pid = receiver.pid
         assert pid is not None and alive(pid)
     assert not alive(pid)
+    assert receiver.returncode == 0  # it left when told, it was not killed
 
 
 def test_the_child_leaves_when_the_server_dies(broker: LocalBroker) -> None:
