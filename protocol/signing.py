@@ -9,6 +9,11 @@ A unit holds the server's public key(s) in its config (two during a rotation) an
 envelope only when the key id is one of them and the signature matches the exact body
 bytes. The body names its type, and its unit or centre, so a signed message cannot be
 replayed on another topic or at another unit.
+
+libsodium (PyNaCl) signs and checks: it checks a signature in half the time OpenSSL takes,
+and a member at an unknown card waits for one signing and one check. ``cryptography``
+reads and writes the server's PEM key file. Both are RFC 8032 Ed25519: the same key makes
+the same signature through either.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from msgspec import Meta, Struct
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from protocol.errors import ProtocolError, TelecentreError
 from protocol.messages import MAX_PAYLOAD_BYTES, SCHEMA_VERSION, decode_body, encode_body
@@ -78,6 +84,13 @@ class Signer:
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
+        self._signing = SigningKey(
+            private_key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        )
         self.public_key = private_key.public_key()
         self.public_hex = public_hex(self.public_key)
         self.kid = key_id(bytes.fromhex(self.public_hex))
@@ -116,18 +129,20 @@ class Signer:
     def sign(self, body: object) -> bytes:
         """The envelope of ``body`` (a signed message type), ready to publish."""
         raw = encode_body(body)
-        return _encoder.encode(Envelope(SCHEMA_VERSION, self.kid, self._key.sign(raw), raw))
+        signature = self._signing.sign(raw).signature
+        return _encoder.encode(Envelope(SCHEMA_VERSION, self.kid, signature, raw))
 
 
 class Verifier:
     """The unit's side: the server public keys it trusts, and the check of an envelope."""
 
     def __init__(self, public_keys: Iterable[str | Ed25519PublicKey]) -> None:
-        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._keys: dict[str, VerifyKey] = {}
         for key in public_keys:
             if isinstance(key, str):
                 key = parse_public_key(key)
-            self._keys[key_id(bytes.fromhex(public_hex(key)))] = key
+            raw = bytes.fromhex(public_hex(key))
+            self._keys[key_id(raw)] = VerifyKey(raw)
         if not self._keys:
             raise SigningKeyError("no server public key configured")
 
@@ -159,7 +174,7 @@ class Verifier:
         if key is None:
             raise ProtocolError(f"kid: key {envelope.kid} is not trusted here", "unknown_key")
         try:
-            key.verify(envelope.sig, envelope.body)
-        except InvalidSignature:
+            key.verify(envelope.body, envelope.sig)
+        except BadSignatureError:
             raise ProtocolError("sig: the signature does not match", "bad_signature") from None
         return decode_body(cls, envelope.body)
