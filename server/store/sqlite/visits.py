@@ -7,8 +7,8 @@ a member's live passages from their last visit at once, any other passage on its
 (``record_passage``). What those visits feed is then recounted from them: the
 member's first visit there, their months (``visit_months``) and the centre's occupancy of
 the days they touch. Ingest records these recounts in ``pending_recounts`` and ``settle``
-does them together (the store runs it at most every second, and before any report), so a
-busy centre's day is recounted once a second rather than once per write. Reports read
+does them together, before any report and in the background: the members' firsts and
+months at most every second, the centres' days less often (``DAY_KINDS``). Reports read
 these tables, never the events.
 """
 
@@ -279,15 +279,24 @@ def record_passage(
         later.finish(db)
 
 
+# What a recount is of: a member's first visit at a centre, a member's month, a centre's day.
+MEMBER_KINDS = ("first", "month")
+# A centre's day is recounted from every visit of that day there: with thousands of units
+# it is most of a recount, and it costs the same however long it waited.
+DAY_KINDS = ("day",)
+
+
 def pending(db: Database) -> bool:
     """Whether ingest left recounts that ``settle`` has not done yet."""
     return db.execute("SELECT 1 FROM pending_recounts LIMIT 1").fetchone() is not None
 
 
-def settle(db: Database) -> int:
-    """Recount what ingest left in ``pending_recounts`` (``Deferred.mark``); return how
-    many recounts were done. A centre deleted since has nothing left to recount."""
-    rows = db.execute("SELECT kind, a, b FROM pending_recounts").fetchall()
+def settle(db: Database, kinds: tuple[str, ...] = (*MEMBER_KINDS, *DAY_KINDS)) -> int:
+    """Recount what ingest left in ``pending_recounts`` (``Deferred.mark``), of these
+    ``kinds``; return how many recounts were done. A centre deleted since has nothing left
+    to recount."""
+    only = f" WHERE kind IN ({marks(kinds)})"
+    rows = db.execute(f"SELECT kind, a, b FROM pending_recounts{only}", kinds).fetchall()
     if not rows:
         return 0
     later = Deferred()
@@ -304,7 +313,7 @@ def settle(db: Database) -> int:
             except NotFound:
                 continue
     later.finish(db)
-    db.execute("DELETE FROM pending_recounts")
+    db.execute(f"DELETE FROM pending_recounts{only}", kinds)
     return len(rows)
 
 

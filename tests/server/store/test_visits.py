@@ -407,6 +407,25 @@ def test_recounts_a_stopped_server_left_are_done_at_the_next_start(tmp_path: Pat
         again.close()
 
 
+def test_the_days_wait_for_their_own_recount_and_a_report_still_counts_them(
+    store: Store,
+) -> None:
+    """The writer settles the members' recounts within a second by itself, and leaves the
+    centres' days (the costly part under load) for later; a report settles them first."""
+    office_hours(store)
+    ingest(store, passage("03-02 09:00", "in"), passage("03-02 12:30", "out"))
+
+    def kinds() -> set[str]:
+        return {r[0] for r in store.db.execute("SELECT kind FROM pending_recounts")}
+
+    wait_until(lambda: kinds() == {"day"})
+    assert store.db.execute("SELECT * FROM first_visits").fetchall()
+    assert not store.db.execute("SELECT * FROM occupancy_days").fetchall()
+    ((centre, day, peak, _),) = table(store, "occupancy_days")  # settles, as reports do
+    assert (centre, day, peak) == ("boitron", "2026-03-02", 1)
+    assert kinds() == set()
+
+
 def test_reports_count_an_open_visit_up_to_now(store: Store) -> None:
     office_hours(store)
     ingest(store, passage("03-02 09:00", "in"), passage("03-02 09:30", "in", member_id=2))
