@@ -121,18 +121,11 @@ class Store:
         self._writer = Writer(self.path, opener=self._connect if self.engine != "sqlite" else None)
         # What ingest leaves to recount for the reports (a run that stopped may have left some).
         self._recounts = [
-            Chore(
-                "recounts",
-                partial(visits_sql.settle, kinds=visits_sql.MEMBER_KINDS),
-                RECOUNT_EVERY_S,
-                requested=True,
-            ),
-            Chore(
-                "day recounts",
-                partial(visits_sql.settle, kinds=visits_sql.DAY_KINDS),
-                DAY_RECOUNT_EVERY_S,
-                requested=True,
-            ),
+            Chore(name, partial(visits_sql.settle, kinds=kinds), every_s, requested=True)
+            for name, kinds, every_s in (
+                ("recounts", visits_sql.MEMBER_KINDS, RECOUNT_EVERY_S),
+                ("day recounts", visits_sql.DAY_KINDS, DAY_RECOUNT_EVERY_S),
+            )
         ]
         self._writer.chores.extend(self._recounts)
         self._writer.start()
