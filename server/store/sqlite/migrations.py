@@ -654,3 +654,10 @@ def m160_server_accounts(db: Database) -> None:
         pk="username",
         not_null={"password_hash", "created_at"},
     )
+
+
+@migrations()
+def m170_visits_by_member_day(db: Database) -> None:
+    # A member's visits of one day, at any centre: ingest counts a new visit into the
+    # member's month from the visits of its day (which centre began the day).
+    db["visits"].create_index(["member_id", "day", "centre_id"], if_not_exists=True)

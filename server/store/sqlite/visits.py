@@ -4,12 +4,14 @@ Ingest queues every new granted badge-in or badge-out (live or replayed) and fol
 write's passages at its end (``Deferred.fold``), rebuilding only the stretch of each
 member's visits at each centre that they can change (``server.domain.visits.replay``):
 a member's live passages from their last visit at once, any other passage on its own
-(``record_passage``). What those visits feed is then recounted from them: the
-member's first visit there, their months (``visit_months``) and the centre's occupancy of
-the days they touch. Ingest records these recounts in ``pending_recounts`` and ``settle``
-does them together, before any report and in the background: the members' firsts and
-months at most every second, the centres' days less often (``DAY_KINDS``). Reports read
-these tables, never the events.
+(``record_passage``). What those visits feed follows: the member's first visit there,
+their months (``visit_months``) and the centre's occupancy of the days they touch. The
+live stream's changes (a visit closed, a new one after the member's others there) are
+added to the member's months and first visit in the same transaction
+(``Deferred._count_live``); the rest is recounted from the visits. Ingest records those
+recounts in ``pending_recounts`` and ``settle`` does them together, before any report
+and in the background: the members' firsts and months at most every second, the centres'
+days less often (``DAY_KINDS``). Reports read these tables, never the events.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ class Deferred:
             items.sort(key=lambda q: (q[0], q[1]))
         ahead = _ahead(db, queued)
         changes: list[tuple[int, str, list[Visit], list[Visit]]] = []
+        live: list[tuple[int, str, list[Visit], list[Visit], Calendar]] = []
         for (member_id, centre_id), items in queued.items():
             if (member_id, centre_id) not in ahead:
                 for ts, event_id, _, _, cal, max_stay_s in items:
@@ -199,8 +202,10 @@ class Deferred:
             )
             if result.removed or result.added:
                 changes.append((member_id, centre_id, result.removed, result.added))
-                self.changed(member_id, centre_id, result.removed, result.added, cal)
+                live.append((member_id, centre_id, result.removed, result.added, cal))
+        counted = self._count_live(db, live)  # before the new visits are stored
         _store(db, changes)
+        _add_months(db, counted)
 
     def changed(
         self,
@@ -216,6 +221,64 @@ class Deferred:
         for v in (*removed, *added):
             for day in days_spanned(v, cal):
                 self.days.setdefault((centre_id, day), cal)
+
+    def _count_live(
+        self, db: Database, live: list[tuple[int, str, list[Visit], list[Visit], Calendar]]
+    ) -> list[tuple[str, str, int, int, int, int, float]]:
+        """The members' months and first visits after the live stream's changes, counted
+        from the changes themselves where they allow it: a visit changed in place (closed
+        by a badge-out or at its limit: its seconds), a new visit after every other of the
+        member at the centre on a day when the member has no visit at another centre (one
+        visit more, and one day more and its first visit there if it is their first that
+        day). Anything else (a visit gone, visits at two centres that day) is recounted
+        from the visits (``changed``). Returns what to add to ``visit_months``, as (month,
+        centre, member, visits, days, first days, seconds)."""
+        added: dict[tuple[str, str, int], list] = {}
+
+        def add(member_id: int, centre_id: str, v: Visit, n: int, day: int, s: float) -> None:
+            row = added.setdefault((v.day[:7], centre_id, member_id), [0, 0, 0, 0.0])
+            row[0] += n
+            row[1] += day
+            row[2] += day  # a member's only centre that day is where their day began
+            row[3] += s
+
+        fresh: dict[tuple[int, str], list[tuple[str, Visit]]] = {}  # (member, day) -> new
+        recount: set[tuple[int, str]] = set()
+        for member_id, centre_id, removed, new_visits, cal in live:
+            for v in (*removed, *new_visits):
+                for day in days_spanned(v, cal):
+                    self.days.setdefault((centre_id, day), cal)
+            before = {v.key: v for v in removed}
+            if not before.keys() <= {v.key for v in new_visits}:
+                recount.add((member_id, centre_id))  # a visit gone
+                continue
+            for v in new_visits:
+                old = before.get(v.key)
+                if old is None:
+                    fresh.setdefault((member_id, v.day), []).append((centre_id, v))
+                elif old.day != v.day:
+                    recount.add((member_id, centre_id))
+                else:
+                    add(member_id, centre_id, v, 0, 0, _seconds(v) - _seconds(old))
+        centres_by_day = _centres_by_day(db, list(fresh))
+        firsts: list[tuple[int, str, str]] = []
+        for (member_id, day), items in fresh.items():
+            centres = centres_by_day.get((member_id, day), set()) | {c for c, _ in items}
+            if len(centres) > 1:  # which centre began the day needs every visit of it
+                recount.update((member_id, c) for c in centres)
+                continue
+            items.sort(key=lambda item: item[1].key)
+            for i, (centre_id, v) in enumerate(items):
+                first_of_day = i == 0 and (member_id, day) not in centres_by_day
+                add(member_id, centre_id, v, 1, int(first_of_day), _seconds(v))
+                firsts.append((member_id, centre_id, v.day))
+        for member_id, centre_id, removed, new_visits, cal in live:
+            if (member_id, centre_id) in recount:
+                self.changed(member_id, centre_id, removed, new_visits, cal)
+        insert_rows(
+            db, "INSERT OR IGNORE INTO first_visits (member_id, centre_id, day)", sorted(firsts)
+        )
+        return [(*key, *row) for key, row in sorted(added.items())]
 
     def mark(self, db: Database) -> None:
         """Leave the recounts to ``settle``, recorded in ``pending_recounts`` within this
@@ -452,6 +515,41 @@ def _ahead(
         if visit is None or visit.key <= (first[0], first[1]):
             out[pair] = visit
     return out
+
+
+def _seconds(v: Visit) -> float:
+    """A visit's seconds in its month (``month_rows``). Timestamps below 2**31 are
+    multiples of 2**-22, and so are their differences and any sum of them below 2**31:
+    added or recounted, in any order, a month's seconds are the same float."""
+    return max(0.0, v.end_at - v.check_in)
+
+
+def _centres_by_day(db: Database, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], set]:
+    """The centres of each (member, day)'s stored visits, for those that have any."""
+    out: dict[tuple[int, str], set] = {}
+    for chunk in chunks(pairs):
+        table, params = values_table(chunk)
+        for member_id, day, centre_id in db.conn.execute(
+            "SELECT DISTINCT v.member_id, v.day, v.centre_id FROM"
+            f" {table} AS p JOIN visits v ON v.member_id = p.column1 AND v.day = p.column2",
+            params,
+        ):
+            out.setdefault((member_id, day), set()).add(centre_id)
+    return out
+
+
+def _add_months(db: Database, rows: list[tuple[str, str, int, int, int, int, float]]) -> None:
+    """Add (month, centre, member, visits, days, first days, seconds) to ``visit_months``."""
+    insert_rows(
+        db,
+        "INSERT INTO visit_months (month, centre_id, member_id, visits, days, first_days, seconds)",
+        rows,
+        " ON CONFLICT (month, centre_id, member_id) DO UPDATE SET"
+        " visits = visit_months.visits + excluded.visits,"
+        " days = visit_months.days + excluded.days,"
+        " first_days = visit_months.first_days + excluded.first_days,"
+        " seconds = visit_months.seconds + excluded.seconds",
+    )
 
 
 def _refresh_firsts(db: Database, pairs: list[tuple[int, str]]) -> None:

@@ -339,6 +339,75 @@ def test_passages_arriving_together_give_the_same_tables_as_a_rebuild(store: Sto
     assert_a_rebuild_gives_the_same_tables(store, 4 * 6)
 
 
+def live_stream(rng: random.Random, members: int, days: int, *, two_centres: bool) -> list:
+    """Members badging in and out as it happens, in time order, over ``days`` days from
+    the last Friday of March (a month's end): one to three visits a day, a badge-out now
+    and then forgotten; with ``two_centres``, some of a day's visits at the other centre."""
+    events = []
+    for member_id in range(1, members + 1):
+        for d in range(days):
+            day = f"03-{27 + d:02d}" if 27 + d <= 31 else f"04-{27 + d - 31:02d}"
+            hour = rng.randint(8, 10)
+            for _ in range(rng.randint(1, 3)):
+                device = "belleme-01" if two_centres and rng.random() < 0.4 else "boitron-01"
+                minute = rng.randint(0, 59)
+                events.append(
+                    passage(
+                        f"{day} {hour:02d}:{minute:02d}",
+                        "in",
+                        member_id=member_id,
+                        device_id=device,
+                    )
+                )
+                if rng.random() < 0.85:
+                    out = f"{day} {hour + 1:02d}:{rng.randint(0, 59):02d}"
+                    events.append(passage(out, "out", member_id=member_id, device_id=device))
+                hour += 2
+    return sorted(events, key=lambda e: (e.ts, e.event_id))
+
+
+def ingest_in_writes(store: Store, rng: random.Random, events: list[Event]) -> None:
+    """``events`` (in time order) in writes of 1 to 7 within each day, as a writer takes
+    what arrived in the last moment; each unit's part of a write as it sends it."""
+    while events:
+        day = local(events[0].ts)[:5]  # type: ignore[index]
+        size = min(rng.randint(1, 7), sum(local(e.ts)[:5] == day for e in events))  # type: ignore[index]
+        batch, events = events[:size], events[size:]
+        by_device: dict[str, list[Event]] = {}
+        for e in batch:
+            by_device.setdefault(e.device_id, []).append(e)
+        store.ingest_many([(d, es, RECEIVED) for d, es in by_device.items()]).result(timeout=10)
+
+
+def test_a_live_stream_counts_the_members_months_as_it_goes(store: Store) -> None:
+    """Badge-ins and badge-outs as they happen keep each member's months and first visits
+    up to date in the write that stores them: nothing is left for the members' recount,
+    and the tables read as they stand are those a rebuild gives."""
+    office_hours(store)
+    rng = random.Random(11)
+    ingest_in_writes(store, rng, live_stream(rng, members=5, days=8, two_centres=False))
+    left = store.db.execute("SELECT DISTINCT kind FROM pending_recounts").fetchall()
+    assert {kind for (kind,) in left} <= {"day"}
+
+    def as_stored(name: str) -> list[tuple]:
+        return sorted(tuple(r) for r in store.db.execute(f"SELECT * FROM {name}").fetchall())
+
+    months, firsts = as_stored("visit_months"), as_stored("first_visits")
+    assert {m for m, *_ in months} == {"2026-03", "2026-04"}
+    store.rebuild_visits()
+    assert (as_stored("visit_months"), as_stored("first_visits")) == (months, firsts)
+
+
+def test_a_live_stream_at_two_centres_gives_the_same_tables_as_a_rebuild(store: Store) -> None:
+    """Members visiting both centres on one day, as it happens: which centre began their
+    day is counted from every visit of it, and the tables end as a rebuild makes them."""
+    office_hours(store)
+    office_hours(store, "belleme")
+    rng = random.Random(12)
+    ingest_in_writes(store, rng, live_stream(rng, members=6, days=6, two_centres=True))
+    assert_a_rebuild_gives_the_same_tables(store, len(table(store, "visits")))
+
+
 def test_a_late_visit_before_one_whose_events_were_purged_is_read_on_its_own(
     store: Store,
 ) -> None:
