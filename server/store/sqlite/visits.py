@@ -235,11 +235,11 @@ class Deferred:
         centre, member, visits, days, first days, seconds)."""
         added: dict[tuple[str, str, int], list] = {}
 
-        def add(member_id: int, centre_id: str, v: Visit, n: int, day: int, s: float) -> None:
+        def add(member_id: int, centre_id: str, v: Visit, n: int, days: int, s: float) -> None:
             row = added.setdefault((v.day[:7], centre_id, member_id), [0, 0, 0, 0.0])
             row[0] += n
-            row[1] += day
-            row[2] += day  # a member's only centre that day is where their day began
+            row[1] += days
+            row[2] += days  # a member's only centre that day is where their day began
             row[3] += s
 
         fresh: dict[tuple[int, str], list[tuple[str, Visit]]] = {}  # (member, day) -> new
@@ -518,9 +518,10 @@ def _ahead(
 
 
 def _seconds(v: Visit) -> float:
-    """A visit's seconds in its month (``month_rows``). Timestamps below 2**31 are
-    multiples of 2**-22, and so are their differences and any sum of them below 2**31:
-    added or recounted, in any order, a month's seconds are the same float."""
+    """A visit's seconds in its month (``month_rows``). Timestamps from 2**30 to 2**31
+    (2004 to 2038) are multiples of 2**-22, and so are their differences and any sum of
+    them below 2**31: added or recounted, in any order, a month's seconds are the same
+    float."""
     return max(0.0, v.end_at - v.check_in)
 
 
