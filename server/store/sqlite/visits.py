@@ -271,7 +271,8 @@ class Deferred:
             for i, (centre_id, v) in enumerate(items):
                 first_of_day = i == 0 and (member_id, day) not in centres_by_day
                 add(member_id, centre_id, v, 1, int(first_of_day), _seconds(v))
-                firsts.append((member_id, centre_id, v.day))
+                if first_of_day:  # else an earlier visit at the centre has the row
+                    firsts.append((member_id, centre_id, v.day))
         for member_id, centre_id, removed, new_visits, cal in live:
             if (member_id, centre_id) in recount:
                 self.changed(member_id, centre_id, removed, new_visits, cal)

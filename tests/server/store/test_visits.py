@@ -483,11 +483,15 @@ def test_the_days_wait_for_their_own_recount_and_a_report_still_counts_them(
     centres' days (the costly part under load) for later; a report settles them first."""
     office_hours(store)
     ingest(store, passage("03-02 09:00", "in"), passage("03-02 12:30", "out"))
+    # A late visit before it: the member's month is recounted from the visits.
+    ingest(store, passage("03-02 08:00", "in"), passage("03-02 08:30", "out"))
 
     def kinds() -> set[str]:
         return {r[0] for r in store.db.execute("SELECT kind FROM pending_recounts")}
 
     wait_until(lambda: kinds() == {"day"})
+    month = store.db.execute("SELECT visits, days, seconds FROM visit_months").fetchall()
+    assert [tuple(r) for r in month] == [(2, 1, 4 * 3600.0)]
     assert store.db.execute("SELECT * FROM first_visits").fetchall()
     assert not store.db.execute("SELECT * FROM occupancy_days").fetchall()
     ((centre, day, peak, _),) = table(store, "occupancy_days")  # settles, as reports do
