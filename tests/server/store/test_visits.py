@@ -369,9 +369,13 @@ def live_stream(rng: random.Random, members: int, days: int, *, two_centres: boo
 def ingest_in_writes(store: Store, rng: random.Random, events: list[Event]) -> None:
     """``events`` (in time order) in writes of 1 to 7 within each day, as a writer takes
     what arrived in the last moment; each unit's part of a write as it sends it."""
+
+    def day_of(e: Event) -> str:
+        return datetime.fromtimestamp(e.ts, PARIS).strftime("%m-%d")
+
     while events:
-        day = local(events[0].ts)[:5]  # type: ignore[index]
-        size = min(rng.randint(1, 7), sum(local(e.ts)[:5] == day for e in events))  # type: ignore[index]
+        same_day = sum(day_of(e) == day_of(events[0]) for e in events)
+        size = min(rng.randint(1, 7), same_day)
         batch, events = events[:size], events[size:]
         by_device: dict[str, list[Event]] = {}
         for e in batch:
