@@ -316,6 +316,14 @@ def as_read(row: dict, now: float) -> dict:
     return out
 
 
+def seconds_present(check_in: float, end_at: float) -> float:
+    """A visit's seconds in its member's month. Timestamps from 2**30 to 2**31 (2004 to
+    2038) are multiples of 2**-22, and so are their differences and any sum of them below
+    2**31: added visit by visit or summed again, in any order, a month's seconds are the
+    same float."""
+    return max(0.0, end_at - check_in)
+
+
 def month_rows(
     visits: Iterable[tuple[str, str, float, str, float]],
 ) -> dict[str, tuple[int, int, int, float]]:
@@ -328,7 +336,7 @@ def month_rows(
         row = rows.setdefault(centre_id, [0, set(), 0, 0.0])
         row[0] += 1
         row[1].add(day)
-        row[3] += max(0.0, end_at - check_in)
+        row[3] += seconds_present(check_in, end_at)
         key = (check_in, in_event_id, centre_id)
         if day not in first_of_day or key < first_of_day[day]:
             first_of_day[day] = key

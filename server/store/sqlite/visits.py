@@ -36,6 +36,7 @@ from server.domain.visits import (
     days_spanned,
     month_rows,
     replay,
+    seconds_present,
 )
 from server.store.errors import NotFound
 from server.store.sqlite.params import chunks, insert_rows, marks, values_table
@@ -105,6 +106,8 @@ def _calendar(centre: tuple, closures: tuple, around: date, days: int) -> Calend
 
 
 Queued = tuple[float, str, str | None, bool, Calendar, float]  # ts, event, direction, …
+# A member's visits at a centre changed: (member, centre, removed, added, its calendar).
+Change = tuple[int, str, list[Visit], list[Visit], Calendar]
 
 
 class Deferred:
@@ -170,8 +173,7 @@ class Deferred:
         for items in queued.values():
             items.sort(key=lambda q: (q[0], q[1]))
         ahead = _ahead(db, queued)
-        changes: list[tuple[int, str, list[Visit], list[Visit]]] = []
-        live: list[tuple[int, str, list[Visit], list[Visit], Calendar]] = []
+        live: list[Change] = []
         for (member_id, centre_id), items in queued.items():
             if (member_id, centre_id) not in ahead:
                 for ts, event_id, _, _, cal, max_stay_s in items:
@@ -201,11 +203,9 @@ class Deferred:
                 max_stay_s=first[5],
             )
             if result.removed or result.added:
-                changes.append((member_id, centre_id, result.removed, result.added))
                 live.append((member_id, centre_id, result.removed, result.added, cal))
-        counted = self._count_live(db, live)  # before the new visits are stored
-        _store(db, changes)
-        _add_months(db, counted)
+        self._count_live(db, live)  # reads the visits as they were before these changes
+        _store(db, [change[:4] for change in live])
 
     def changed(
         self,
@@ -216,23 +216,30 @@ class Deferred:
         cal: Calendar,
     ) -> None:
         """The member's visits at the centre changed: what to recount."""
+        self._member_changed(member_id, centre_id, removed, added)
+        self._days_changed(centre_id, removed, added, cal)
+
+    def _member_changed(
+        self, member_id: int, centre_id: str, removed: list[Visit], added: list[Visit]
+    ) -> None:
         self.firsts.add((member_id, centre_id))
         self.months.update((member_id, v.day[:7]) for v in (*removed, *added))
+
+    def _days_changed(
+        self, centre_id: str, removed: list[Visit], added: list[Visit], cal: Calendar
+    ) -> None:
         for v in (*removed, *added):
             for day in days_spanned(v, cal):
                 self.days.setdefault((centre_id, day), cal)
 
-    def _count_live(
-        self, db: Database, live: list[tuple[int, str, list[Visit], list[Visit], Calendar]]
-    ) -> list[tuple[str, str, int, int, int, int, float]]:
-        """The members' months and first visits after the live stream's changes, counted
-        from the changes themselves where they allow it: a visit changed in place (closed
-        by a badge-out or at its limit: its seconds), a new visit after every other of the
-        member at the centre on a day when the member has no visit at another centre (one
-        visit more, and one day more and its first visit there if it is their first that
-        day). Anything else (a visit gone, visits at two centres that day) is recounted
-        from the visits (``changed``). Returns what to add to ``visit_months``, as (month,
-        centre, member, visits, days, first days, seconds)."""
+    def _count_live(self, db: Database, live: list[Change]) -> None:
+        """Add the live stream's changes to the members' months and first visits where
+        the changes themselves allow it: a visit changed in place (closed by a badge-out
+        or at its limit: its seconds), a new visit after every other of the member at the
+        centre on a day when the member has no visit at another centre (one visit more,
+        and one day more and its first visit there if it is their first that day).
+        Anything else (a visit gone, visits at two centres that day) is left to recount
+        from the visits. Reads the stored visits: called before the changes are stored."""
         added: dict[tuple[str, str, int], list] = {}
 
         def add(member_id: int, centre_id: str, v: Visit, n: int, days: int, s: float) -> None:
@@ -245,9 +252,7 @@ class Deferred:
         fresh: dict[tuple[int, str], list[tuple[str, Visit]]] = {}  # (member, day) -> new
         recount: set[tuple[int, str]] = set()
         for member_id, centre_id, removed, new_visits, cal in live:
-            for v in (*removed, *new_visits):
-                for day in days_spanned(v, cal):
-                    self.days.setdefault((centre_id, day), cal)
+            self._days_changed(centre_id, removed, new_visits, cal)
             before = {v.key: v for v in removed}
             if not before.keys() <= {v.key for v in new_visits}:
                 recount.add((member_id, centre_id))  # a visit gone
@@ -273,13 +278,13 @@ class Deferred:
                 add(member_id, centre_id, v, 1, int(first_of_day), _seconds(v))
                 if first_of_day:  # else an earlier visit at the centre has the row
                     firsts.append((member_id, centre_id, v.day))
-        for member_id, centre_id, removed, new_visits, cal in live:
+        for member_id, centre_id, removed, new_visits, _ in live:
             if (member_id, centre_id) in recount:
-                self.changed(member_id, centre_id, removed, new_visits, cal)
+                self._member_changed(member_id, centre_id, removed, new_visits)
         insert_rows(
             db, "INSERT OR IGNORE INTO first_visits (member_id, centre_id, day)", sorted(firsts)
         )
-        return [(*key, *row) for key, row in sorted(added.items())]
+        _add_months(db, [(*key, *row) for key, row in sorted(added.items())])
 
     def mark(self, db: Database) -> None:
         """Leave the recounts to ``settle``, recorded in ``pending_recounts`` within this
@@ -519,16 +524,12 @@ def _ahead(
 
 
 def _seconds(v: Visit) -> float:
-    """A visit's seconds in its month (``month_rows``). Timestamps from 2**30 to 2**31
-    (2004 to 2038) are multiples of 2**-22, and so are their differences and any sum of
-    them below 2**31: added or recounted, in any order, a month's seconds are the same
-    float."""
-    return max(0.0, v.end_at - v.check_in)
+    return seconds_present(v.check_in, v.end_at)
 
 
-def _centres_by_day(db: Database, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], set]:
+def _centres_by_day(db: Database, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], set[str]]:
     """The centres of each (member, day)'s stored visits, for those that have any."""
-    out: dict[tuple[int, str], set] = {}
+    out: dict[tuple[int, str], set[str]] = {}
     for chunk in chunks(pairs):
         table, params = values_table(chunk)
         for member_id, day, centre_id in db.conn.execute(
