@@ -17,20 +17,19 @@ from __future__ import annotations
 import heapq
 import json
 import selectors
-import ssl
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgspec
-import paho.mqtt.client as mqtt
 
+from bench.wire import Unit, tls_context, topic_field
 from edge.outbox import AckTimer, backoff_s
 from protocol.messages import Ack, Event, decode_body, encode, new_event_id
-from protocol.mqtt import make_client
 from protocol.signing import Envelope
 from server.broker import LocalBroker
 
@@ -202,73 +201,57 @@ def _main() -> None:
     plan = Plan(**json.loads(sys.stdin.readline()))
     n = len(plan.devices)
     selector = selectors.DefaultSelector()
-    clients: list[mqtt.Client] = []
-    connected = [False] * n
     acked: dict[tuple[int, int], float] = {}
     resending = bool(plan.ack_topic and plan.ack_timeout_s > 0)
     resender = Resender(n, plan.ack_timeout_s)
     # Acks are read, not verified: the units process measures the server, and an Ed25519
     # check per ack would make it the bottleneck at thousands of events a second.
     envelope = msgspec.msgpack.Decoder(Envelope)
+    # The units with something left to write once their socket has room.
+    writing: set[Unit] = set()
 
-    def on_connect(client: mqtt.Client, i: int, *args: Any) -> None:
-        if plan.ack_topic:
-            client.subscribe(plan.ack_topic % plan.devices[i], 1)
-        else:
-            connected[i] = True
+    def receiver(i: int) -> Callable[[str, bytes], None]:
+        def on_message(topic: str, payload: bytes) -> None:
+            now = time.monotonic()
+            ack = decode_body(Ack, envelope.decode(payload).body)
+            for seq in ack.seqs:
+                acked.setdefault((i, seq), now)
+            if resending:
+                resender.acked(i, ack.seqs, now)
 
-    def on_subscribe(client: mqtt.Client, i: int, *args: Any) -> None:
-        connected[i] = True
-
-    def on_message(client: mqtt.Client, i: int, msg: mqtt.MQTTMessage) -> None:
-        now = time.monotonic()
-        ack = decode_body(Ack, envelope.decode(msg.payload).body)
-        for seq in ack.seqs:
-            acked.setdefault((i, seq), now)
-        if resending:
-            resender.acked(i, ack.seqs, now)
-
-    # The units with something to write: paho says when a unit's queue stops being empty
-    # (``on_socket_register_write``), so a turn writes those, not a look at every unit (at
-    # 3,500 units that look alone took most of a core).
-    writing: set[int] = set()
+        return on_message
 
     def pump(timeout: float) -> None:
-        for i in list(writing):
-            client = clients[i]
-            client.loop_write()
-            if not client.want_write():
-                writing.discard(i)
+        for unit in list(writing):
+            if unit.write():
+                writing.discard(unit)
         for key, _ in selector.select(timeout):
-            client = key.data
-            client.loop_read(100)
-            sock = client.socket()
-            while isinstance(sock, ssl.SSLSocket) and sock.pending():
-                client.loop_read(100)
+            key.data.read()
 
+    context = tls_context(plan.ca_file)
+    units: list[Unit] = []
     for i in range(n):
         user, password = plan.accounts[i]
-        client, _ = make_client(user, session_expiry_s=0)
-        client.username_pw_set(user, password)
-        client.tls_set(ca_certs=plan.ca_file)
-        client.max_inflight_messages_set(100)
-        client.max_queued_messages_set(0)
-        client.user_data_set(i)
-        client.on_connect = on_connect
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        client.on_socket_register_write = lambda c, i, sock: writing.add(i)
-        client.connect("127.0.0.1", plan.port, keepalive=120, clean_start=True)
-        selector.register(client.socket(), selectors.EVENT_READ, client)
-        clients.append(client)
+        unit = Unit(context, plan.port, user, password, on_writable=writing.add)
+        if plan.ack_topic:
+            unit.on_message = receiver(i)
+        selector.register(unit, selectors.EVENT_READ, unit)
+        units.append(unit)
         if i % 50 == 49:  # let the broker keep up with the handshakes
             pump(0)
     deadline = time.monotonic() + 120
-    while not all(connected):
+    subscribing = [False] * n
+    while not all(u.subscribed if plan.ack_topic else u.connected for u in units):
         if time.monotonic() > deadline:
-            print(f"only {sum(connected)} of {n} units connected", flush=True)
+            ready = sum(u.subscribed if plan.ack_topic else u.connected for u in units)
+            print(f"only {ready} of {n} units connected", flush=True)
             return
+        for i, unit in enumerate(units):
+            if plan.ack_topic and unit.connected and not subscribing[i]:
+                unit.subscribe(plan.ack_topic % plan.devices[i], 1)
+                subscribing[i] = True
         pump(0.005)
+    topics = [topic_field(plan.topic % device) for device in plan.devices]
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
 
@@ -276,7 +259,7 @@ def _main() -> None:
     published: list[list[float]] = [[0.0] * plan.per_unit for _ in range(n)]
     started = time.monotonic()
     sent = 0
-    last_misc = started
+    last_ping = started
     while sent < total or (plan.ack_topic and len(acked) < total):
         now = time.monotonic()
         due = total if plan.rate <= 0 else min(total, int((now - started) * plan.rate) + 1)
@@ -284,24 +267,24 @@ def _main() -> None:
             i, k = sent % n, sent // n
             published[i][k] = time.monotonic()
             payload = _payload(plan, i, plan.first_seq + k, time.time())
-            clients[i].publish(plan.topic % plan.devices[i], payload, qos=1)
+            units[i].publish(topics[i], payload)
             if resending:
                 resender.sent(i, plan.first_seq + k, payload, now)
             sent += 1
             if plan.rate > 0 and sent % 200 == 0:
                 break  # keep reading acks while a burst goes out
         for i, payload in resender.due(now):
-            clients[i].publish(plan.topic % plan.devices[i], payload, qos=1)
+            units[i].publish(topics[i], payload)
         pump(0.001 if plan.rate > 0 else 0.002)
-        if now - last_misc > 5:
-            for client in clients:
-                client.loop_misc()
-            last_misc = now
+        if now - last_ping > 60:  # keepalive: 120 s
+            for unit in units:
+                unit.ping()
+            last_ping = now
         if now - started > 600:
             break
     # Everything handed to the broker (PUBACKs in) before reporting.
     flush_deadline = time.monotonic() + 30
-    while any(c._out_messages for c in clients) and time.monotonic() < flush_deadline:  # noqa: SLF001
+    while any(u.busy() for u in units) and time.monotonic() < flush_deadline:
         pump(0.005)
     finished = time.monotonic()
     lags = [
@@ -310,9 +293,9 @@ def _main() -> None:
         for k in range(plan.per_unit)
         if (i, plan.first_seq + k) in acked
     ]
-    for client in clients:
-        client.disconnect()
-        client.loop_write()
+    for unit in units:
+        unit.disconnect()
+        unit.write()
     print(
         json.dumps(
             {
