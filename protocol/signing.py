@@ -84,13 +84,7 @@ class Signer:
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
-        self._signing = SigningKey(
-            private_key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-        )
+        self._signing = SigningKey(self.private_bytes())
         self.public_key = private_key.public_key()
         self.public_hex = public_hex(self.public_key)
         self.kid = key_id(bytes.fromhex(self.public_hex))
@@ -98,6 +92,19 @@ class Signer:
     @classmethod
     def generate(cls) -> Signer:
         return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> Signer:
+        """The key ``private_bytes`` gave (a child process of the server signs with it)."""
+        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private key: for a process of ours, over a pipe of ours only."""
+        return self._key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> Signer:

@@ -50,7 +50,8 @@ class Settings:
     )
     ingest_process: bool = _setting(
         True,
-        "Receive the units' events in a process of their own, on the broker account "
+        "Receive the units' events, and sign and publish their acks, in a process of "
+        "their own, on the broker account "
         "mqtt_username + '.ingest' with the server's password (`broker sync` adds it); "
         "false: in the server's process.",
     )

@@ -120,12 +120,13 @@ def ingest_username(server_username: str) -> str:
 
 
 def ingest_grant(username: str, password_hash: str) -> Grant:
-    """A server's events receiver: reads the units' events, nothing else, writes nothing."""
+    """A server's events receiver: reads the units' events and writes their acks, nothing
+    else (``server.mqtt.receiver``)."""
     return Grant(
         username=username,
         password_hash=password_hash,
         read=(topics.acl_filter(topics.EVENT),),
-        write=(),
+        write=(topics.acl_filter(topics.ACK),),
     )
 
 

@@ -10,7 +10,8 @@ Access requests excepted: a member waits at the door (``Handlers.put`` answers t
 
 The units' events come on a second connection, in a process of their own
 (``server.mqtt.receiver``), unless ``ingest_process`` is off or the broker refuses that
-process's account; they are handed over the same way. Acks leave on this connection.
+process's account; they are handed over the same way. Acks leave on that connection too,
+signed there, when the broker lets its account publish them; on this one otherwise.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class Bridge:
                     self._receiver_refused,
                     self.store.announce_change,
                 )
+                self.handlers.acker.forward = self.receiver.forward_acks
         if settings.mqtt_tls:
             ca = settings.mqtt_ca_file
             if ca is not None and not ca.is_file():
@@ -157,6 +159,7 @@ class Bridge:
             ca_file=str(ca) if ca else None,
             subscription=self._events_filter(),
             session_expiry_s=SESSION_EXPIRY_S if self._persistent else 0,
+            signing_key=self.signer.private_bytes().hex(),
         )
 
     def _events_filter(self) -> str:

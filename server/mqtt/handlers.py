@@ -31,7 +31,6 @@ from protocol.messages import (
     MAX_EDGE_PAYLOAD_BYTES,
     AccessRequest,
     AccessResponse,
-    Ack,
     CommandResult,
     Event,
     EventHeader,
@@ -44,6 +43,7 @@ from protocol.signing import Signer
 from protocol.workers import Worker
 from server.domain.access import answer
 from server.metrics import ServerMetrics
+from server.mqtt.acks import AckOrder, signed_acks
 from server.store import IngestResult, Store
 from server.store.records import StatusResult
 
@@ -53,7 +53,6 @@ M = TypeVar("M")
 
 WAIT_S = 0.5  # how long a worker step waits for input before looking at ``stopping``
 MAX_DRAIN = 2000  # messages one step takes from the queue: their events go in one write
-MAX_ACK_ITEMS = 10_000  # Ack.seqs and Ack.rejected bounds
 
 
 class Publish(Protocol):
@@ -106,16 +105,25 @@ class Acker:
     """Publishes signed acks, one per (unit, epoch) for everything committed meanwhile.
 
     Acks wait for the commit (the unit forgets what is acked); a worker of its own keeps
-    the writer from ever waiting on the network.
+    the writer from ever waiting on the network. ``forward``, when given, is offered each
+    step's orders first (the events receiver's process signs and publishes them there, off
+    this process's interpreter); when it declines, they are signed and published here.
     """
 
-    def __init__(self, signer: Signer, publish: Publish) -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        publish: Publish,
+        forward: Callable[[list[AckOrder]], bool] | None = None,
+    ) -> None:
         self._signer = signer
         self._publish = publish
+        self.forward = forward
         self._queue: queue.SimpleQueue[tuple[str, str, list[int], list[Rejected]] | None] = (
             queue.SimpleQueue()
         )
         self.sent = 0
+        self.forwarded = 0  # of ``sent``: orders handed to ``forward``
         self.worker = Worker("acker", self._step)
 
     def put(
@@ -156,24 +164,25 @@ class Acker:
             target = refused.setdefault((device_id, epoch), {})
             for r in rejected:
                 target[r.seq] = r.reason
-        for (device_id, epoch), seqs in acked.items():
-            self._send(device_id, epoch, sorted(seqs), refused.get((device_id, epoch), {}))
+        orders: list[AckOrder] = [
+            (device_id, epoch, sorted(seqs), sorted(refused[(device_id, epoch)].items()))
+            for (device_id, epoch), seqs in acked.items()
+        ]
+        if not orders:
+            return
+        if self.forward is not None and self.forward(orders):
+            self.sent += len(orders)
+            self.forwarded += len(orders)
+            return
+        for order in orders:
+            self._send(order)
 
-    def _send(self, device_id: str, epoch: str, seqs: list[int], rejected: dict[int, str]) -> None:
-        refusals = [Rejected(seq, reason) for seq, reason in sorted(rejected.items())]
-        while seqs or refusals:
-            ack = Ack(
-                device_id=device_id,
-                epoch=epoch,
-                seqs=seqs[:MAX_ACK_ITEMS],
-                rejected=refusals[:MAX_ACK_ITEMS],
-                issued_at=time.time(),
-            )
-            seqs, refusals = seqs[MAX_ACK_ITEMS:], refusals[MAX_ACK_ITEMS:]
-            if self._publish(topics.ACK, device_id, self._signer.sign(ack)):
+    def _send(self, order: AckOrder) -> None:
+        for payload in signed_acks(self._signer, order):
+            if self._publish(topics.ACK, order[0], payload):
                 self.sent += 1
             else:  # the unit resends after its back-off, and we ack it then
-                log.info("ack for %s not sent: no broker", device_id)
+                log.info("ack for %s not sent: no broker", order[0])
 
 
 @dataclass

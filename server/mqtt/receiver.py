@@ -6,20 +6,27 @@ while the machine had more (docs/performance.md). With ``ingest_process`` (the d
 child process, ``python -m server.mqtt.receiver``, holds a second MQTT connection that
 subscribes to the units' events alone (``telecentre/+/event``, or ``$share/<group>/…`` for
 a worker of a share group) and hands them, a batch per turn of its network loop, to the
-server through a pipe; the server decodes, stores and acknowledges them as before, acks
-still published by its own connection after the durable commit. The child only parses
-MQTT: a crash loses nothing (a unit sends again what is not acked).
+server through a pipe; the server decodes, stores and commits them as before. The acks go
+back the other way: after the durable commit the server hands the child what to
+acknowledge (``AckOrder``s), and the child signs and publishes them on its connection, so
+signing and paho's publishing leave the server's interpreter for this one. The child only
+parses MQTT and signs: a crash loses nothing (a unit sends again what is not acked).
 
 Its broker account is the server's user name followed by ``.ingest``
-(``broker_access.ingest_username``), with the server's password: only the events leaf, to
-read. A broker whose files predate it refuses that account; the server then receives the
-events on its own connection, as without the child, and says what gives the broker the
-account (``telecentre-server broker sync``).
+(``broker_access.ingest_username``), with the server's password: the events leaf, to read,
+and the acks leaf, to write. A broker whose files predate it refuses that account; the
+server then receives the events on its own connection, as without the child, and says what
+gives the broker the account (``telecentre-server broker sync``). A broker whose files
+gave the account the events alone refuses its acks: the child learns it at each subscribe
+from one QoS 1 probe on the acks leaf of no unit (``PROBE_TOPIC``: the broker answers
+"not authorised"), and the server then publishes the acks itself and says the same.
 
-The pipe carries frames: four bytes of length, then a pickle (from our own child, over our
-own pipe) of ``("events", [(topic, payload, retain), …])`` or ``("state", {…})``. The child
-reads its settings as one JSON line on its standard input, and leaves when that input
-closes: the server stopped, or died.
+The pipes carry frames: four bytes of length, then a pickle (our own processes, over our
+own pipes). The child writes ``("events", [(topic, payload, retain), …])`` and
+``("state", {…})``; the server writes ``("acks", [AckOrder, …])``. The child reads its
+settings (with the server's signing key, never on a command line) as one JSON line on its
+standard input, then the server's frames, and leaves when that input closes: the server
+stopped, or died.
 """
 
 from __future__ import annotations
@@ -29,18 +36,21 @@ import json
 import logging
 import os
 import pickle
+import select
 import signal
 import ssl
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 
+from protocol import topics
 from protocol.mqtt import (
     NetworkLoop,
     describe_connect_error,
@@ -49,7 +59,9 @@ from protocol.mqtt import (
     record_connect_errors,
     refused_account,
 )
+from protocol.signing import Signer
 from protocol.workers import Worker
+from server.mqtt.acks import AckOrder, signed_acks
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,10 @@ HEADER = struct.Struct(">I")
 RESTART_MIN_S = 1.0  # a child that died is started again after this, doubling
 RESTART_MAX_S = 15.0
 STOP_WAIT_S = 5.0
+# The acks leaf of no unit (unit ids are a-z, 0-9 and '-'): under the ACL's ``telecentre/+/ack``
+# and read by nobody, so a QoS 1 publish there tells whether the broker takes our acks.
+PROBE_TOPIC = f"{topics.BASE}/_probe/{topics.ACK.leaf}"
+ACKS_WRITE_WAIT_S = 1.0  # a child that takes no acks this long is stuck: it is replaced
 
 Deliver = Callable[[list[tuple[str, bytes, bool]]], None]
 
@@ -74,6 +90,7 @@ class ReceiverConfig:
     ca_file: str | None
     subscription: str  # the events' topic filter, shared or not
     session_expiry_s: int  # 0 for a worker of a share group: it keeps no session
+    signing_key: str | None = None  # the server's Ed25519 key (hex): the child signs acks
 
 
 class EventReceiver:
@@ -96,11 +113,15 @@ class EventReceiver:
         self._on_refused = on_refused
         self._on_listening = on_listening
         self.listening = threading.Event()
+        self.acking = threading.Event()  # the child publishes acks (``forward_acks``)
+        self.acks_refused: str | None = None  # why the broker refuses the child's acks
         self.refused: str | None = None
         self.error: str | None = "not started"
         self.starts = 0
         self.received = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stdin_lock = threading.Lock()  # the acker writes, the pump and ``stop`` close
+        self._stdin_fd: int | None = None
         self._delay_s = 0.0
         self.worker = Worker("events-receiver", self._step)
 
@@ -111,7 +132,7 @@ class EventReceiver:
         self.worker.stopping.set()
         proc = self._proc
         if proc is not None:
-            _close_quietly(proc.stdin)  # the child disconnects and leaves
+            self._close_stdin(proc)  # the child disconnects and leaves
             try:
                 proc.wait(STOP_WAIT_S)
             except subprocess.TimeoutExpired:
@@ -138,7 +159,49 @@ class EventReceiver:
             "error": self.refused or self.error,
             "starts": self.starts,
             "received": self.received,
+            "acks": self.acking.is_set(),
+            "acks_error": self.acks_refused,
         }
+
+    def forward_acks(self, orders: list[AckOrder]) -> bool:
+        """Hand ``orders`` to the child, which signs and publishes them. False when it cannot
+        take them (none running, its broker refuses its acks, it died, or it took nothing
+        for ``ACKS_WRITE_WAIT_S``: it is then replaced): the caller publishes them itself.
+        A frame is written whole or the child that holds part of it is killed, so an order
+        is either the child's alone or the caller's (twice is harmless: acks repeat)."""
+        if not self.acking.is_set():
+            return False
+        data = pickle.dumps(("acks", orders), protocol=pickle.HIGHEST_PROTOCOL)
+        frame = memoryview(HEADER.pack(len(data)) + data)
+        with self._stdin_lock:
+            fd, proc = self._stdin_fd, self._proc
+            if fd is None or proc is None:
+                return False
+            deadline = time.monotonic() + ACKS_WRITE_WAIT_S
+            while frame:
+                try:
+                    frame = frame[os.write(fd, frame) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError:  # the child left
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [fd], [], left)[1]:
+                    log.error(
+                        "the events receiver took no acks for %.0f s: started again",
+                        ACKS_WRITE_WAIT_S,
+                    )
+                    self.acking.clear()
+                    proc.kill()
+                    return False
+        return True
+
+    def _close_stdin(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._stdin_lock:
+            if proc is self._proc:
+                self._stdin_fd = None
+            _close_quietly(proc.stdin)
 
     # -- the pump (a worker thread) ---------------------------------------------------------
 
@@ -152,7 +215,8 @@ class EventReceiver:
         try:
             self._pump(proc)
         finally:
-            _close_quietly(proc.stdin)
+            self.acking.clear()
+            self._close_stdin(proc)
             _close_quietly(proc.stdout)
             self.listening.clear()
             try:
@@ -176,10 +240,13 @@ class EventReceiver:
         with contextlib.suppress(BrokenPipeError):  # it died at once: the pump reads why
             proc.stdin.write(json.dumps(self.config.__dict__).encode() + b"\n")
             proc.stdin.flush()
-        self._proc = proc
+        os.set_blocking(proc.stdin.fileno(), False)  # acks never block (``forward_acks``)
+        with self._stdin_lock:
+            self._proc = proc
+            self._stdin_fd = proc.stdin.fileno()
         self.starts += 1
         if self.worker.stopping.is_set():  # ``stop()`` came before it could see this child
-            _close_quietly(proc.stdin)
+            self._close_stdin(proc)
         return proc
 
     def _pump(self, proc: subprocess.Popen[bytes]) -> None:
@@ -197,17 +264,39 @@ class EventReceiver:
                 self._state(body)
 
     def _state(self, state: dict[str, Any]) -> None:
+        if "acks" in state:
+            self._acks_state(state["acks"])
+            return
         self.error = state.get("error")
         if state.get("refused"):
             self.refused = state["refused"]
-            _close_quietly(self._proc.stdin if self._proc else None)
+            if self._proc is not None:
+                self._close_stdin(self._proc)
             self._on_refused(self.refused)
         elif state.get("listening"):
             self._delay_s = 0.0
             self.listening.set()
             self._on_listening()
         else:
+            self.acking.clear()  # the child's publishes would be lost until it is back
             self.listening.clear()
+
+    def _acks_state(self, refused: str | None) -> None:
+        """The child's probe: None when the broker takes its acks, else why not."""
+        if refused is None:
+            self.acks_refused = None
+            self.acking.set()
+            return
+        self.acking.clear()
+        if refused != self.acks_refused:
+            log.error(
+                "the broker refuses the acks of the events receiver's account %s (%s): this "
+                "process publishes them instead; `telecentre-server broker sync` gives that "
+                "account the acks (then restart the server)",
+                self.config.username,
+                refused,
+            )
+        self.acks_refused = refused
 
 
 def _close_quietly(stream: IO[bytes] | None) -> None:
@@ -237,6 +326,9 @@ class _Child:
         self.config = config
         self._out = out
         self._batch: list[tuple[str, bytes, bool]] = []
+        key = config.signing_key
+        self._signer = Signer.from_private_bytes(bytes.fromhex(key)) if key else None
+        self._probe_mid: int | None = None
         client, props = make_client(config.username, session_expiry_s=config.session_expiry_s)
         client.username_pw_set(config.username, config.password)
         if config.tls:
@@ -246,6 +338,7 @@ class _Child:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         self._client = client
         self._props = props
         self._loop = NetworkLoop(
@@ -261,8 +354,19 @@ class _Child:
             properties=self._props,
         )
         self._loop.start()
-        stdin.read()  # until the server closes it (or dies)
+        while (frame := _read_frame(stdin)) is not None:  # until the server closes it
+            kind, body = frame
+            if kind == "acks":
+                self._publish_acks(body)
         self._loop.stop()
+
+    def _publish_acks(self, orders: list[AckOrder]) -> None:
+        if self._signer is None:
+            return  # never forwarded: the server publishes them when we say nothing
+        for order in orders:
+            where = topics.topic(topics.ACK, order[0])
+            for payload in signed_acks(self._signer, order):
+                self._client.publish(where, payload, qos=topics.ACK.qos)
 
     def _send(self, kind: str, body: Any) -> None:
         data = pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL)
@@ -302,6 +406,15 @@ class _Child:
             )
         else:
             self._send("state", {"listening": True})
+            if self._signer is not None:  # does the broker take our acks? (``PROBE_TOPIC``)
+                self._probe_mid = client.publish(PROBE_TOPIC, b"", qos=1).mid
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        if mid == self._probe_mid:
+            self._probe_mid = None
+            self._send("state", {"acks": str(reason) if reason.is_failure else None})
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any

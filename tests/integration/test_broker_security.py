@@ -379,9 +379,12 @@ def test_broker_sync_gives_an_older_broker_the_events_receivers_account(
     assert "reloaded" in out and receiver_name in out
     receiver = connect()
     assert receiver.connect() == 0
-    # The units' events to read, and nothing else: it writes nothing.
+    # The units' events to read and their acks to write, nothing else.
     assert receiver.subscribe(topics.subscription(topics.EVENT)) == 0x01
-    assert receiver.publish(topics.topic(topics.ACK, "boitron-01")) == NOT_AUTHORISED
+    assert receiver.publish(topics.topic(topics.ACK, "boitron-01")) in SUCCESS
+    for spec in (topics.COMMAND, topics.ACCESS_RESPONSE, topics.EVENT):
+        assert receiver.publish(topics.topic(spec, "boitron-01")) == NOT_AUTHORISED, spec
+    assert receiver.publish(topics.topic(topics.LIST_HEAD, "boitron")) == NOT_AUTHORISED
     receiver.close()
 
     # A worker cannot take a name of that form.

@@ -159,6 +159,16 @@ class ServerProcess:
         except (OSError, urllib.error.URLError):
             return False
 
+    def receiving(self) -> bool:
+        """Whether ``/healthz`` says the units' events reach the server (its events
+        receiver subscribed): a message published earlier, on a first start, reaches nobody
+        and only a unit's resend brings it."""
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as answer:
+                return bool(json.loads(answer.read())["mqtt"]["receiving"])
+        except (OSError, urllib.error.URLError, KeyError, ValueError):
+            return False
+
     def api(self, method: str, path: str, token: str, body: object = None) -> tuple[int, object]:
         """(status, JSON body) of one API call with an operator's token."""
         data = None if body is None else json.dumps(body).encode()

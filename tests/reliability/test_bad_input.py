@@ -332,6 +332,8 @@ def test_one_event_sent_a_thousand_times_is_stored_once(
     cluster = cluster_factory()
     cluster.prepare()
     cluster.server.start()
+    # A client that never sends again, unlike a unit: nothing before the server receives.
+    wait_until(cluster.server.receiving, what="the server's events receiver subscribed")
     client = cluster.broker.client()
     client.connect("127.0.0.1", cluster.broker.port)
     client.loop_start()

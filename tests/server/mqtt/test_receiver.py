@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from server.app import create_app
 from server.broker import LocalBroker
 from server.domain import broker_access
 from server.domain.broker_access import Grant
-from server.mqtt.receiver import ReceiverConfig, _read_frame
+from server.mqtt.receiver import EventReceiver, ReceiverConfig, _read_frame
 from server.runtime import Runtime
 from server.settings import Settings
 from tests.conftest import TEST_UNITS, as_admin, wait_until
@@ -90,10 +91,14 @@ def test_events_come_through_the_receiver_process_and_are_acked(
     wait_until(lambda: acked(unit, verifier) == {1, 2, 3, 4, 5}, what="five signed acks")
     assert rt.store.event_count() == 5
     assert receiver.received == 5  # the events came through the child, not the server's link
+    # ... and their acks went out through it, signed there with the server's key.
+    acker = rt.bridge.handlers.acker
+    assert acker.forwarded >= 1 and acker.forwarded == acker.sent
     health = server.get("/healthz").json()
     assert health["ok"] is True
     assert health["mqtt"]["receiving"] is True
     assert health["mqtt"]["receiver"]["pid"] == receiver.pid
+    assert health["mqtt"]["receiver"]["acks"] is True
 
 
 def test_a_killed_receiver_is_started_again_and_what_came_meanwhile_is_stored_once(
@@ -205,6 +210,79 @@ def test_a_broker_without_the_receivers_account_still_gets_the_events_stored(
             wait_until(lambda: receiver.pid is None or not alive(receiver.pid), what="exit")
         assert "telecentre-server broker sync" in caplog.text
         assert broker_access.ingest_username(broker.server_username) in caplog.text
+
+
+class BrokerBeforeTheReceiversAcks(LocalBroker):
+    """A broker whose ACL gave the receiver's account the events alone, not the acks."""
+
+    def grants(self) -> list[Grant]:
+        return [
+            replace(g, write=()) if g.username.endswith(broker_access.INGEST_SUFFIX) else g
+            for g in super().grants()
+        ]
+
+
+def test_a_broker_refusing_the_receivers_acks_gets_them_from_the_server(
+    tmp_path: Path,
+    key_file: Path,
+    signing_key_file: Path,
+    server_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with BrokerBeforeTheReceiversAcks(units=TEST_UNITS) as broker:
+        settings = server_settings(broker, tmp_path, key_file, signing_key_file)
+        caplog.set_level(logging.ERROR, logger="server.mqtt.receiver")
+        with TestClient(create_app(settings)) as client:
+            rt = runtime(client)
+            receiver = rt.bridge.receiver
+            assert receiver is not None
+            wait_until(lambda: receiver.acks_refused is not None, what="the probe refused")
+            as_admin(client)
+            assert client.post("/api/centres", json={"id": "boitron", "name": "B"}).is_success
+            assert client.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).is_success
+            unit = Listener(broker, "telecentre/+/ack")
+            try:
+                for seq in (1, 2):
+                    unit.publish(EVENT, event_payload("boitron-01", EPOCH, seq))
+                verifier = Verifier([server_key])
+                wait_until(lambda: acked(unit, verifier) == {1, 2}, what="the acks")
+            finally:
+                unit.close()
+            assert receiver.received == 2  # the events still come through the child
+            assert rt.bridge.handlers.acker.forwarded == 0
+            health = client.get("/healthz").json()
+            assert health["ok"] is True
+            assert health["mqtt"]["receiver"]["acks"] is False
+            assert "authori" in health["mqtt"]["receiver"]["acks_error"].lower()
+        assert "telecentre-server broker sync" in caplog.text
+
+
+def test_a_receiver_that_takes_no_acks_is_replaced_and_the_acks_sent_here(
+    broker: LocalBroker,
+) -> None:
+    """A child that stops reading its pipe (frozen) never holds the acks up for long."""
+    receiver = EventReceiver(
+        ReceiverConfig("127.0.0.1", broker.port, "x", "y", False, None, "t", 0),
+        deliver=lambda batch: None,
+        on_refused=lambda message: None,
+    )
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.PIPE
+    )
+    try:
+        assert frozen.stdin is not None
+        os.set_blocking(frozen.stdin.fileno(), False)
+        receiver._proc, receiver._stdin_fd = frozen, frozen.stdin.fileno()
+        receiver.acking.set()
+        orders = [(f"unit-{i}", EPOCH, list(range(1, 200)), []) for i in range(400)]
+        assert receiver.forward_acks(orders) is False  # far more than the pipe holds
+        assert frozen.wait(10) == -signal.SIGKILL
+        assert not receiver.acking.is_set()
+        assert receiver.forward_acks(orders[:1]) is False  # until a new child says it can
+    finally:
+        if frozen.poll() is None:
+            frozen.kill()
+        frozen.wait()
 
 
 def test_without_the_setting_the_server_receives_events_itself(
