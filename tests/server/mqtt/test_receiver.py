@@ -4,6 +4,7 @@ loses nothing, a broker without its account falls back, and it never outlives th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -169,6 +170,37 @@ def test_the_child_leaves_when_the_server_dies(broker: LocalBroker) -> None:
             child.wait()
 
 
+@contextlib.contextmanager
+def own_server(
+    broker_class: type[LocalBroker], tmp_path: Path, key_file: Path, signing_key_file: Path
+) -> Iterator[tuple[LocalBroker, TestClient, EventReceiver]]:
+    """A broker of ``broker_class`` and a server of its own on it, with its receiver."""
+    with broker_class(units=TEST_UNITS) as broker:
+        settings = server_settings(broker, tmp_path, key_file, signing_key_file)
+        with TestClient(create_app(settings)) as client:
+            receiver = runtime(client).bridge.receiver
+            assert receiver is not None
+            yield broker, client, receiver
+
+
+def send_and_get_acks(
+    client: TestClient, broker: LocalBroker, server_key: str, seqs: list[int]
+) -> None:
+    """Register boitron-01 on a server of its own (no seeding), send its events ``seqs`` as
+    the unit and wait for their signed acks."""
+    as_admin(client)
+    assert client.post("/api/centres", json={"id": "boitron", "name": "B"}).is_success
+    assert client.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).is_success
+    unit = Listener(broker, "telecentre/+/ack")
+    try:
+        for seq in seqs:
+            unit.publish(EVENT, event_payload("boitron-01", EPOCH, seq))
+        verifier = Verifier([server_key])
+        wait_until(lambda: acked(unit, verifier) == set(seqs), what="the signed acks")
+    finally:
+        unit.close()
+
+
 class BrokerBeforeTheReceiver(LocalBroker):
     """A broker whose password file and ACL were written before the receiver's account."""
 
@@ -183,31 +215,22 @@ def test_a_broker_without_the_receivers_account_still_gets_the_events_stored(
     server_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with BrokerBeforeTheReceiver(units=TEST_UNITS) as broker:
-        settings = server_settings(broker, tmp_path, key_file, signing_key_file)
-        caplog.set_level(logging.ERROR, logger="server.mqtt.bridge")
-        with TestClient(create_app(settings)) as client:
-            rt = runtime(client)
-            receiver = rt.bridge.receiver
-            assert receiver is not None
-            wait_until(lambda: receiver.refused is not None, what="the account refused")
-            wait_until(rt.bridge.receiving, what="the events received by the server itself")
-            as_admin(client)
-            assert client.post("/api/centres", json={"id": "boitron", "name": "B"}).is_success
-            assert client.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).is_success
-            unit = Listener(broker, "telecentre/+/ack")
-            try:
-                unit.publish(EVENT, event_payload("boitron-01", EPOCH, 1))
-                verifier = Verifier([server_key])
-                wait_until(lambda: acked(unit, verifier) == {1}, what="the ack")
-            finally:
-                unit.close()
-            assert rt.store.event_count() == 1
-            health = client.get("/healthz").json()
-            assert health["ok"] is True
-            assert health["mqtt"]["receiver"]["process"] is False
-            assert "not authorised" in health["mqtt"]["receiver"]["error"]
-            wait_until(lambda: receiver.pid is None or not alive(receiver.pid), what="exit")
+    caplog.set_level(logging.ERROR, logger="server.mqtt.bridge")
+    with own_server(BrokerBeforeTheReceiver, tmp_path, key_file, signing_key_file) as (
+        broker,
+        client,
+        receiver,
+    ):
+        rt = runtime(client)
+        wait_until(lambda: receiver.refused is not None, what="the account refused")
+        wait_until(rt.bridge.receiving, what="the events received by the server itself")
+        send_and_get_acks(client, broker, server_key, [1])
+        assert rt.store.event_count() == 1
+        health = client.get("/healthz").json()
+        assert health["ok"] is True
+        assert health["mqtt"]["receiver"]["process"] is False
+        assert "not authorised" in health["mqtt"]["receiver"]["error"]
+        wait_until(lambda: receiver.pid is None or not alive(receiver.pid), what="exit")
         assert "telecentre-server broker sync" in caplog.text
         assert broker_access.ingest_username(broker.server_username) in caplog.text
 
@@ -229,31 +252,21 @@ def test_a_broker_refusing_the_receivers_acks_gets_them_from_the_server(
     server_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with BrokerBeforeTheReceiversAcks(units=TEST_UNITS) as broker:
-        settings = server_settings(broker, tmp_path, key_file, signing_key_file)
-        caplog.set_level(logging.ERROR, logger="server.mqtt.receiver")
-        with TestClient(create_app(settings)) as client:
-            rt = runtime(client)
-            receiver = rt.bridge.receiver
-            assert receiver is not None
-            wait_until(lambda: receiver.acks_refused is not None, what="the probe refused")
-            as_admin(client)
-            assert client.post("/api/centres", json={"id": "boitron", "name": "B"}).is_success
-            assert client.put("/api/devices/boitron-01", json={"centre_id": "boitron"}).is_success
-            unit = Listener(broker, "telecentre/+/ack")
-            try:
-                for seq in (1, 2):
-                    unit.publish(EVENT, event_payload("boitron-01", EPOCH, seq))
-                verifier = Verifier([server_key])
-                wait_until(lambda: acked(unit, verifier) == {1, 2}, what="the acks")
-            finally:
-                unit.close()
-            assert receiver.received == 2  # the events still come through the child
-            assert rt.bridge.handlers.acker.forwarded == 0
-            health = client.get("/healthz").json()
-            assert health["ok"] is True
-            assert health["mqtt"]["receiver"]["acks"] is False
-            assert "authori" in health["mqtt"]["receiver"]["acks_error"].lower()
+    caplog.set_level(logging.ERROR, logger="server.mqtt.receiver")
+    with own_server(BrokerBeforeTheReceiversAcks, tmp_path, key_file, signing_key_file) as (
+        broker,
+        client,
+        receiver,
+    ):
+        rt = runtime(client)
+        wait_until(lambda: receiver.acks_refused is not None, what="the probe refused")
+        send_and_get_acks(client, broker, server_key, [1, 2])
+        assert receiver.received == 2  # the events still come through the child
+        assert rt.bridge.handlers.acker.forwarded == 0
+        health = client.get("/healthz").json()
+        assert health["ok"] is True
+        assert health["mqtt"]["receiver"]["acks"] is False
+        assert "authori" in health["mqtt"]["receiver"]["acks_error"].lower()
         assert "telecentre-server broker sync" in caplog.text
 
 
