@@ -420,6 +420,7 @@ class _Child:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         self._flush()
+        self._probe_mid = None  # its answer is not coming; the next subscribe asks again
         self._send("state", {"listening": False, "error": f"lost the broker: {reason}"})
 
     def _on_connect_error(self, exc: OSError) -> None:
