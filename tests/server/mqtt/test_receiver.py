@@ -280,7 +280,8 @@ def test_a_receiver_that_takes_no_acks_is_replaced_and_the_acks_sent_here(
         on_refused=lambda message: None,
     )
     frozen = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.PIPE
+        [sys.executable, "-c", "import threading; threading.Event().wait(60)"],
+        stdin=subprocess.PIPE,
     )
     try:
         assert frozen.stdin is not None
