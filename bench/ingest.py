@@ -6,7 +6,8 @@ ACL; the server (bridge, handlers, writer, acker) has this process to itself. Th
 is one paho client subscribed QoS 1 to ``telecentre/+/event`` that only counts, fed by the
 same units process publishing the same payloads. Ingest is measured from the first publish
 to the last ack back at the units; the floor from the first publish to the last message
-received. Target: ingest ≥ 0.6× the floor.
+received. Target: ingest ≥ 0.6× the floor. A full run measures each number of units in
+``ROUNDS`` rounds of the floor then a new server, and keeps the median round.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -38,6 +40,7 @@ from server.store import Store
 from server.store.sqlite.writer import connect
 
 TARGET = 0.6
+ROUNDS = 3  # floor and server, one after the other, in a full run
 
 
 def run(ctx: Context) -> None:
@@ -203,9 +206,53 @@ def start_server(ctx: Context, name: str, units: int) -> tuple[Store, Bridge, Se
 
 
 def bench_ingest(ctx: Context, n: int, events: int) -> None:
+    """``ROUNDS`` rounds (one in a quick run), each the floor then a server of its own on
+    the same units; the round with the median ratio is the figure, the others its spread.
+    Two runs one after the other on this machine gave 4,029 and 5,898 events/s at 500
+    units: one round says little on a machine that shares its cores."""
     events = events // n * n
+    rounds = [_ingest_round(ctx, n, events, k) for k in range(ctx.scale(ROUNDS, 1))]
+    figure = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+    ratios = sorted(r["ratio"] for r in rounds)
+    writer = figure["writer"]
+    print(
+        f"server ingest, {n} unit{'s' * (n > 1)} (decode, idempotent insert, live state, "
+        f"durable commit, signed ack): {figure['rate']:,.0f} events/s "
+        f"({figure['stored']:,} stored, {writer['batches']:,} commits in all)"
+    )
+    print(
+        f"  floor: a bare QoS1 subscriber, same units, same broker: {figure['floor']:,.0f} "
+        f"msg/s; ratio {figure['ratio']:.2f}x of the floor (target ≥ {TARGET}x)"
+        + (
+            f"; the median of {len(rounds)} rounds (" + ", ".join(f"{r:.2f}x" for r in ratios) + ")"
+            if len(rounds) > 1
+            else ""
+        )
+    )
+    print_cpu(figure["cpu"], figure["floor_cpu"])
+    ctx.results.add(
+        f"server_ingest_{n}_units",
+        units=n,
+        events=events,
+        events_per_s=figure["rate"],
+        floor=figure["floor"],
+        floor_what="bare QoS1 subscriber msg/s",
+        ratio=figure["ratio"],
+        target=TARGET,
+        higher_is_better=True,
+        rounds=len(rounds),
+        ratio_min=ratios[0],
+        ratio_max=ratios[-1],
+        stored=figure["stored"],
+        commits=writer["batches"],
+        **cpu_figures(figure["cpu"], figure["floor_cpu"]),
+    )
+
+
+def _ingest_round(ctx: Context, n: int, events: int, k: int) -> dict[str, Any]:
+    """The floor, then ingest by a new server (a database of its own) of the same load."""
     floor, floor_cpu = floor_rate(ctx, n, events)
-    store, bridge, _ = start_server(ctx, f"ingest-{n}", n)
+    store, bridge, _ = start_server(ctx, f"ingest-{n}-{k}", n)
     plan = _plan(n, events) | {"ack_topic": "telecentre/%s/ack"}
     try:
         units = Units(ctx.broker, plan)
@@ -224,31 +271,15 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
     if report["acked"] < events:
         raise RuntimeError(f"ingest of {n} units: {report['acked']} of {events} events acked")
     rate = events / (report["last_ack"] - started)
-    ratio = rate / floor
-    print(
-        f"server ingest, {n} unit{'s' * (n > 1)} (decode, idempotent insert, live state, "
-        f"durable commit, signed ack): {rate:,.0f} events/s ({stored:,} stored, "
-        f"{writer['batches']:,} commits in all)"
-    )
-    print(
-        f"  floor: a bare QoS1 subscriber, same units, same broker: {floor:,.0f} msg/s; "
-        f"ratio {ratio:.2f}x of the floor (target ≥ {TARGET}x)"
-    )
-    print_cpu(cpu, floor_cpu)
-    ctx.results.add(
-        f"server_ingest_{n}_units",
-        units=n,
-        events=events,
-        events_per_s=rate,
-        floor=floor,
-        floor_what="bare QoS1 subscriber msg/s",
-        ratio=ratio,
-        target=TARGET,
-        higher_is_better=True,
-        stored=stored,
-        commits=writer["batches"],
-        **cpu_figures(cpu, floor_cpu),
-    )
+    return {
+        "rate": rate,
+        "floor": floor,
+        "ratio": rate / floor,
+        "cpu": cpu,
+        "floor_cpu": floor_cpu,
+        "stored": stored,
+        "writer": writer,
+    }
 
 
 def receiver_pids(bridge: Bridge) -> tuple[int, ...]:
