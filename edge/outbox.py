@@ -267,6 +267,12 @@ class Outbox:
         # Events waiting, kept up to date by record, ack and reject (the bound's check must
         # not count a big outbox on the badge path).
         self.pending = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        # Who is inside since when, as the presence table holds it: read at every card
+        # (direction, anti-passback) before the door moves, so kept in memory beside the
+        # table and changed only once a commit has written the table.
+        self._inside: dict[int, float] = dict(
+            self._db.execute("SELECT member_id, since FROM presence").fetchall()
+        )
         # What a killed process left written but not flushed is flushed now.
         self._unflushed = True
         self.flush()
@@ -341,6 +347,12 @@ class Outbox:
                 self._db.execute("COMMIT")
                 self.pending += 1
                 self._unflushed = True
+                if presence is not None:
+                    member_id, inside, ts = presence
+                    if inside:
+                        self._inside[member_id] = ts
+                    else:
+                        self._inside.pop(member_id, None)
             except sqlite3.IntegrityError:  # a command id already seen: the caller's business
                 self._db.execute("ROLLBACK")
                 raise
@@ -610,15 +622,13 @@ class Outbox:
 
     def inside_since(self, member_id: int) -> float | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT since FROM presence WHERE member_id = ?", (member_id,)
-            ).fetchone()
-        return row[0] if row else None
+            return self._inside.get(member_id)
 
     def forget_presence_before(self, ts: float) -> None:
         """Members inside since before ``ts`` are taken as gone (nobody badged out)."""
         with self._lock:
             self._db.execute("DELETE FROM presence WHERE since < ?", (ts,))
+            self._inside = {m: since for m, since in self._inside.items() if since >= ts}
 
 
 class ListCache:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxWriteError
 from protocol.messages import Event, decode, encode
 
 TS = 1_760_000_000.0
@@ -216,6 +216,32 @@ def test_a_failing_presence_write_rolls_the_event_back(path: Path) -> None:
     reopened = Outbox(path)  # the rollback reached the file too: seq 2 is the last one
     try:
         assert reopened.record(room_event, offline=False).seq == 3
+        assert reopened.inside_since(7) == TS
+    finally:
+        reopened.close()
+
+
+def test_a_badge_out_the_disk_refuses_leaves_the_member_inside(path: Path) -> None:
+    """Presence is read from memory at every card: it must follow the file, not the try."""
+    box = Outbox(path)
+    try:
+        box.record(access_event(7), offline=False, presence=(7, True, TS))
+        pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+        box._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk full"
+        with pytest.raises(OutboxWriteError):
+            for _ in range(50):
+                box.record(
+                    access_event(7),
+                    offline=False,
+                    presence=(7, False, TS + 60),
+                    setting=("pad", "ab" * 20_000),
+                )
+
+        assert box.inside_since(7) == TS
+    finally:
+        box.close()
+    reopened = Outbox(path)
+    try:
         assert reopened.inside_since(7) == TS
     finally:
         reopened.close()
