@@ -114,7 +114,10 @@ class NetworkLoop:
     """
 
     IDLE_S = 1.0  # the longest wait between two checks of the keepalive
-    READS = 16  # packets read in one turn while TLS holds decrypted bytes
+    # Packets read in one turn while more is there at once (bytes TLS decrypted, or the
+    # socket readable): a burst is handled, acknowledged and handed on (``after_turn``)
+    # in one piece, not one turn a packet.
+    READS = 16
 
     def __init__(
         self,
@@ -136,6 +139,8 @@ class NetworkLoop:
         self._poller = select.poll()
         self._poller.register(self._wake_r, select.POLLIN)
         self._polled: tuple[int, int] | None = None  # the socket's number and its events
+        self._peek = select.poll()  # the socket alone, asked without waiting (``_readable``)
+        self._peeked: int | None = None
         self._stopping = threading.Event()
         self._leaving = False  # set by ``stop()`` before it disconnects
         self._thread: threading.Thread | None = None
@@ -230,11 +235,21 @@ class NetworkLoop:
             for _ in range(self.READS):
                 if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                     return  # the connection is gone: paho has closed it and said so
-                if pending is None or not pending():
+                if not (pending is not None and pending()) and not self._readable(fd):
                     break
         if client.want_write() and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
             return
         client.loop_misc()
+
+    def _readable(self, fd: int) -> bool:
+        """Whether the socket has something to read now (or was closed: reading says so)."""
+        if self._peeked != fd:
+            if self._peeked is not None:
+                with contextlib.suppress(KeyError):
+                    self._peek.unregister(self._peeked)  # a closed socket's number
+            self._peek.register(fd, select.POLLIN)
+            self._peeked = fd
+        return bool(self._peek.poll(0))
 
     def _flush(self) -> None:
         """At stop: write what is still queued while the socket lasts (a second at most)."""

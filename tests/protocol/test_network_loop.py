@@ -77,6 +77,56 @@ def test_a_message_is_answered_from_the_loops_own_thread_and_acknowledged(
         peer.close()
 
 
+def test_a_burst_waiting_on_the_socket_is_read_in_one_turn(broker: LocalBroker) -> None:
+    """Messages that are there at once are read, acknowledged and handed on (``after_turn``)
+    together, up to ``READS`` a turn, not in a turn each: the events receiver hands the
+    server one frame a turn."""
+    held = threading.Event()
+    received: list[str] = []
+    turns: list[int] = []  # how many messages had been read at the end of each turn
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        received.append(msg.topic)
+        if msg.topic == "burst/0":
+            held.wait(10)  # the loop's thread is busy while the others arrive
+
+    client = broker.client()
+    client.on_connect = lambda c, *args: c.subscribe("burst/#", qos=1)
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = on_message
+    loop = NetworkLoop(
+        client,
+        "test-burst",
+        min_delay_s=0.1,
+        max_delay_s=0.5,
+        after_turn=lambda: turns.append(len(received)),
+    )
+    loop.idle_s = IDLE_S
+    client.connect_async("127.0.0.1", broker.port, clean_start=True)
+    loop.start()
+    peer = Listener(broker, "barrier/#")
+    try:
+        assert subscribed.wait(10), "no SUBACK"
+        peer.publish("burst/0", b"x")
+        wait_until(lambda: received == ["burst/0"], what="the first message")
+        for n in range(1, 40):
+            peer.publish(f"burst/{n}", b"x")
+        # The broker handles its clients' messages in order: once the peer has this one
+        # back, the burst (as much as the broker's in-flight window of 20 allows) has been
+        # written to the loop's socket.
+        peer.publish("barrier/0", b"x")
+        wait_until(lambda: peer.on("barrier/0"), what="the barrier")
+        held.set()
+        wait_until(lambda: len(received) == 40, what="every message of the burst")
+    finally:
+        held.set()
+        peer.close()
+        loop.stop()
+    per_turn = [after - before for before, after in zip([0, *turns], turns, strict=False)]
+    assert max(per_turn) >= NetworkLoop.READS - 1, per_turn
+
+
 def test_a_publish_from_another_thread_wakes_the_loop(broker: LocalBroker, looped: Looped) -> None:
     peer = Listener(broker, "news/#")
     try:
