@@ -290,7 +290,7 @@ def answer_cpu_s(bridge: Bridge, device_id: str, hashes: list[str], gap: float) 
     called directly: no network), ``gap`` seconds apart. Its answers go to a unit that is
     gone; nobody reads them."""
     pause = threading.Event()
-    spent = []
+    spent: list[float] = []
     for hashed in hashes:
         payload = encode(
             AccessRequest(
