@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -211,45 +211,59 @@ def bench_ingest(ctx: Context, n: int, events: int) -> None:
     Two runs one after the other on this machine gave 4,029 and 5,898 events/s at 500
     units: one round says little on a machine that shares its cores."""
     events = events // n * n
-    rounds = [_ingest_round(ctx, n, events, k) for k in range(ctx.scale(ROUNDS, 1))]
-    figure = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
-    ratios = sorted(r["ratio"] for r in rounds)
-    writer = figure["writer"]
+    rounds = sorted(
+        (_ingest_round(ctx, n, events, k) for k in range(ctx.scale(ROUNDS, 1))),
+        key=lambda r: r.ratio,
+    )
+    figure = rounds[len(rounds) // 2]
+    spread = ", ".join(f"{r.ratio:.2f}x" for r in rounds)
     print(
         f"server ingest, {n} unit{'s' * (n > 1)} (decode, idempotent insert, live state, "
-        f"durable commit, signed ack): {figure['rate']:,.0f} events/s "
-        f"({figure['stored']:,} stored, {writer['batches']:,} commits in all)"
+        f"durable commit, signed ack): {figure.rate:,.0f} events/s "
+        f"({figure.stored:,} stored, {figure.commits:,} commits in all)"
     )
     print(
-        f"  floor: a bare QoS1 subscriber, same units, same broker: {figure['floor']:,.0f} "
-        f"msg/s; ratio {figure['ratio']:.2f}x of the floor (target ≥ {TARGET}x)"
-        + (
-            f"; the median of {len(rounds)} rounds (" + ", ".join(f"{r:.2f}x" for r in ratios) + ")"
-            if len(rounds) > 1
-            else ""
-        )
+        f"  floor: a bare QoS1 subscriber, same units, same broker: {figure.floor:,.0f} "
+        f"msg/s; ratio {figure.ratio:.2f}x of the floor (target ≥ {TARGET}x)"
+        + (f"; the median of {len(rounds)} rounds ({spread})" if len(rounds) > 1 else "")
     )
-    print_cpu(figure["cpu"], figure["floor_cpu"])
+    print_cpu(figure.cpu, figure.floor_cpu)
     ctx.results.add(
         f"server_ingest_{n}_units",
         units=n,
         events=events,
-        events_per_s=figure["rate"],
-        floor=figure["floor"],
+        events_per_s=figure.rate,
+        floor=figure.floor,
         floor_what="bare QoS1 subscriber msg/s",
-        ratio=figure["ratio"],
+        ratio=figure.ratio,
         target=TARGET,
         higher_is_better=True,
         rounds=len(rounds),
-        ratio_min=ratios[0],
-        ratio_max=ratios[-1],
-        stored=figure["stored"],
-        commits=writer["batches"],
-        **cpu_figures(figure["cpu"], figure["floor_cpu"]),
+        ratio_min=rounds[0].ratio,
+        ratio_max=rounds[-1].ratio,
+        stored=figure.stored,
+        commits=figure.commits,
+        **cpu_figures(figure.cpu, figure.floor_cpu),
     )
 
 
-def _ingest_round(ctx: Context, n: int, events: int, k: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Round:
+    """One round of ``bench_ingest``: the server's rate, its floor's, and what each cost."""
+
+    rate: float
+    floor: float
+    cpu: dict[str, float]
+    floor_cpu: dict[str, float]
+    stored: int
+    commits: int
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.floor
+
+
+def _ingest_round(ctx: Context, n: int, events: int, k: int) -> _Round:
     """The floor, then ingest by a new server (a database of its own) of the same load."""
     floor, floor_cpu = floor_rate(ctx, n, events)
     store, bridge, _ = start_server(ctx, f"ingest-{n}-{k}", n)
@@ -264,22 +278,14 @@ def _ingest_round(ctx: Context, n: int, events: int, k: int) -> dict[str, Any]:
         finally:
             units.close()
         stored = store.event_count()
-        writer = store.writer_stats
+        commits = store.writer_stats["batches"]
     finally:
         bridge.stop()
         store.close()
     if report["acked"] < events:
         raise RuntimeError(f"ingest of {n} units: {report['acked']} of {events} events acked")
     rate = events / (report["last_ack"] - started)
-    return {
-        "rate": rate,
-        "floor": floor,
-        "ratio": rate / floor,
-        "cpu": cpu,
-        "floor_cpu": floor_cpu,
-        "stored": stored,
-        "writer": writer,
-    }
+    return _Round(rate, floor, cpu, floor_cpu, stored, commits)
 
 
 def receiver_pids(bridge: Bridge) -> tuple[int, ...]:

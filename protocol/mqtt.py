@@ -139,8 +139,6 @@ class NetworkLoop:
         self._poller = select.poll()
         self._poller.register(self._wake_r, select.POLLIN)
         self._polled: tuple[int, int] | None = None  # the socket's number and its events
-        self._peek = select.poll()  # the socket alone, asked without waiting (``_readable``)
-        self._peeked: int | None = None
         self._stopping = threading.Event()
         self._leaving = False  # set by ``stop()`` before it disconnects
         self._thread: threading.Thread | None = None
@@ -235,21 +233,16 @@ class NetworkLoop:
             for _ in range(self.READS):
                 if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                     return  # the connection is gone: paho has closed it and said so
-                if not (pending is not None and pending()) and not self._readable(fd):
+                if not ((pending is not None and pending()) or self._readable(fd)):
                     break
         if client.want_write() and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
             return
         client.loop_misc()
 
     def _readable(self, fd: int) -> bool:
-        """Whether the socket has something to read now (or was closed: reading says so)."""
-        if self._peeked != fd:
-            if self._peeked is not None:
-                with contextlib.suppress(KeyError):
-                    self._peek.unregister(self._peeked)  # a closed socket's number
-            self._peek.register(fd, select.POLLIN)
-            self._peeked = fd
-        return bool(self._peek.poll(0))
+        """Whether the socket has something to read now (or was closed: reading says so),
+        asked of the turn's poller without waiting; its being writable does not count."""
+        return any(f == fd and events & ~select.POLLOUT for f, events in self._poller.poll(0))
 
     def _flush(self) -> None:
         """At stop: write what is still queued while the socket lasts (a second at most)."""
