@@ -33,6 +33,7 @@ from bench.common import (
 from bench.units import Units, event
 from protocol import topics
 from protocol.messages import Event
+from protocol.workers import freeze_startup_objects
 from server.metrics import ServerMetrics
 from server.mqtt.bridge import Bridge
 from server.settings import Settings
@@ -195,6 +196,7 @@ def start_server(ctx: Context, name: str, units: int) -> tuple[Store, Bridge, Se
     metrics = ServerMetrics()  # fed as in production (server.runtime)
     store.observe_commits(metrics.batch_committed)
     bridge = Bridge(settings, store, ctx.signer, metrics=metrics)
+    freeze_startup_objects()  # as ``telecentre-server serve`` does before it starts
     bridge.start()
     if not bridge.connected.wait(10):
         raise RuntimeError(f"the server could not connect: {bridge.error}")

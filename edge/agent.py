@@ -31,7 +31,6 @@ server status), the publisher, the card pollers and the feedback player are
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import queue
 import sqlite3
@@ -82,7 +81,7 @@ from protocol.messages import (
     new_event_id,
 )
 from protocol.signing import Envelope, SigningKeyError, Verifier
-from protocol.workers import Worker
+from protocol.workers import Worker, freeze_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -911,7 +910,7 @@ def tune_for_latency() -> None:
     after start-up are frozen out of collections, and threads switch every millisecond:
     decision lateness p99 2.4 ms, max 3.1 ms.
     """
-    gc.freeze()
+    freeze_startup_objects()
     sys.setswitchinterval(0.001)
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from protocol.badges import key_fingerprint
+from protocol.workers import freeze_startup_objects
 from server import backup_commands, envfile, member_commands, plan_commands
 from server import reports_cli as report_commands
 from server.auth import cli as auth_commands
@@ -119,7 +120,9 @@ def serve_command(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise SettingsError(f"serve: {path}: no such file")
         tls = {"ssl_certfile": str(args.ssl_certfile), "ssl_keyfile": str(args.ssl_keyfile)}
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, **tls)
+    app = create_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(app, host=args.host, port=args.port, **tls)
     return 0
 
 

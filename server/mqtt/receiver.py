@@ -60,7 +60,7 @@ from protocol.mqtt import (
     refused_account,
 )
 from protocol.signing import Signer
-from protocol.workers import Worker
+from protocol.workers import Worker, freeze_startup_objects
 from server.mqtt.acks import AckOrder, signed_acks
 
 log = logging.getLogger(__name__)
@@ -440,7 +440,9 @@ def main() -> None:
     if not line:
         return
     config = ReceiverConfig(**json.loads(line))
-    _Child(config, stdout).run(stdin)
+    child = _Child(config, stdout)
+    freeze_startup_objects()
+    child.run(stdin)
 
 
 if __name__ == "__main__":
