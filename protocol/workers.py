@@ -26,7 +26,7 @@ def freeze_startup_objects() -> None:
     collection, once its own garbage is collected: a full collection then walks only what
     the process made since. In a long-running process, most objects alive at start are
     alive for good; walking them is the bulk of a full collection, and a collection holds
-    every thread of the interpreter (docs/performance.md, "Garbage collections").
+    every thread of the interpreter (docs/performance.md, National scale).
     """
     gc.collect()
     gc.freeze()

@@ -46,7 +46,7 @@ CHECKPOINT_PAGES = 10_000
 # units changes pages all over the events' and visits' indexes; past 2 MiB, SQLite wrote
 # pages to the log in the middle of the transaction and again at its commit, and read back
 # pages it had let go: at 5,000 events/s from 3,500 units, 17-19 writes a stored event
-# against 13-14 with this cache (docs/performance.md, "The writer's page cache").
+# against 13-14 with this cache (docs/performance.md, National scale).
 CACHE_KIB = 65_536
 
 
